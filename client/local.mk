@@ -1,0 +1,1 @@
+# rules for client/ (included by the top Makefile.am)

@@ -1,0 +1,1 @@
+# rules for daemon/ (included by the top Makefile.am)

@@ -1,0 +1,1 @@
+# rules for fuzz/ (included by the top Makefile.am)

@@ -1,0 +1,1 @@
+# rules for man/ (included by the top Makefile.am)

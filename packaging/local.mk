@@ -1,0 +1,1 @@
+# rules for packaging/ (included by the top Makefile.am)

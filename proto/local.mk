@@ -1,0 +1,1 @@
+# rules for proto/ (included by the top Makefile.am)

@@ -1,0 +1,1 @@
+# rules for tools/ (included by the top Makefile.am)

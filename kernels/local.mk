@@ -4,6 +4,8 @@ kernels_libkernels_a_SOURCES = \
 	kernels/types.h kernels/quant.h kernels/dot.h kernels/pool.h \
 	kernels/matmul.h kernels/ops.h kernels/attn.h kernels/blas.h
 
-# types, quant, dot (per-ISA kernels)
+kernels_libkernels_a_SOURCES += kernels/types.c
+
+# quant, dot (per-ISA kernels)
 
 # pool, blas, matmul, ops, attn

@@ -1,1 +1,11 @@
-# rules for daemon/ (included by the top Makefile.am)
+# daemon/: stratad: settings, socket, systemd glue, event loop, scheduler.
+sbin_PROGRAMS += daemon/stratad
+daemon_stratad_SOURCES = \
+	daemon/main.c \
+	daemon/settings.c daemon/settings.h \
+	daemon/listen.c daemon/listen.h \
+	daemon/notify.c daemon/notify.h \
+	daemon/server.c daemon/server.h \
+	daemon/sched.c daemon/sched.h
+daemon_stratad_CPPFLAGS = $(AM_CPPFLAGS) $(SYSTEMD_CFLAGS) $(PROTOBUF_C_CFLAGS)
+daemon_stratad_LDADD = $(PROTO_LIBS) $(ENGINE_LIBS) $(SYSTEMD_LIBS)

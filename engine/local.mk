@@ -12,5 +12,12 @@ engine_libengine_a_SOURCES += engine/gguf.h
 # tokenizer
 
 # model, forward pass, sampler, kv cache
+engine_libengine_a_SOURCES += \
+	engine/model.c engine/model.h \
+	engine/kv.c engine/kv.h \
+	engine/sampler.c engine/sampler.h \
+	engine/forward.c engine/forward.h \
+	engine/engine.c engine/engine.h \
+	engine/generate.c engine/generate.h
 
 # weights: budget plan, resident set, io_uring streaming

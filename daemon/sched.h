@@ -1,0 +1,126 @@
+/* sched.h: the scheduler: decides which sequences step together and runs
+ * the engine on its own thread. Every forward pass carries one decode token
+ * of every running sequence plus prompt chunks of sequences still reading
+ * their prompt (continuous batching), so concurrent requests share each pass
+ * over the weights. It never touches sockets: the server hands it requests
+ * and collects events (pieces of text, final results) that it turns into
+ * replies. Communication is by message: requests and events change owner. */
+#ifndef STRATA_DAEMON_SCHED_H
+#define STRATA_DAEMON_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/engine.h"
+#include "engine/sampler.h"
+
+/* Why a generation ended (mirrors the protocol's finish reasons). */
+enum sched_finish {
+	SCHED_FINISH_LENGTH,
+	SCHED_FINISH_EOS,
+	SCHED_FINISH_STOP,
+	SCHED_FINISH_CANCELLED,
+	SCHED_FINISH_ERROR,
+	SCHED_FINISH_SHUTDOWN,
+};
+
+/* Error classes an ERROR finish carries (mirrors the protocol's codes). */
+enum sched_error {
+	SCHED_ERR_NONE,
+	SCHED_ERR_IO,	    /* the weights could not be read */
+	SCHED_ERR_INTERNAL, /* out of memory, or a bug */
+};
+
+struct sched_request {
+	uint64_t client_id;	/* the server's name for the connection */
+	uint64_t request_id;	/* the client's name for the request */
+	int32_t *prompt;	/* (n_prompt) ids, owned (malloc); BOS included if wanted */
+	uint32_t n_prompt;	/* 1 .. ctx-1 (the server checks) */
+	uint32_t max_tokens;	/* >= 1 */
+	struct sampler_params sampling;
+	char **stops;		/* (n_stops) NUL-terminated strings, owned (malloc each and the array) */
+	uint32_t n_stops;
+	uint64_t received_ns;	/* CLOCK_MONOTONIC when the request arrived */
+};
+
+/* Free a request and everything it owns (NULL is a no-op). */
+void sched_request_free(struct sched_request *r);
+
+enum sched_event_kind { SCHED_EV_PIECE, SCHED_EV_DONE };
+
+struct sched_event {
+	struct sched_event *next;
+	enum sched_event_kind kind;
+	uint64_t client_id;
+	uint64_t request_id;
+	/* PIECE: whole UTF-8 characters (never a split one) and the token ids
+	 * that completed them. text may be empty (a token whose bytes are held
+	 * back, or a control token). */
+	char *text;	  /* (text_len) bytes, owned */
+	size_t text_len;
+	int32_t *ids;	  /* (n_ids), owned */
+	uint32_t n_ids;
+	/* DONE */
+	enum sched_finish finish;
+	enum sched_error error;
+	char message[256];	 /* for ERROR */
+	uint32_t prompt_tokens;
+	uint32_t generated_tokens;
+	uint64_t queued_ns;	 /* from arrival to its first pass */
+	uint64_t ttft_ns;	 /* from arrival to the first generated token */
+	uint64_t prompt_ns;	 /* prompt processing */
+	uint64_t gen_ns;	 /* from the first to the last generated token */
+	uint64_t bytes_read;	 /* weight bytes read from disk during its passes */
+	uint64_t stall_ns;	 /* time its passes waited for the disk */
+	uint64_t io_ns;		 /* from its first pass to its last (for its read rate) */
+	uint64_t seed;		 /* the sampler's seed */
+	char *stop_string;	 /* for STOP: the stop string that matched, owned */
+};
+
+void sched_event_free(struct sched_event *ev);
+
+struct sched_config {
+	uint32_t max_queue;	/* requests waiting for a slot; more are refused */
+	int wake_fd;		/* eventfd the scheduler writes when events are ready */
+};
+
+struct sched_stats {
+	uint32_t active;	   /* sequences with a slot */
+	uint32_t queued;	   /* waiting for a slot */
+	uint64_t requests_total;   /* finished, any reason */
+	uint64_t prompt_tokens_total;
+	uint64_t generated_tokens_total;
+	uint64_t passes;	   /* forward passes */
+	double recent_tok_s;	   /* generated tokens/s over the last passes */
+	uint64_t progress;	   /* advances while the scheduler makes progress (watchdog) */
+	bool busy;		   /* inside a forward pass right now */
+	struct engine_stats engine; /* as of the last pass (the engine itself is the thread's) */
+};
+
+struct sched;
+
+/* Start the scheduler thread over `e` (borrowed). 0 or -errno. */
+int sched_start(struct engine *e, const struct sched_config *cfg, struct sched **out);
+/* Stop the thread (ending every request with SHUTDOWN) and free. NULL is a no-op. */
+void sched_stop(struct sched *s);
+
+/* Hand over a request. 0: owned by the scheduler now. -EAGAIN: the queue is
+ * full (overloaded), -ESHUTDOWN: draining; in both cases the caller still owns it. */
+int sched_submit(struct sched *s, struct sched_request *r);
+/* Cancel a request (request_id) or every request of a client (request_id 0
+ * and all = true). Unknown ids are ignored; returns whether one was found. */
+bool sched_cancel(struct sched *s, uint64_t client_id, uint64_t request_id, bool all);
+
+/* Take every pending event, oldest first (a list the caller frees). */
+struct sched_event *sched_take_events(struct sched *s);
+
+/* Begin draining: queued requests end now (SHUTDOWN); running ones may go on
+ * until `grace_ns` has passed, then end with SHUTDOWN. New submits fail. */
+void sched_drain(struct sched *s, uint64_t grace_ns);
+/* True once draining and nothing is queued or running. */
+bool sched_drained(struct sched *s);
+
+void sched_get_stats(struct sched *s, struct sched_stats *out);
+
+#endif

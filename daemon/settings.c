@@ -1,0 +1,318 @@
+/* settings.c: see settings.h. One table of options serves both the command line
+ * and the file, so the two cannot drift apart. */
+#include "daemon/settings.h"
+
+#include "config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/weights.h"
+#include "kernels/types.h"
+
+enum opt_id {
+	OPT_MODEL = 256,
+	OPT_SOCKET,
+	OPT_CONFIG,
+	OPT_CTX,
+	OPT_PARALLEL,
+	OPT_BATCH,
+	OPT_THREADS,
+	OPT_BUDGET,
+	OPT_IO,
+	OPT_PREFETCH,
+	OPT_MLOCK,
+	OPT_KV_TYPE,
+	OPT_MAX_CLIENTS,
+	OPT_MAX_QUEUE,
+	OPT_MAX_FRAME,
+	OPT_MAX_TOKENS,
+	OPT_SHUTDOWN_TIMEOUT,
+	OPT_LOG_LEVEL,
+	OPT_HELP,
+	OPT_VERSION,
+};
+
+static const struct option long_opts[] = {
+	{ "model", required_argument, NULL, OPT_MODEL },
+	{ "socket", required_argument, NULL, OPT_SOCKET },
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "ctx-size", required_argument, NULL, OPT_CTX },
+	{ "parallel", required_argument, NULL, OPT_PARALLEL },
+	{ "batch-size", required_argument, NULL, OPT_BATCH },
+	{ "threads", required_argument, NULL, OPT_THREADS },
+	{ "memory-budget", required_argument, NULL, OPT_BUDGET },
+	{ "io", required_argument, NULL, OPT_IO },
+	{ "prefetch", required_argument, NULL, OPT_PREFETCH },
+	{ "mlock", optional_argument, NULL, OPT_MLOCK },
+	{ "kv-type", required_argument, NULL, OPT_KV_TYPE },
+	{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
+	{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
+	{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
+	{ "shutdown-timeout", required_argument, NULL, OPT_SHUTDOWN_TIMEOUT },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+void daemon_usage(FILE *f)
+{
+	fprintf(f,
+		"usage: stratad --model FILE [OPTIONS]\n"
+		"\n"
+		"Serves a GGUF llama model over a Unix socket (protocol strata.v1), streaming\n"
+		"the weights that do not fit --memory-budget from disk.\n"
+		"\n"
+		"  --model FILE            GGUF model to serve (required)\n"
+		"  --socket PATH           listening socket (default: $RUNTIME_DIRECTORY/strata.sock,\n"
+		"                          else $XDG_RUNTIME_DIR/strata.sock, else /run/strata/strata.sock;\n"
+		"                          ignored under socket activation)\n"
+		"  --config FILE           settings file (default %s if it exists)\n"
+		"  --ctx-size N            positions per sequence (default: min(model's, 4096))\n"
+		"  --parallel N            sequences decoded together (default 4)\n"
+		"  --batch-size N          most tokens in one pass over the weights (default 512)\n"
+		"  --threads N             compute threads (default: online cores)\n"
+		"  --memory-budget SIZE    bytes of weights to hold in RAM, e.g. 6G (default: all)\n"
+		"  --io uring|mmap         how streamed weights are read (default uring)\n"
+		"  --prefetch K            layers read ahead (default: from the budget)\n"
+		"  --mlock[=yes|no]        lock resident weights in RAM\n"
+		"  --kv-type f16|f32       KV cache precision (default f16)\n"
+		"  --max-clients N         connections at once (default 64)\n"
+		"  --max-queue N           requests waiting for a free sequence (default 64)\n"
+		"  --max-frame BYTES       largest protocol frame accepted (default 1048576)\n"
+		"  --max-tokens N          cap on tokens generated per request (default: context)\n"
+		"  --shutdown-timeout SEC  after SIGTERM, how long running requests may finish (default 10)\n"
+		"  --log-level LEVEL       err, warning, notice, info, debug (default info)\n"
+		"  --help, --version\n",
+		STRATAD_DEFAULT_CONFIG);
+}
+
+void daemon_config_default(struct daemon_config *c)
+{
+	memset(c, 0, sizeof *c);
+	engine_config_default(&c->engine);
+	c->engine.n_slots = 4;
+	c->max_clients = 64;
+	c->max_queue = 64;
+	c->max_frame = 1u << 20;
+	c->shutdown_timeout = 10;
+	c->log_level = LOG_LVL_INFO;
+}
+
+void daemon_default_socket(char *buf, size_t cap)
+{
+	const char *rt = getenv("RUNTIME_DIRECTORY");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (rt && *rt) {
+		/* systemd may list several directories separated by ':'; use the first */
+		size_t n = strcspn(rt, ":");
+		snprintf(buf, cap, "%.*s/strata.sock", (int)n, rt);
+	} else if (xdg && *xdg) {
+		snprintf(buf, cap, "%s/strata.sock", xdg);
+	} else {
+		snprintf(buf, cap, "/run/strata/strata.sock");
+	}
+}
+
+static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t *out, struct st_err *err)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v > UINT32_MAX || v < min)
+		return st_errf(err, -EINVAL, "%s: '%s' is not an integer >= %u", name, s, min);
+	*out = (uint32_t)v;
+	return 0;
+}
+
+static int parse_bool(const char *name, const char *s, bool *out, struct st_err *err)
+{
+	if (!s || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "on")) {
+		*out = true;
+		return 0;
+	}
+	if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "off")) {
+		*out = false;
+		return 0;
+	}
+	return st_errf(err, -EINVAL, "%s: '%s' is not yes or no", name, s);
+}
+
+/* Apply one option, from either source. `name` is for messages. */
+static int apply(struct daemon_config *c, int id, const char *name, const char *val, struct st_err *err)
+{
+	uint32_t u;
+	int rc = 0;
+
+	switch (id) {
+	case OPT_MODEL:
+		if (strlen(val) >= sizeof c->model)
+			return st_errf(err, -EINVAL, "%s: path too long", name);
+		snprintf(c->model, sizeof c->model, "%s", val);
+		break;
+	case OPT_SOCKET:
+		if (strlen(val) >= sizeof c->socket)
+			return st_errf(err, -EINVAL, "%s: '%s' is longer than a Unix socket path may be (%zu)",
+				       name, val, sizeof c->socket - 1);
+		snprintf(c->socket, sizeof c->socket, "%s", val);
+		break;
+	case OPT_CTX: rc = parse_u32(name, val, 2, &c->engine.ctx_size, err); break;
+	case OPT_PARALLEL: rc = parse_u32(name, val, 1, &c->engine.n_slots, err); break;
+	case OPT_BATCH: rc = parse_u32(name, val, 1, &c->engine.batch_size, err); break;
+	case OPT_THREADS:
+		rc = parse_u32(name, val, 1, &u, err);
+		if (rc == 0 && u > 1024)
+			rc = st_errf(err, -EINVAL, "%s: %u threads is too many", name, u);
+		c->engine.threads = (int)u;
+		break;
+	case OPT_BUDGET:
+		if (weights_parse_size(val, &c->engine.memory_budget) < 0)
+			rc = st_errf(err, -EINVAL, "%s: '%s' is not a size like 512M or 6G", name, val);
+		break;
+	case OPT_IO:
+		if (!strcmp(val, "uring"))
+			c->engine.io = WEIGHTS_IO_URING;
+		else if (!strcmp(val, "mmap"))
+			c->engine.io = WEIGHTS_IO_MMAP;
+		else
+			rc = st_errf(err, -EINVAL, "%s: '%s' is not uring or mmap", name, val);
+		break;
+	case OPT_PREFETCH:
+		rc = parse_u32(name, val, 0, &u, err);
+		c->engine.prefetch = (int)u;
+		break;
+	case OPT_MLOCK: rc = parse_bool(name, val, &c->engine.mlock, err); break;
+	case OPT_KV_TYPE: {
+		enum st_type t;
+		if (st_type_parse(val, &t) < 0 || (t != ST_F16 && t != ST_F32))
+			return st_errf(err, -EINVAL, "%s: '%s' is not f16 or f32", name, val);
+		c->engine.kv_type = t;
+		break;
+	}
+	case OPT_MAX_CLIENTS: rc = parse_u32(name, val, 1, &c->max_clients, err); break;
+	case OPT_MAX_QUEUE: rc = parse_u32(name, val, 0, &c->max_queue, err); break;
+	case OPT_MAX_FRAME: rc = parse_u32(name, val, 64, &c->max_frame, err); break;
+	case OPT_MAX_TOKENS: rc = parse_u32(name, val, 0, &c->max_tokens, err); break;
+	case OPT_SHUTDOWN_TIMEOUT: rc = parse_u32(name, val, 0, &c->shutdown_timeout, err); break;
+	case OPT_LOG_LEVEL:
+		if (log_parse_level(val, &c->log_level) < 0)
+			rc = st_errf(err, -EINVAL, "%s: '%s' is not err, warning, notice, info or debug",
+				     name, val);
+		break;
+	default:
+		rc = st_errf(err, -EINVAL, "%s: not a setting", name);
+	}
+	return rc;
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
+{
+	FILE *f = fopen(path, "r");
+	char line[8192];
+	unsigned lineno = 0;
+
+	if (!f) {
+		if (errno == ENOENT && !must_exist)
+			return 0;
+		return st_errf(err, -errno, "%s: %s", path, strerror(errno));
+	}
+	snprintf(c->config_file, sizeof c->config_file, "%s", path);
+	while (fgets(line, sizeof line, f)) {
+		lineno++;
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			fclose(f);
+			return st_errf(err, -EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+		}
+		*eq = '\0';
+		char *key = trim(s), *val = trim(eq + 1);
+		const struct option *o = long_opts;
+		while (o->name && strcmp(o->name, key) != 0)
+			o++;
+		if (!o->name || o->val == OPT_CONFIG || o->val == OPT_HELP || o->val == OPT_VERSION) {
+			fclose(f);
+			return st_errf(err, -EINVAL, "%s:%u: unknown setting '%s'", path, lineno, key);
+		}
+		char where[64];
+		snprintf(where, sizeof where, "%s:%u", path, lineno);
+		char name[160];
+		snprintf(name, sizeof name, "%.60s: %.90s", where, key);
+		int rc = apply(c, o->val, name, val, err);
+		if (rc < 0) {
+			fclose(f);
+			return rc;
+		}
+	}
+	fclose(f);
+	return 0;
+}
+
+int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err)
+{
+	const char *config = NULL;
+	int opt, rc;
+
+	/* First pass: only --config/--help/--version, so the file is applied first. */
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+		if (opt == OPT_CONFIG)
+			config = optarg;
+		else if (opt == OPT_HELP)
+			c->show_help = true;
+		else if (opt == OPT_VERSION)
+			c->show_version = true;
+	}
+	if (c->show_help || c->show_version)
+		return 0;
+	rc = read_file(c, config ? config : STRATAD_DEFAULT_CONFIG, config != NULL, err);
+	if (rc < 0)
+		return rc;
+
+	opterr = 0;
+	optind = 1;
+	while ((opt = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+		if (opt == '?')
+			return st_errf(err, -EINVAL, "unknown option '%s' (try --help)", argv[optind - 1]);
+		if (opt == ':')
+			return st_errf(err, -EINVAL, "option '%s' needs a value", argv[optind - 1]);
+		if (opt == OPT_CONFIG)
+			continue;
+		const char *name = NULL;
+		for (const struct option *o = long_opts; o->name; o++)
+			if (o->val == opt)
+				name = o->name;
+		char flag[64];
+		snprintf(flag, sizeof flag, "--%s", name ? name : "?");
+		rc = apply(c, opt, flag, optarg, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (optind < argc)
+		return st_errf(err, -EINVAL, "unexpected argument '%s' (try --help)", argv[optind]);
+	if (!c->model[0])
+		return st_errf(err, -EINVAL, "no model: give --model FILE (or 'model = FILE' in %s)",
+			       STRATAD_DEFAULT_CONFIG);
+	c->engine.model_path = c->model;
+	return 0;
+}

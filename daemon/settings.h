@@ -1,0 +1,44 @@
+/* settings.h: stratad's settings, from /etc/strata/stratad.conf (or --config)
+ * and then the command line, which wins. The file takes the long option
+ * names as keys: `memory-budget = 6G`, `# comments`, blank lines. */
+#ifndef STRATA_DAEMON_SETTINGS_H
+#define STRATA_DAEMON_SETTINGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "engine/engine.h"
+#include "engine/err.h"
+#include "engine/log.h"
+
+#define STRATAD_DEFAULT_CONFIG "/etc/strata/stratad.conf"
+
+struct daemon_config {
+	char model[4096];
+	char socket[108];	    /* sun_path; empty = the default (see daemon_default_socket) */
+	char config_file[4096];	    /* what was read, for the log */
+	struct engine_config engine;/* model_path points at .model */
+	uint32_t max_clients;	    /* connections at once */
+	uint32_t max_queue;	    /* requests waiting for a slot */
+	uint32_t max_frame;	    /* bytes of one protocol frame */
+	uint32_t max_tokens;	    /* cap on a request's max_tokens; 0 = the context */
+	uint32_t shutdown_timeout;  /* seconds running requests may finish after SIGTERM */
+	enum log_level log_level;
+	bool show_help;
+	bool show_version;
+};
+
+void daemon_config_default(struct daemon_config *c);
+
+/* Parse argv (after reading the config file it names, or the default file if
+ * it exists). Returns 0, or -EINVAL with a message for the person. */
+int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err);
+
+/* $RUNTIME_DIRECTORY/strata.sock under systemd, else $XDG_RUNTIME_DIR/strata.sock,
+ * else /run/strata/strata.sock. */
+void daemon_default_socket(char *buf, size_t cap);
+
+void daemon_usage(FILE *f);
+
+#endif

@@ -1,0 +1,65 @@
+/* forward.h: one forward pass of a llama model over a batch of tokens that
+ * may belong to different sequences (continuous batching): every layer's
+ * weights are acquired once per pass and applied to all tokens of the batch
+ * (a GEMM when there are many), attention runs per token over its own
+ * sequence's KV cache. It does not schedule, sample or tokenize.
+ *
+ * Weight units: unit l (0 <= l < n_layer) is layer l's nine tensors; unit
+ * n_layer is the output norm and head. forward_units() builds that list for
+ * the weight source; the pass acquires them in that order. */
+#ifndef STRATA_ENGINE_FORWARD_H
+#define STRATA_ENGINE_FORWARD_H
+
+#include <stdint.h>
+
+#include "engine/err.h"
+
+struct model;
+struct weights;
+struct weights_unit;
+struct kv_cache;
+struct pool;
+
+struct forward_batch {
+	uint32_t n;	       /* tokens in the batch, 1..max_batch */
+	const int32_t *token;  /* (n) token ids */
+	const uint32_t *pos;   /* (n) position of each token in its sequence */
+	const uint32_t *slot;  /* (n) KV-cache slot of its sequence */
+	const uint8_t *want;   /* (n) non-zero: produce logits for this token */
+};
+
+struct forward_stats {
+	uint64_t passes;      /* forward_run calls that completed */
+	uint64_t tokens;      /* tokens processed */
+	uint64_t run_ns;      /* wall time inside forward_run */
+};
+
+struct forward;
+
+/* Borrow m, w, kv and pool (they must outlive the forward); allocate scratch
+ * for batches of up to max_batch tokens. 0, -ENOMEM or -EINVAL (with err).
+ * Free with forward_free (NULL is a no-op). */
+int forward_create(const struct model *m, struct weights *w, struct kv_cache *kv,
+		   struct pool *pool, uint32_t max_batch, struct forward **out, struct st_err *err);
+void forward_free(struct forward *f);
+
+/* Run the batch. logits: (number of wanted tokens, n_vocab) f32, rows in
+ * batch order. Every (slot, pos) must be < the cache's size, and a sequence's
+ * earlier positions must already be in the cache or earlier in this batch.
+ * On failure (-EIO from the weight source, -ENOMEM) the batch's sequences
+ * are unusable (their cache rows are partial); others are untouched. */
+int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
+		struct st_err *err);
+
+void forward_get_stats(const struct forward *f, struct forward_stats *out);
+
+/* A counter that advances after every layer of every pass. Safe to read from
+ * any thread (a watchdog uses it to tell a long pass from a stuck one). */
+uint64_t forward_progress(const struct forward *f);
+
+/* The weight units of m in pass order (n_layer + 1 of them). The caller owns
+ * *units and frees it with forward_units_free(). */
+int forward_units(const struct model *m, struct weights_unit **units, uint32_t *n_units);
+void forward_units_free(struct weights_unit *units, uint32_t n_units);
+
+#endif

@@ -1,0 +1,260 @@
+/* synth.c: see synth.h. Weight rows are generated directly in their stored
+ * form (random quants with a fixed scale for Q8_0/Q4_0, random floats for the
+ * float types) so a 40 GB model is written at disk speed, not at the speed
+ * of quantizing. */
+#include "tools/synth.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/gguf.h"
+#include "kernels/types.h"
+
+struct rng64 {
+	uint64_t s;
+};
+
+static inline uint64_t rng64_next(struct rng64 *r)
+{
+	/* splitmix64: fast and good enough for weights nobody trains */
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* uniform in [-a, a] */
+static inline float rng64_sym(struct rng64 *r, float a)
+{
+	return a * ((float)(rng64_next(r) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+}
+
+/* One row of n weights of `type`, uniform in about [-a, a], into dst. */
+static void fill_row(uint32_t type, void *dst, uint64_t n, float a, struct rng64 *r)
+{
+	switch (type) {
+	case ST_F32:
+		for (uint64_t i = 0; i < n; i++)
+			((float *)dst)[i] = rng64_sym(r, a);
+		break;
+	case ST_F16:
+		for (uint64_t i = 0; i < n; i++)
+			((uint16_t *)dst)[i] = st_f32_to_fp16(rng64_sym(r, a));
+		break;
+	case ST_BF16:
+		for (uint64_t i = 0; i < n; i++)
+			((uint16_t *)dst)[i] = st_f32_to_bf16(rng64_sym(r, a));
+		break;
+	case ST_Q8_0: {
+		struct block_q8_0 *b = dst;
+		uint16_t d = st_f32_to_fp16(a / 127.0f);
+		for (uint64_t i = 0; i < n / QK8_0; i++) {
+			b[i].d = d;
+			for (int j = 0; j < QK8_0; j += 8) {
+				uint64_t bits = rng64_next(r);
+				for (int k = 0; k < 8; k++) {
+					int8_t q = (int8_t)(bits >> (8 * k));
+					b[i].qs[j + k] = q == -128 ? -127 : q;
+				}
+			}
+		}
+		break;
+	}
+	case ST_Q4_0: {
+		struct block_q4_0 *b = dst;
+		uint16_t d = st_f32_to_fp16(a / 8.0f);
+		for (uint64_t i = 0; i < n / QK4_0; i++) {
+			b[i].d = d;
+			uint64_t lo = rng64_next(r), hi = rng64_next(r);
+			memcpy(b[i].qs, &lo, 8);
+			memcpy(b[i].qs + 8, &hi, 8);
+		}
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+struct tensor_plan {
+	char name[64];
+	uint32_t type;
+	uint64_t ne[2];
+	uint32_t n_dims;
+	float amp; /* 0: a norm vector of ones */
+};
+
+static int add_plan(struct tensor_plan *t, size_t *n, const char *name, uint32_t type, uint64_t cols,
+		    uint64_t rows, float amp)
+{
+	struct tensor_plan *p = &t[(*n)++];
+	snprintf(p->name, sizeof p->name, "%s", name);
+	p->type = type;
+	p->ne[0] = cols;
+	p->ne[1] = rows;
+	p->n_dims = rows == 1 ? 1 : 2;
+	p->amp = amp;
+	return 0;
+}
+
+static int copy_vocab(struct gguf_writer *w, const char *vocab_path, uint64_t *n_vocab,
+		      struct st_err *err)
+{
+	struct gguf *v;
+	int rc = gguf_open(vocab_path, &v, err);
+	if (rc < 0)
+		return rc;
+	const struct gguf_kv *tokens = NULL;
+	rc = gguf_get_arr(v, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tokens, err);
+	if (rc < 0) {
+		st_errf(err, rc, "%s: no tokenizer.ggml.tokens array: not a vocabulary", vocab_path);
+		goto out;
+	}
+	*n_vocab = tokens->arr_len;
+	for (uint64_t i = 0; i < gguf_n_kv(v); i++) {
+		const struct gguf_kv *kv = gguf_kv_at(v, i);
+		if (kv->key.len > 10 && memcmp(kv->key.ptr, "tokenizer.", 10) == 0) {
+			rc = gguf_writer_copy_kv(w, kv);
+			if (rc < 0) {
+				st_errf(err, rc, "cannot copy '%.*s'", (int)kv->key.len, kv->key.ptr);
+				goto out;
+			}
+		}
+	}
+	rc = 0;
+out:
+	gguf_close(v);
+	return rc;
+}
+
+int synth_write(const char *out_path, const struct synth_params *p, struct st_err *err)
+{
+	const struct st_type_info *ti = st_type_info(p->type);
+	struct gguf_writer *w = NULL;
+	struct tensor_plan *plan = NULL;
+	void *row = NULL;
+	uint64_t n_vocab = 0;
+	size_t n = 0;
+	int rc;
+
+	if (!ti || !ti->supported)
+		return st_errf(err, -EINVAL, "weight type %s cannot be synthesized", st_type_name(p->type));
+	if (!p->n_embd || !p->n_layer || !p->n_head || !p->n_head_kv || !p->n_ff ||
+	    p->n_embd % p->n_head || p->n_head % p->n_head_kv || (p->n_embd / p->n_head) % 2)
+		return st_errf(err, -EINVAL, "inconsistent shape: n_embd %u, heads %u, kv heads %u",
+			       p->n_embd, p->n_head, p->n_head_kv);
+	if (p->n_embd % ti->block_elems || p->n_ff % ti->block_elems)
+		return st_errf(err, -EINVAL, "n_embd and n_ff must be multiples of %u for %s",
+			       ti->block_elems, ti->name);
+
+	uint32_t head_dim = p->n_embd / p->n_head, kv_dim = head_dim * p->n_head_kv;
+	w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
+	if (!w)
+		return st_errf(err, -ENOMEM, "out of memory");
+	/* llama.cpp's file_type numbering for the types we write */
+	uint32_t ftype = p->type == ST_F32 ? 0 : p->type == ST_F16 ? 1 : p->type == ST_Q4_0 ? 2 :
+			 p->type == ST_Q8_0 ? 7 : 32;
+	if ((rc = gguf_writer_add_str(w, "general.architecture", "llama")) < 0 ||
+	    (rc = gguf_writer_add_str(w, "general.name", p->name ? p->name : "strata-synth")) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "general.file_type", ftype)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.context_length", p->n_ctx ? p->n_ctx : 4096)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.embedding_length", p->n_embd)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.block_count", p->n_layer)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.feed_forward_length", p->n_ff)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.rope.dimension_count", head_dim)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.attention.head_count", p->n_head)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "llama.attention.head_count_kv", p->n_head_kv)) < 0 ||
+	    (rc = gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f)) < 0 ||
+	    (rc = gguf_writer_add_f32(w, "llama.rope.freq_base", 10000.0f)) < 0) {
+		st_errf(err, rc, "out of memory");
+		goto out;
+	}
+	rc = copy_vocab(w, p->vocab_path, &n_vocab, err);
+	if (rc < 0)
+		goto out;
+	if ((rc = gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)n_vocab)) < 0) {
+		st_errf(err, rc, "out of memory");
+		goto out;
+	}
+
+	plan = calloc(3 + 9 * (size_t)p->n_layer, sizeof *plan);
+	if (!plan) {
+		rc = st_errf(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	/* Amplitudes keep activations O(1): about 1/sqrt(fan-in). */
+	float a_embd = 1.0f / sqrtf((float)p->n_embd), a_ff = 1.0f / sqrtf((float)p->n_ff);
+	add_plan(plan, &n, "token_embd.weight", p->type, p->n_embd, n_vocab, 1.0f);
+	for (uint32_t l = 0; l < p->n_layer; l++) {
+		char name[64];
+#define T(suffix, type, cols, rows, amp)                                             \
+	do {                                                                         \
+		snprintf(name, sizeof name, "blk.%u." suffix ".weight", l);         \
+		add_plan(plan, &n, name, type, cols, rows, amp);                     \
+	} while (0)
+		T("attn_norm", ST_F32, p->n_embd, 1, 0.0f);
+		T("attn_q", p->type, p->n_embd, p->n_embd, a_embd);
+		T("attn_k", p->type, p->n_embd, kv_dim, a_embd);
+		T("attn_v", p->type, p->n_embd, kv_dim, a_embd);
+		T("attn_output", p->type, p->n_embd, p->n_embd, a_embd);
+		T("ffn_norm", ST_F32, p->n_embd, 1, 0.0f);
+		T("ffn_gate", p->type, p->n_embd, p->n_ff, a_embd);
+		T("ffn_up", p->type, p->n_embd, p->n_ff, a_embd);
+		T("ffn_down", p->type, p->n_ff, p->n_embd, a_ff);
+#undef T
+	}
+	add_plan(plan, &n, "output_norm.weight", ST_F32, p->n_embd, 1, 0.0f);
+	if (!p->tie)
+		add_plan(plan, &n, "output.weight", p->type, p->n_embd, n_vocab, a_embd);
+
+	uint64_t max_cols = p->n_embd > p->n_ff ? p->n_embd : p->n_ff;
+	for (size_t i = 0; i < n; i++) {
+		rc = gguf_writer_add_tensor(w, plan[i].name, plan[i].type, plan[i].n_dims, plan[i].ne);
+		if (rc < 0) {
+			st_errf(err, rc, "cannot add tensor '%s'", plan[i].name);
+			goto out;
+		}
+	}
+	rc = gguf_writer_begin(w, out_path, err);
+	if (rc < 0)
+		goto out;
+
+	/* Rows are generated and written in batches of ~4 MiB. */
+	size_t max_row = st_row_bytes(ST_F32, max_cols);
+	size_t batch_rows = (4u << 20) / max_row + 1;
+	row = malloc(batch_rows * max_row);
+	if (!row) {
+		rc = st_errf(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	struct rng64 r = { p->seed * 0x2545f4914f6cdd1dull + 1 };
+	for (size_t i = 0; i < n; i++) {
+		const struct tensor_plan *t = &plan[i];
+		uint64_t rows = t->n_dims == 1 ? 1 : t->ne[1];
+		size_t rb = st_row_bytes(t->type, t->ne[0]);
+		for (uint64_t r0 = 0; r0 < rows; r0 += batch_rows) {
+			uint64_t nr = rows - r0 < batch_rows ? rows - r0 : batch_rows;
+			for (uint64_t k = 0; k < nr; k++) {
+				uint8_t *dst = (uint8_t *)row + k * rb;
+				if (t->amp == 0.0f) {
+					for (uint64_t c = 0; c < t->ne[0]; c++)
+						((float *)dst)[c] = 1.0f;
+				} else {
+					fill_row(t->type, dst, t->ne[0], t->amp, &r);
+				}
+			}
+			rc = gguf_writer_write(w, row, nr * rb, err);
+			if (rc < 0)
+				goto out;
+		}
+	}
+	rc = gguf_writer_finish(w, err);
+out:
+	free(row);
+	free(plan);
+	gguf_writer_free(w);
+	return rc;
+}

@@ -1,0 +1,27 @@
+/* synth.h: writes a llama model with random weights of any shape and weight
+ * type, with the vocabulary of another GGUF file. Tests and benchmarks get
+ * models of every size (up to ALIA-40b's) this way, without downloads. The
+ * weights are random, so the text is nonsense; the shapes, types and file
+ * layout are real, and llama.cpp reads the files too. */
+#ifndef STRATA_TOOLS_SYNTH_H
+#define STRATA_TOOLS_SYNTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/err.h"
+
+struct synth_params {
+	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff;
+	uint32_t n_ctx;		 /* llama.context_length to record */
+	uint32_t type;		 /* enum st_type of the matrices (norms are f32) */
+	const char *vocab_path;	 /* GGUF whose tokenizer.* keys are copied */
+	bool tie;		 /* no output.weight: the head reuses token_embd */
+	uint64_t seed;
+	const char *name;	 /* general.name */
+};
+
+/* Write the model to `out_path`. 0, or -errno with err naming what failed. */
+int synth_write(const char *out_path, const struct synth_params *p, struct st_err *err);
+
+#endif

@@ -154,7 +154,10 @@ int sched_submit(struct sched *s, struct sched_request *r)
 		free(q);
 		return -ESHUTDOWN;
 	}
-	if (s->n_queued >= s->cfg.max_queue) {
+	/* Free slots count too: requests the thread has not admitted yet wait in
+	 * the queue for a moment, and must not be refused for that. */
+	uint32_t free_slots = s->n_slots - s->stats.active;
+	if (s->n_queued >= s->cfg.max_queue + free_slots) {
 		pthread_mutex_unlock(&s->mu);
 		free(q);
 		return -EAGAIN;

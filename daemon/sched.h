@@ -81,7 +81,8 @@ struct sched_event {
 void sched_event_free(struct sched_event *ev);
 
 struct sched_config {
-	uint32_t max_queue;	/* requests waiting for a slot; more are refused */
+	uint32_t max_queue;	/* requests waiting for a slot (beyond those that get a free
+				 * slot at once); more are refused */
 	int wake_fd;		/* eventfd the scheduler writes when events are ready */
 };
 

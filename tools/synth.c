@@ -100,9 +100,95 @@ static int add_plan(struct tensor_plan *t, size_t *n, const char *name, uint32_t
 	return 0;
 }
 
+/* A small SentencePiece vocabulary of our own, so tests and demos need no
+ * downloaded file: <unk> <s> </s>, the 256 byte tokens, printable ASCII, the
+ * word-start marker with each letter, and common English pieces, 512 in all.
+ * Scores favour longer pieces, as trained vocabularies do. */
+#define SP "\xe2\x96\x81" /* U+2581, SentencePiece's word-start marker */
+
+static int write_builtin_vocab(struct gguf_writer *w, uint64_t *n_vocab, struct st_err *err)
+{
+	static const char *const common[] = {
+		"th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te",
+		"of", "ed", "is", "it", "al", "ar", "st", "to", "nt", "ng", "se", "ha", "as", "ou",
+		"io", "le", "ve", "co", "me", "de", "hi", "ri", "ro", "ic", "ne", "ea", "ra", "ce",
+		SP "the", SP "and", SP "to", SP "of",
+		SP "a", SP "in", SP "is", SP "it",
+		SP "was", SP "he", SP "she", SP "they",
+		SP "on", SP "with", SP "for", SP "that",
+		SP "Once", SP "upon", SP "time", SP "day",
+	};
+	enum { N = 512 };
+	char *tokens[N];
+	float scores[N];
+	int32_t types[N];
+	char buf[N][16];
+	uint32_t n = 0;
+	int rc;
+
+#define ADD(str, score, type)                                                    \
+	do {                                                                     \
+		snprintf(buf[n], sizeof buf[n], "%s", str);                     \
+		tokens[n] = buf[n];                                              \
+		scores[n] = (score);                                             \
+		types[n] = (type);                                               \
+		n++;                                                             \
+	} while (0)
+	ADD("<unk>", 0.0f, 2);
+	ADD("<s>", 0.0f, 3);
+	ADD("</s>", 0.0f, 3);
+	for (int b = 0; b < 256; b++) {
+		char t[8];
+		snprintf(t, sizeof t, "<0x%02X>", b);
+		ADD(t, 0.0f, 6);
+	}
+	ADD("\xe2\x96\x81", -1.0f, 1);
+	for (int ch = 33; ch < 127; ch++) {
+		char t[2] = { (char)ch, 0 };
+		ADD(t, -2.0f - (float)n / 1000.0f, 1);
+	}
+	for (int ch = 'a'; ch <= 'z' && n < N; ch++) {
+		char t[8];
+		snprintf(t, sizeof t, "\xe2\x96\x81%c", ch);
+		ADD(t, -1.5f - (float)n / 1000.0f, 1);
+	}
+	for (int ch = 'A'; ch <= 'Z' && n < N; ch++) {
+		char t[8];
+		snprintf(t, sizeof t, "\xe2\x96\x81%c", ch);
+		ADD(t, -1.5f - (float)n / 1000.0f, 1);
+	}
+	for (size_t i = 0; i < sizeof common / sizeof common[0] && n < N; i++)
+		ADD(common[i], -1.0f - (float)i / 1000.0f, 1);
+	/* two-letter pieces fill the rest */
+	for (int a = 'a'; a <= 'z' && n < N; a++)
+		for (int b = 'a'; b <= 'z' && n < N; b++) {
+			char t[3] = { (char)a, (char)b, 0 };
+			bool dup = false;
+			for (uint32_t k = 0; k < n && !dup; k++)
+				dup = strcmp(buf[k], t) == 0;
+			if (!dup)
+				ADD(t, -3.0f - (float)n / 1000.0f, 1);
+		}
+#undef ADD
+	if ((rc = gguf_writer_add_str(w, "tokenizer.ggml.model", "llama")) < 0 ||
+	    (rc = gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokens, n)) < 0 ||
+	    (rc = gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_F32, scores, n)) < 0 ||
+	    (rc = gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, n)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1)) < 0 ||
+	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2)) < 0 ||
+	    (rc = gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true)) < 0)
+		return st_errf(err, rc, "cannot write the built-in vocabulary");
+	*n_vocab = n;
+	return 0;
+}
+
 static int copy_vocab(struct gguf_writer *w, const char *vocab_path, uint64_t *n_vocab,
 		      struct st_err *err)
 {
+	if (strcmp(vocab_path, "builtin") == 0)
+		return write_builtin_vocab(w, n_vocab, err);
+
 	struct gguf *v;
 	int rc = gguf_open(vocab_path, &v, err);
 	if (rc < 0)

@@ -15,7 +15,8 @@ struct synth_params {
 	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff;
 	uint32_t n_ctx;		 /* llama.context_length to record */
 	uint32_t type;		 /* enum st_type of the matrices (norms are f32) */
-	const char *vocab_path;	 /* GGUF whose tokenizer.* keys are copied */
+	const char *vocab_path;	 /* GGUF whose tokenizer.* keys are copied, or "builtin":
+				  * a 512-token SentencePiece vocabulary of our own */
 	bool tie;		 /* no output.weight: the head reuses token_embd */
 	uint64_t seed;
 	const char *name;	 /* general.name */

@@ -1,0 +1,66 @@
+# lib.sh: TAP helpers for the shell tests (sourced). Not a framework: count,
+# report, skip, a private temporary directory, and the binaries under test.
+set -u
+TAP_N=0
+TAP_FAILED=0
+BUILDDIR=${STRATA_BUILDDIR:-.}
+SRCDIR=${STRATA_SRCDIR:-.}
+STRATA="$BUILDDIR/client/strata"
+STRATAD="$BUILDDIR/daemon/stratad"
+STRATA_MODEL="$BUILDDIR/tools/strata-model"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/strata-test.XXXXXX")
+trap 'tap_cleanup' EXIT
+
+tap_cleanup() {
+	for p in $TAP_PIDS; do kill -9 "$p" 2>/dev/null; done
+	[ -n "${STRATA_KEEP_TMP:-}" ] || rm -rf "$TMP"
+}
+TAP_PIDS=
+
+ok() { # ok CONDITION-STATUS DESCRIPTION
+	TAP_N=$((TAP_N + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $TAP_N - $2"
+	else
+		echo "not ok $TAP_N - $2"
+		TAP_FAILED=$((TAP_FAILED + 1))
+	fi
+}
+check() { # check DESCRIPTION COMMAND...: runs the command, ok if it succeeds
+	desc=$1
+	shift
+	"$@"
+	ok $? "$desc"
+}
+diag() { echo "# $*"; }
+skip_all() { echo "1..0 # SKIP $*"; exit 0; }
+done_testing() {
+	echo "1..$TAP_N"
+	[ "$TAP_FAILED" -eq 0 ]
+}
+
+# The model the tests serve: stories260K when ../shared is there, else a
+# synthetic one made with our own vocabulary. Sets MODEL and MODEL_KIND.
+pick_model() {
+	if [ -n "${STRATA_SHARED:-}" ] && [ -f "$STRATA_SHARED/models/stories260K.gguf" ]; then
+		MODEL="$STRATA_SHARED/models/stories260K.gguf"
+		MODEL_KIND=stories260K
+	else
+		MODEL="$TMP/synth.gguf"
+		MODEL_KIND=synthetic
+		"$STRATA_MODEL" synth "$MODEL" --n-embd 64 --n-layer 2 --n-head 4 --n-head-kv 2 \
+			--n-ff 128 --type f32 --vocab builtin --ctx 512 --seed 5 || exit 1
+	fi
+	diag "model: $MODEL_KIND"
+}
+
+# wait_for COMMAND...: retry for up to 30 s
+wait_for() {
+	i=0
+	while [ $i -lt 300 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		i=$((i + 1))
+	done
+	return 1
+}

@@ -1,0 +1,98 @@
+#!/bin/sh
+# test-cli.sh: the thin client `strata` against the real stratad: the same
+# text as strata-model, tokenize, status (table and JSON), --json streaming,
+# exit codes, Ctrl-C, and socket activation through systemd-socket-activate.
+. "${STRATA_SRCDIR:-.}/tests/lib.sh"
+
+pick_model
+SOCK="$TMP/s.sock"
+"$STRATAD" --model "$MODEL" --socket "$SOCK" --ctx-size 512 --kv-type f32 --threads 2 \
+	--config /dev/null --log-level info 2>"$TMP/stratad.log" &
+DPID=$!
+TAP_PIDS="$DPID"
+check "stratad comes up and answers status" wait_for "$STRATA" --socket "$SOCK" status
+
+PROMPT="Once upon a time"
+"$STRATA" --socket "$SOCK" generate -n 40 --temperature 0 "$PROMPT" >"$TMP/client.txt" 2>"$TMP/client.err"
+ok $? "strata generate exits 0"
+"$STRATA_MODEL" generate "$MODEL" --prompt "$PROMPT" -n 40 --temperature 0 --kv-type f32 --threads 2 \
+	>"$TMP/offline.txt"
+ok $? "strata-model generate exits 0"
+# both end the text with a newline of their own
+cmp -s "$TMP/client.txt" "$TMP/offline.txt"
+ok $? "strata generate gives the same text as strata-model generate"
+[ -s "$TMP/client.txt" ] || diag "empty client output: $(cat "$TMP/client.err")"
+cmp -s "$TMP/client.txt" "$TMP/offline.txt" || { diag "client:"; diag "$(cat "$TMP/client.txt")"; diag "offline:"; diag "$(cat "$TMP/offline.txt")"; }
+
+echo "$PROMPT" | "$STRATA" --socket "$SOCK" generate -n 40 --temperature 0 >"$TMP/stdin.txt"
+cmp -s "$TMP/stdin.txt" "$TMP/client.txt"
+ok $? "the prompt can come from stdin"
+
+a=$("$STRATA" --socket "$SOCK" tokenize "$PROMPT")
+b=$("$STRATA_MODEL" tokenize "$MODEL" "$PROMPT")
+[ -n "$a" ] && [ "$a" = "$b" ]
+ok $? "strata tokenize agrees with strata-model tokenize ($a)"
+
+"$STRATA" --socket "$SOCK" status >"$TMP/status.txt"
+grep -q "layers" "$TMP/status.txt"
+ok $? "strata status prints a table"
+"$STRATA" --socket "$SOCK" status --json >"$TMP/status.json"
+if [ -n "${PYTHON3:-}" ]; then
+	"$PYTHON3" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["model"]["n_layer"] > 0' "$TMP/status.json"
+	ok $? "strata status --json is JSON with the model's layers"
+else
+	grep -q '"n_layer"' "$TMP/status.json"
+	ok $? "strata status --json names n_layer"
+fi
+
+"$STRATA" --socket "$SOCK" generate --json -n 8 --temperature 0 "$PROMPT" >"$TMP/gen.json"
+ok $? "strata generate --json exits 0"
+lines=$(grep -c '^{' "$TMP/gen.json")
+[ "$lines" -ge 2 ]
+ok $? "--json prints one object per line ($lines lines)"
+
+"$STRATA" --socket "$TMP/nobody.sock" status 2>"$TMP/err.txt"
+[ $? -eq 3 ] && grep -q "nobody.sock" "$TMP/err.txt"
+ok $? "no daemon: exit code 3 and a message naming the socket"
+"$STRATA" frobnicate 2>/dev/null
+[ $? -eq 2 ]
+ok $? "an unknown command: exit code 2"
+
+# Ctrl-C cancels the request cleanly
+"$STRATA" --socket "$SOCK" generate -n 480 --temperature 1 "$PROMPT" >"$TMP/int.txt" 2>"$TMP/int.err" &
+CPID=$!
+wait_for test -s "$TMP/int.txt"
+kill -INT "$CPID"
+wait "$CPID"
+ok $([ $? -eq 130 ] && echo 0 || echo 1) "Ctrl-C: strata exits 130"
+check "... and the daemon still serves" "$STRATA" --socket "$SOCK" status
+
+kill -TERM "$DPID"
+wait "$DPID"
+ok $? "stratad exits 0 on SIGTERM"
+[ ! -e "$SOCK" ]
+ok $? "the socket file is gone"
+TAP_PIDS=
+
+# socket activation
+if command -v systemd-socket-activate >/dev/null 2>&1; then
+	ASOCK="$TMP/act.sock"
+	systemd-socket-activate -l "$ASOCK" "$STRATAD" --model "$MODEL" --ctx-size 512 --kv-type f32 \
+		--threads 2 --config /dev/null 2>"$TMP/activated.log" &
+	APID=$!
+	TAP_PIDS="$APID"
+	wait_for test -S "$ASOCK"
+	"$STRATA" --socket "$ASOCK" generate -n 40 --temperature 0 "$PROMPT" >"$TMP/act.txt"
+	ok $? "under systemd-socket-activate the first connection starts stratad"
+	cmp -s "$TMP/act.txt" "$TMP/offline.txt"
+	ok $? "... and it serves the same text"
+	grep -q "socket activation" "$TMP/activated.log"
+	ok $? "... on the socket systemd passed (the log says so)"
+	kill -TERM "$APID"
+	wait "$APID"
+	TAP_PIDS=
+else
+	echo "ok $((TAP_N + 1)) # SKIP systemd-socket-activate is not installed (Debian package systemd)"
+	TAP_N=$((TAP_N + 1))
+fi
+done_testing

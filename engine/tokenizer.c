@@ -3,7 +3,15 @@
  * detokenizer (see tokenizer.h). The merge algorithms themselves live in
  * tok_spm.c and tok_bpe.c. What is done here follows llama.cpp's
  * llama_vocab::impl::load and tokenize, minus the model-specific workarounds
- * strata has no use for. */
+ * strata has no use for. Where we differ on purpose:
+ *  - invalid UTF-8 is decoded strictly (an overlong or a surrogate is a bad
+ *    byte, read as U+FFFD, where llama.cpp decodes it leniently or throws);
+ *  - a byte with no byte token becomes <unk> (llama.cpp throws);
+ *  - metadata is checked: merges naming unknown tokens, duplicate tokens,
+ *    malformed byte tokens and short score/type arrays are load errors;
+ *  - a missing or unknown tokenizer.ggml.pre selects the GPT-2 pre-tokenizer
+ *    (llama.cpp: its "default" regex set, or an error);
+ *  - decoding does not apply llama.cpp's optional clean-up of spaces. */
 #include "engine/tokenizer.h"
 
 #include <errno.h>

@@ -39,7 +39,7 @@ const char *tokenizer_token_text(const struct tokenizer *t, int32_t id, size_t *
 
 /* Encode n bytes of UTF-8 text into ids[0..max). Returns the number of tokens,
  * which may exceed max: then only max were written and the caller retries
- * with a bigger buffer. Or -errno (-ENOMEM, -EOVERFLOW for texts over 1 GiB).
+ * with a bigger buffer. Or -errno (-ENOMEM, -EOVERFLOW for texts over 256 MiB).
  * add_bos: put the BOS token first (if the vocabulary has one).
  * parse_special: text like "<s>" or "<|endoftext|>" becomes that control token
  * instead of being spelled out (user-defined tokens are always matched, as in

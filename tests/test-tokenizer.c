@@ -388,7 +388,7 @@ static void test_detok_stream(const struct tokenizer *t, const char *name)
 			want[wn++] = ' ';
 		memcpy(want + wn, texts[i], n);
 		wn += n;
-		int held;
+		int held = 0;
 		bool ok = k > 0 && stream_check(t, ids, k, want, wn, &held);
 		tap_ok(ok, "%s: streamed text %zu is valid UTF-8 at every token (%d tokens, %d held back)",
 		       name, i, k, held);
@@ -813,17 +813,24 @@ static void test_speed(const struct tokenizer *t, const char *name)
 		text[o++] = ' ';
 	}
 	int32_t *ids = malloc((o + 1) * sizeof *ids);
-	double t0 = now_ms();
-	int n = tokenizer_encode(t, text, o, false, false, ids, o + 1);
-	double t1 = now_ms();
+	/* the best of three runs: the machine may be busy with other builds */
+	double best = 1e9;
+	int n = 0;
+	for (int run = 0; run < 3; run++) {
+		double t0 = now_ms();
+		n = tokenizer_encode(t, text, o, false, false, ids, o + 1);
+		double t1 = now_ms();
+		if (t1 - t0 < best)
+			best = t1 - t0;
+	}
 	char *back = malloc(o + 64);
 	int m = n < 0 ? n : tokenizer_decode(t, ids, (size_t)n, false, back, o + 64);
-	tap_diag("%s: encoded %zu bytes into %d tokens in %.1f ms", name, o, n, t1 - t0);
+	tap_diag("%s: encoded %zu bytes into %d tokens in %.1f ms", name, o, n, best);
 	tap_ok(n > 0 && m == (int)o && memcmp(back, text, o) == 0,
 	       "%s: 100 KiB round trip", name);
 	/* generous bound: milliseconds are expected, seconds mean a quadratic bug
 	 * (and sanitizer builds are several times slower) */
-	tap_ok(t1 - t0 < 2000, "%s: 100 KiB encoded in %.1f ms (< 2 s)", name, t1 - t0);
+	tap_ok(best < 2000, "%s: 100 KiB encoded in %.1f ms (< 2 s)", name, best);
 	free(text);
 	free(ids);
 	free(back);

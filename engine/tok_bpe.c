@@ -224,86 +224,25 @@ size_t tok_split_llama3(const uint32_t *cps, size_t n, uint32_t *lens)
 
 /* ---- merging ---- */
 
-struct sym {
-	int32_t prev, next;
-	uint32_t off, n; /* bytes word[off .. off + n); n == 0 once merged away */
-	int32_t id;	 /* the token with this text, or -1 */
-};
-
-struct bigram {
-	int32_t rank;
-	int32_t left, right;
-	uint32_t size;
-};
-
 struct bpe {
 	const struct tokenizer *t;
-	const char *word;
-	struct sym *sym;
-	struct bigram *heap;
-	size_t n_heap, cap_heap;
+	struct tok_sym *sym; /* room for the longest word's bytes */
+	struct tok_heap heap;
 };
 
-/* Min-heap order: lower rank first, then the leftmost pair. */
-static inline bool before(const struct bigram *a, const struct bigram *b)
-{
-	return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static int heap_push(struct bpe *s, struct bigram b)
-{
-	if (s->n_heap == s->cap_heap) {
-		size_t cap = s->cap_heap ? 2 * s->cap_heap : 64;
-		struct bigram *h = realloc(s->heap, cap * sizeof *h);
-		if (!h)
-			return -ENOMEM;
-		s->heap = h;
-		s->cap_heap = cap;
-	}
-	size_t i = s->n_heap++;
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (!before(&b, &s->heap[parent]))
-			break;
-		s->heap[i] = s->heap[parent];
-		i = parent;
-	}
-	s->heap[i] = b;
-	return 0;
-}
-
-static struct bigram heap_pop(struct bpe *s)
-{
-	struct bigram top = s->heap[0];
-	struct bigram last = s->heap[--s->n_heap];
-	size_t i = 0, n = s->n_heap;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && before(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!before(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (n > 0)
-		s->heap[i] = last;
-	return top;
-}
-
+/* Queue the merge of left and right if the vocabulary has it; the lowest
+ * rank goes first. */
 static int add_bigram(struct bpe *s, int32_t left, int32_t right)
 {
 	if (left < 0 || right < 0)
 		return 0;
-	const struct sym *l = &s->sym[left], *r = &s->sym[right];
+	const struct tok_sym *l = &s->sym[left], *r = &s->sym[right];
 	if (l->id < 0 || r->id < 0)
 		return 0; /* every half of a merge is a token (checked at load) */
 	int32_t rank = tok_merge_rank(s->t, l->id, r->id);
 	if (rank < 0)
 		return 0;
-	return heap_push(s, (struct bigram){ rank, left, right, l->n + r->n });
+	return tok_heap_push(&s->heap, (struct tok_bigram){ rank, left, right, l->n + r->n });
 }
 
 /* Merge one byte-encoded word and append its tokens. */
@@ -319,31 +258,20 @@ static int bpe_word(struct bpe *s, const char *word, size_t len, struct tok_out 
 			return 0;
 		}
 	}
-	s->word = word;
-	s->n_heap = 0;
-	int32_t ns = 0;
-	for (size_t off = 0; off < len; ns++) {
-		size_t cl = tok_utf8_len(word[off]);
-		if (cl > len - off)
-			cl = len - off;
-		s->sym[ns] = (struct sym){ ns - 1, off + cl == len ? -1 : ns + 1, (uint32_t)off,
-					   (uint32_t)cl, tok_lookup(t, word + off, cl) };
-		off += cl;
-	}
+	s->heap.n = 0;
+	int32_t ns = tok_sym_chain(word, len, s->sym);
+	for (int32_t i = 0; i < ns; i++)
+		s->sym[i].id = tok_lookup(t, word + s->sym[i].off, s->sym[i].n);
 	for (int32_t i = 1; i < ns && rc == 0; i++)
 		rc = add_bigram(s, i - 1, i);
 
-	while (s->n_heap > 0 && rc == 0) {
-		struct bigram b = heap_pop(s);
-		struct sym *l = &s->sym[b.left], *r = &s->sym[b.right];
+	while (s->heap.n > 0 && rc == 0) {
+		struct tok_bigram b = tok_heap_pop(&s->heap);
+		struct tok_sym *l = &s->sym[b.left], *r = &s->sym[b.right];
 		if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
 			continue; /* outdated: a side has changed since */
-		l->n += r->n;
-		r->n = 0;
+		tok_sym_merge(s->sym, b.left, b.right);
 		l->id = tok_lookup(t, word + l->off, l->n);
-		l->next = r->next;
-		if (r->next >= 0)
-			s->sym[r->next].prev = b.left;
 		rc = add_bigram(s, l->prev, b.left);
 		if (rc == 0)
 			rc = add_bigram(s, b.left, l->next);
@@ -352,7 +280,7 @@ static int bpe_word(struct bpe *s, const char *word, size_t len, struct tok_out 
 		return rc;
 
 	for (int32_t i = 0; i != -1; i = s->sym[i].next) {
-		const struct sym *y = &s->sym[i];
+		const struct tok_sym *y = &s->sym[i];
 		if (y->id >= 0) {
 			tok_out_push(out, y->id);
 			continue;
@@ -426,6 +354,6 @@ out:
 	free(lens);
 	free(word);
 	free(s.sym);
-	free(s.heap);
+	free(s.heap.v);
 	return rc;
 }

@@ -10,89 +10,29 @@
 
 #include "engine/tok_internal.h"
 
-struct sym {
-	int32_t prev, next; /* neighbours in the chain, -1 at the ends */
-	uint32_t off, n;    /* bytes text[off .. off + n); n == 0 once merged away */
-};
-
-/* A candidate merge of symbols left and right (adjacent when pushed). */
-struct bigram {
-	float score;
-	int32_t left, right;
-	uint32_t size; /* bytes of the pair when pushed: a stale entry no longer matches */
-};
-
 struct spm {
 	const struct tokenizer *t;
-	const char *text;
-	struct sym *sym;
-	struct bigram *heap;
-	size_t n_heap, cap_heap;
+	const char *text; /* the escaped text the symbols point into */
+	struct tok_sym *sym;
+	struct tok_heap heap;
 };
 
-/* Max-heap order: higher score first, then the leftmost pair. */
-static inline bool before(const struct bigram *a, const struct bigram *b)
-{
-	return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static int heap_push(struct spm *s, struct bigram b)
-{
-	if (s->n_heap == s->cap_heap) {
-		size_t cap = s->cap_heap ? 2 * s->cap_heap : 64;
-		struct bigram *h = realloc(s->heap, cap * sizeof *h);
-		if (!h)
-			return -ENOMEM;
-		s->heap = h;
-		s->cap_heap = cap;
-	}
-	size_t i = s->n_heap++;
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (!before(&b, &s->heap[parent]))
-			break;
-		s->heap[i] = s->heap[parent];
-		i = parent;
-	}
-	s->heap[i] = b;
-	return 0;
-}
-
-static struct bigram heap_pop(struct spm *s)
-{
-	struct bigram top = s->heap[0];
-	struct bigram last = s->heap[--s->n_heap];
-	size_t i = 0, n = s->n_heap;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && before(&s->heap[c + 1], &s->heap[c]))
-			c++;
-		if (!before(&s->heap[c], &last))
-			break;
-		s->heap[i] = s->heap[c];
-		i = c;
-	}
-	if (n > 0)
-		s->heap[i] = last;
-	return top;
-}
-
-/* Queue the merge of left and right if their concatenation is a token. */
+/* Queue the merge of left and right if their concatenation is a token;
+ * the highest score goes first (key = -score). */
 static int try_bigram(struct spm *s, int32_t left, int32_t right)
 {
 	if (left < 0 || right < 0)
 		return 0;
-	const struct sym *l = &s->sym[left], *r = &s->sym[right];
+	const struct tok_sym *l = &s->sym[left], *r = &s->sym[right];
 	uint32_t size = l->n + r->n; /* contiguous: right follows left in the text */
 	int32_t id = tok_lookup(s->t, s->text + l->off, size);
 	if (id < 0)
 		return 0;
-	return heap_push(s, (struct bigram){ s->t->scores[id], left, right, size });
+	return tok_heap_push(&s->heap, (struct tok_bigram){ -(double)s->t->scores[id], left, right,
+							    size });
 }
 
-static void emit_symbol(const struct spm *s, const struct sym *y, struct tok_out *out)
+static void emit_symbol(const struct spm *s, const struct tok_sym *y, struct tok_out *out)
 {
 	const struct tokenizer *t = s->t;
 	int32_t id = tok_lookup(t, s->text + y->off, y->n);
@@ -143,31 +83,16 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t n, bool s
 	}
 	s.text = esc;
 
-	/* one symbol per UTF-8 character (by its lead byte; a truncated one at
-	 * the end keeps what is there) */
-	int32_t ns = 0;
-	for (size_t off = 0; off < len; ns++) {
-		size_t cl = tok_utf8_len(esc[off]);
-		if (cl > len - off)
-			cl = len - off;
-		s.sym[ns] = (struct sym){ ns - 1, off + cl == len ? -1 : ns + 1, (uint32_t)off,
-					  (uint32_t)cl };
-		off += cl;
-	}
-
+	int32_t ns = tok_sym_chain(esc, len, s.sym);
 	for (int32_t i = 1; i < ns && rc == 0; i++)
 		rc = try_bigram(&s, i - 1, i);
 
-	while (s.n_heap > 0 && rc == 0) {
-		struct bigram b = heap_pop(&s);
-		struct sym *l = &s.sym[b.left], *r = &s.sym[b.right];
+	while (s.heap.n > 0 && rc == 0) {
+		struct tok_bigram b = tok_heap_pop(&s.heap);
+		const struct tok_sym *l = &s.sym[b.left], *r = &s.sym[b.right];
 		if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
 			continue; /* one side was merged into something else since */
-		l->n += r->n;
-		r->n = 0;
-		l->next = r->next;
-		if (r->next >= 0)
-			s.sym[r->next].prev = b.left;
+		tok_sym_merge(s.sym, b.left, b.right);
 		rc = try_bigram(&s, l->prev, b.left);
 		if (rc == 0)
 			rc = try_bigram(&s, b.left, l->next);
@@ -180,6 +105,6 @@ int tok_spm_encode(const struct tokenizer *t, const char *text, size_t n, bool s
 out:
 	free(esc);
 	free(s.sym);
-	free(s.heap);
+	free(s.heap.v);
 	return rc;
 }

@@ -25,6 +25,8 @@ enum {
 
 enum tok_model { TOK_SPM, TOK_BPE };
 
+#define TOK_MAX_EOG 16 /* eos, eot, eom and the end-of-turn texts tokenizer.c knows */
+
 /* Pre-tokenizers of byte-level BPE (which regex splits the text into words). */
 enum tok_pre {
 	TOK_PRE_GPT2,	/* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
@@ -69,7 +71,7 @@ struct tokenizer {
 	int32_t n_specials;
 
 	int32_t bos, eos, eot, eom, unk, pad, sep; /* -1 if none */
-	int32_t *eog;				   /* end-of-generation ids */
+	int32_t eog[TOK_MAX_EOG];		   /* end-of-generation ids */
 	int32_t n_eog;
 	bool add_bos;
 	bool add_space_prefix; /* SPM: prepend " " to text at the start and after specials */

@@ -61,74 +61,69 @@ static uint32_t slots_for(size_t n)
 	return s;
 }
 
-int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n)
+/* The slot holding the token whose text is s[0..n), or the empty slot where
+ * it would go (linear probing; the maps are at most half full). */
+static uint32_t strmap_slot(const struct tokenizer *t, const char *s, size_t n)
 {
 	const struct tok_strmap *m = &t->by_text;
 	for (uint32_t i = hash_bytes(s, n) & m->mask;; i = (i + 1) & m->mask) {
 		int32_t id = m->slots[i];
 		if (id < 0)
-			return -1;
+			return i;
 		size_t len;
 		const char *txt = tok_text(t, id, &len);
 		if (len == n && memcmp(txt, s, n) == 0)
-			return id;
+			return i;
 	}
+}
+
+int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n)
+{
+	return t->by_text.slots[strmap_slot(t, s, n)];
 }
 
 /* Insert token id; returns the id already holding that text, or -1. */
 static int32_t strmap_insert(struct tokenizer *t, int32_t id)
 {
-	struct tok_strmap *m = &t->by_text;
 	size_t n;
 	const char *s = tok_text(t, id, &n);
-	for (uint32_t i = hash_bytes(s, n) & m->mask;; i = (i + 1) & m->mask) {
-		int32_t other = m->slots[i];
-		if (other < 0) {
-			m->slots[i] = id;
-			return -1;
-		}
-		size_t len;
-		const char *txt = tok_text(t, other, &len);
-		if (len == n && memcmp(txt, s, n) == 0)
-			return other;
+	uint32_t i = strmap_slot(t, s, n);
+	if (t->by_text.slots[i] >= 0)
+		return t->by_text.slots[i];
+	t->by_text.slots[i] = id;
+	return -1;
+}
+
+/* The slot holding the merge (left, right), or the empty slot for it. */
+static uint32_t pairmap_slot(const struct tok_pairmap *m, uint64_t key)
+{
+	uint64_t h = key * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
+	for (uint32_t i = (uint32_t)(h >> 32) & m->mask;; i = (i + 1) & m->mask) {
+		if (m->keys[i] == key || m->keys[i] == UINT64_MAX)
+			return i;
 	}
 }
 
-static uint32_t hash_pair(uint64_t key)
+static inline uint64_t pair_key(int32_t left, int32_t right)
 {
-	key *= 0x9E3779B97F4A7C15ull;
-	return (uint32_t)(key >> 32);
-}
-
-/* The rank of merging (left, right), or -1. */
-static inline int32_t pairmap_get(const struct tok_pairmap *m, int32_t left, int32_t right)
-{
-	uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
-	for (uint32_t i = hash_pair(key) & m->mask;; i = (i + 1) & m->mask) {
-		if (m->keys[i] == key)
-			return m->vals[i];
-		if (m->keys[i] == UINT64_MAX)
-			return -1;
-	}
+	return (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
 }
 
 int32_t tok_merge_rank(const struct tokenizer *t, int32_t left, int32_t right)
 {
-	return pairmap_get(&t->merges, left, right);
+	uint64_t key = pair_key(left, right);
+	uint32_t i = pairmap_slot(&t->merges, key);
+	return t->merges.keys[i] == key ? t->merges.vals[i] : -1;
 }
 
 /* Insert unless present (the first rank of a repeated merge wins, as in llama.cpp). */
 static void pairmap_put(struct tok_pairmap *m, int32_t left, int32_t right, int32_t rank)
 {
-	uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
-	for (uint32_t i = hash_pair(key) & m->mask;; i = (i + 1) & m->mask) {
-		if (m->keys[i] == key)
-			return;
-		if (m->keys[i] == UINT64_MAX) {
-			m->keys[i] = key;
-			m->vals[i] = rank;
-			return;
-		}
+	uint64_t key = pair_key(left, right);
+	uint32_t i = pairmap_slot(m, key);
+	if (m->keys[i] == UINT64_MAX) {
+		m->keys[i] = key;
+		m->vals[i] = rank;
 	}
 }
 
@@ -247,8 +242,10 @@ static const char *shown(const char *s, size_t n, char buf[64])
 		else
 			buf[o++] = (char)c;
 	}
-	if (o >= 56 && n > 0)
-		memcpy(buf + o, "...", 3), o += 3;
+	if (o >= 56) {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
 	buf[o] = '\0';
 	return buf;
 }
@@ -485,6 +482,18 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, struct st_err 
 	return 0;
 }
 
+_Static_assert(TOK_MAX_EOG >= 3 + sizeof eog_texts / sizeof eog_texts[0],
+	       "room for eos, eot, eom and every end-of-turn text");
+
+static void add_eog(struct tokenizer *t, int32_t id)
+{
+	for (int32_t j = 0; j < t->n_eog; j++)
+		if (t->eog[j] == id)
+			return;
+	if (id >= 0)
+		t->eog[t->n_eog++] = id;
+}
+
 /* Step 3: special token ids, flags, end-of-generation set. */
 static int load_specials(struct tokenizer *t, const struct gguf *g, struct st_err *err)
 {
@@ -538,15 +547,9 @@ static int load_specials(struct tokenizer *t, const struct gguf *g, struct st_er
 	if (t->eom < 0)
 		t->eom = find_text(t, "<|eom_id|>");
 
-	size_t n_eog_max = 3 + sizeof eog_texts / sizeof eog_texts[0];
-	t->eog = malloc(n_eog_max * sizeof *t->eog);
-	if (!t->eog)
-		return st_errf(err, -ENOMEM, "tokenizer: out of memory");
-	int32_t cand[3 + sizeof eog_texts / sizeof eog_texts[0]];
-	size_t nc = 0;
-	cand[nc++] = t->eos;
-	cand[nc++] = t->eot;
-	cand[nc++] = t->eom;
+	add_eog(t, t->eos);
+	add_eog(t, t->eot);
+	add_eog(t, t->eom);
 	for (size_t i = 0; i < sizeof eog_texts / sizeof eog_texts[0]; i++) {
 		int32_t id = find_text(t, eog_texts[i]);
 		if (id >= 0 && !(t->attr[id] & TOK_ATTR_CONTROL)) {
@@ -554,14 +557,7 @@ static int load_specials(struct tokenizer *t, const struct gguf *g, struct st_er
 				 "treating it as one", id, eog_texts[i]);
 			t->attr[id] |= TOK_ATTR_CONTROL;
 		}
-		cand[nc++] = id;
-	}
-	for (size_t i = 0; i < nc; i++) {
-		bool seen = cand[i] < 0;
-		for (int32_t j = 0; j < t->n_eog && !seen; j++)
-			seen = t->eog[j] == cand[i];
-		if (!seen)
-			t->eog[t->n_eog++] = cand[i];
+		add_eog(t, id);
 	}
 
 	/* the special tokens tokenizer_encode looks for, longest first */
@@ -752,7 +748,6 @@ void tokenizer_free(struct tokenizer *t)
 	free(t->piece);
 	free(t->piece_off);
 	free(t->specials);
-	free(t->eog);
 	free(t->merges.keys);
 	free(t->merges.vals);
 	free(t);

@@ -50,6 +50,27 @@ static size_t add_word(struct splitter *s, size_t end)
 	return len;
 }
 
+/* The length of the contraction ('s 't 're 've 'm 'll 'd) at pos, or 0;
+ * fold_case makes it case-insensitive. */
+static size_t contraction(const struct splitter *s, size_t pos, bool fold_case)
+{
+	if (cpt_at(s, pos) != '\'' || pos + 1 >= s->n)
+		return 0;
+	uint32_t c1 = cpt_at(s, pos + 1);
+	if (fold_case)
+		c1 = unicode_tolower(c1);
+	if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')
+		return 2;
+	if (pos + 2 >= s->n)
+		return 0;
+	uint32_t c2 = cpt_at(s, pos + 2);
+	if (fold_case)
+		c2 = unicode_tolower(c2);
+	if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))
+		return 3;
+	return 0;
+}
+
 #define IS(f, bit) (((f) & (bit)) != 0)
 #define WLN (UNICODE_WHITESPACE | UNICODE_LETTER | UNICODE_NUMBER)
 
@@ -63,20 +84,10 @@ size_t tok_split_gpt2(const uint32_t *cps, size_t n, uint32_t *lens)
 		uint16_t flags = flags_at(s, pos);
 
 		/* 's|'t|'re|'ve|'m|'ll|'d */
-		if (cpt == '\'' && pos + 1 < n) {
-			uint32_t c1 = cpt_at(s, pos + 1);
-			if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
-				pos += add_word(s, pos + 2);
-				continue;
-			}
-			if (pos + 2 < n) {
-				uint32_t c2 = cpt_at(s, pos + 2);
-				if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') ||
-				    (c1 == 'l' && c2 == 'l')) {
-					pos += add_word(s, pos + 3);
-					continue;
-				}
-			}
+		size_t cl = contraction(s, pos, false);
+		if (cl > 0) {
+			pos += add_word(s, pos + cl);
+			continue;
 		}
 
 		uint16_t f2 = cpt == ' ' ? flags_at(s, pos + 1) : flags;
@@ -140,20 +151,10 @@ size_t tok_split_llama3(const uint32_t *cps, size_t n, uint32_t *lens)
 		uint16_t flags = flags_at(s, pos);
 
 		/* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
-		if (cpt == '\'' && pos + 1 < n) {
-			uint32_t c1 = unicode_tolower(cpt_at(s, pos + 1));
-			if (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd') {
-				pos += add_word(s, pos + 2);
-				continue;
-			}
-			if (pos + 2 < n) {
-				uint32_t c2 = unicode_tolower(cpt_at(s, pos + 2));
-				if ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') ||
-				    (c1 == 'l' && c2 == 'l')) {
-					pos += add_word(s, pos + 3);
-					continue;
-				}
-			}
+		size_t cl = contraction(s, pos, true);
+		if (cl > 0) {
+			pos += add_word(s, pos + cl);
+			continue;
 		}
 
 		/* [^\r\n\p{L}\p{N}]?\p{L}+ */

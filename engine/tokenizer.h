@@ -1,0 +1,96 @@
+/* tokenizer.h: text <-> token ids for the vocabularies GGUF files carry in
+ * tokenizer.ggml.*: SentencePiece ("llama") and byte-level BPE ("gpt2", with
+ * the GPT-2 or the Llama 3 pre-tokenizer). Encoding matches llama.cpp token
+ * for token. Also turns ids back into text, one token at a time or streamed
+ * so that no UTF-8 character is ever split. Not a chat template engine. */
+#ifndef STRATA_ENGINE_TOKENIZER_H
+#define STRATA_ENGINE_TOKENIZER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/err.h"
+
+struct gguf;
+struct tokenizer;
+
+/* Read tokenizer.ggml.* from g, check it (array lengths, types, ids, merges)
+ * and copy what is needed, so g may be closed afterwards. On failure returns
+ * -errno (-EINVAL for bad metadata, -ENOMEM) with a message naming the key.
+ * The caller owns *out and frees it with tokenizer_free(). A loaded tokenizer
+ * is read-only: any number of threads may use it at once. */
+int tokenizer_load(const struct gguf *g, struct tokenizer **out, struct st_err *err);
+void tokenizer_free(struct tokenizer *t); /* NULL is a no-op */
+
+int32_t tokenizer_n_vocab(const struct tokenizer *t);
+int32_t tokenizer_bos(const struct tokenizer *t); /* -1 if none */
+int32_t tokenizer_eos(const struct tokenizer *t); /* -1 if none */
+/* tokenizer.ggml.add_bos_token, else the model's default (llama: true, gpt2:
+ * false, gpt2 with the Llama 3 pre-tokenizer: true). */
+bool tokenizer_add_bos(const struct tokenizer *t);
+/* End of generation: eos, eot, eom, and tokens whose text marks the end of a
+ * turn (<|eot_id|>, <|im_end|>, <end_of_turn>, ...), as llama.cpp decides. */
+bool tokenizer_is_eog(const struct tokenizer *t, int32_t id);
+const char *tokenizer_model_name(const struct tokenizer *t); /* "llama", "gpt2" */
+/* The token's text as stored in the vocabulary (SPM: "▁the", "<0x0A>"; BPE:
+ * "Ġthe"); NOT NUL-terminated, *len bytes, owned by t. NULL for a bad id. */
+const char *tokenizer_token_text(const struct tokenizer *t, int32_t id, size_t *len);
+
+/* Encode n bytes of UTF-8 text into ids[0..max). Returns the number of tokens,
+ * which may exceed max: then only max were written and the caller retries
+ * with a bigger buffer. Or -errno (-ENOMEM, -EOVERFLOW for texts over 256 MiB).
+ * add_bos: put the BOS token first (if the vocabulary has one).
+ * parse_special: text like "<s>" or "<|endoftext|>" becomes that control token
+ * instead of being spelled out (user-defined tokens are always matched, as in
+ * llama.cpp). Invalid UTF-8 is encoded, not rejected: SPM falls back to byte
+ * tokens, BPE reads each bad byte as U+FFFD. */
+int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n, bool add_bos,
+		     bool parse_special, int32_t *ids, size_t max);
+
+/* The bytes token `id` stands for in output text, into buf[0..cap) (no NUL):
+ * SPM turns "▁" into " " and <0xNN> into that byte; BPE reverses the GPT-2
+ * byte-to-unicode map. Control and unknown tokens give "" unless special is
+ * true (then their text, e.g. "</s>"). Returns the length, which may exceed
+ * cap (then nothing useful was written), or -EINVAL for a bad id. A piece may
+ * be a fragment of a UTF-8 character (byte tokens): see struct detok. */
+int tokenizer_piece(const struct tokenizer *t, int32_t id, bool special, char *buf, size_t cap);
+/* The longest piece of any token, in bytes. */
+size_t tokenizer_max_piece(const struct tokenizer *t);
+
+/* Decode a whole sequence into buf[0..cap): the pieces one after another, and
+ * for SPM the space the encoder put in front of the text dropped from the
+ * first piece (llama.cpp's llama_detokenize without its optional clean-up of
+ * spaces before punctuation). So decode(encode(x)) == x for valid UTF-8 x
+ * encoded without BOS. Returns the length (may exceed cap, as above) or
+ * -EINVAL for a bad id. The bytes may end inside a character when the ids do. */
+int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool special,
+		     char *buf, size_t cap);
+
+/* Streaming detokenizer: push the ids of a reply one at a time and get back
+ * only whole UTF-8 characters, so a streamed reply never splits a character,
+ * even when byte-fallback tokens carry one in pieces. Bytes that can never
+ * become valid UTF-8 are replaced by U+FFFD (one per maximal ill-formed
+ * subsequence). A plain struct the caller owns (on the stack, in a request);
+ * it holds no memory, only a pointer to the tokenizer, which must outlive it. */
+struct detok {
+	const struct tokenizer *t;
+	bool special;	   /* show control tokens as their text */
+	uint8_t n_pending; /* bytes held back: a character not yet complete */
+	char pending[3];
+};
+
+void detok_init(struct detok *d, const struct tokenizer *t, bool special);
+/* Add token `id`; write the text now complete into out[0..cap) and return its
+ * length (0 when everything is held back). -ENOSPC if cap is too small (then
+ * nothing was consumed: retry with a bigger buffer; detok_out_max() always
+ * suffices), -EINVAL for a bad id. */
+int detok_push(struct detok *d, int32_t id, char *out, size_t cap);
+/* End of stream: the held-back bytes, which can no longer be completed, come
+ * out as U+FFFD (0 or 3 bytes; -ENOSPC if cap < 3 and there are some). The
+ * detok is then empty and can be reused. */
+int detok_flush(struct detok *d, char *out, size_t cap);
+/* A cap that is always enough for one detok_push of this tokenizer's tokens. */
+size_t detok_out_max(const struct tokenizer *t);
+
+#endif

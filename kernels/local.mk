@@ -9,3 +9,13 @@ kernels_libkernels_a_SOURCES += kernels/types.c
 # quant, dot (per-ISA kernels)
 
 # pool, blas, matmul, ops, attn
+kernels_libkernels_a_SOURCES += kernels/pool.c kernels/blas.c kernels/ops.c kernels/attn.c
+
+check_PROGRAMS += tests/test-pool tests/test-ops tests/test-attn
+TESTS += tests/test-pool tests/test-ops tests/test-attn
+tests_test_pool_SOURCES = tests/test-pool.c
+tests_test_pool_LDADD = $(TEST_LIBS)
+tests_test_ops_SOURCES = tests/test-ops.c
+tests_test_ops_LDADD = $(TEST_LIBS)
+tests_test_attn_SOURCES = tests/test-attn.c
+tests_test_attn_LDADD = $(TEST_LIBS)

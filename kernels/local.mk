@@ -16,5 +16,8 @@ tests_test_quant_SOURCES = tests/test-quant.c
 tests_test_quant_LDADD = $(TEST_LIBS)
 tests_test_dot_SOURCES = tests/test-dot.c
 tests_test_dot_LDADD = $(TEST_LIBS)
+noinst_PROGRAMS += bench/kernels-bench
+bench_kernels_bench_SOURCES = bench/kernels-bench.c
+bench_kernels_bench_LDADD = $(ENGINE_LIBS)
 
 # pool, blas, matmul, ops, attn

@@ -1,15 +1,15 @@
 /* attn.c: single-query grouped-query attention over an F32/F16 KV cache (see
  * attn.h): scores = q·k * scale, softmax, weighted sum of v. The q·k loop and
- * the v accumulation have AVX2 and AVX-512 versions (target attributes, picked
- * per call); attn_ref is the double-precision scalar definition. Not a place
- * for masks, ALiBi or batched queries. */
+ * the v accumulation have AVX2 and AVX-512 versions (target attributes, run
+ * on the instruction set dot_isa() names); attn_ref is the double-precision
+ * scalar definition. Not a place for masks, ALiBi or batched queries. */
 #include "kernels/attn.h"
 
 #include <assert.h>
-#include <cpuid.h>
 #include <math.h>
 #include <string.h>
 
+#include "kernels/dot.h"
 #include "kernels/ops.h"
 #include "kernels/types.h"
 
@@ -222,24 +222,21 @@ SCORES_AVX512(scores_f16_avx512, uint16_t, load16_f16, st_fp16_to_f32)
 WSUM_AVX512(wsum_f32_avx512, float, _mm512_loadu_ps, F32_ID)
 WSUM_AVX512(wsum_f16_avx512, uint16_t, load16_f16, st_fp16_to_f32)
 
-#endif /* ATTN_X86 */
-
 enum attn_isa { ISA_SCALAR, ISA_AVX2, ISA_AVX512 };
 
+/* Follow the dot kernels' choice (dot_isa), so one dot_force_isa() moves
+ * every kernel of the process and tests can run each path on one CPU. */
 static enum attn_isa attn_isa(void)
 {
-#ifdef ATTN_X86
-	/* __builtin_cpu_supports checks that the OS saves the wide registers;
-	 * F16C has no name there in clang 14, so ask cpuid for it. */
-	unsigned eax, ebx, ecx, edx;
-	if (__builtin_cpu_supports("avx512f"))
+	const char *isa = dot_isa();
+	if (strncmp(isa, "avx512", 6) == 0)
 		return ISA_AVX512;
-	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-	    __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C))
+	if (strcmp(isa, "avx2") == 0)
 		return ISA_AVX2;
-#endif
 	return ISA_SCALAR;
 }
+
+#endif /* ATTN_X86 */
 
 void attn_heads(const struct attn_args *a, int64_t head_begin, int64_t head_end)
 {

@@ -1,12 +1,14 @@
-/* test-attn.c: attn_heads (the SIMD paths this CPU runs) against attn_ref
- * for F32 and F16 caches, GQA groupings 8/4, 8/8, 64/8, n_kv 1..300, odd
- * head dims and padded row strides; plus a hand case and the head split. */
+/* test-attn.c: attn_heads on every instruction set this CPU runs (chosen
+ * with dot_force_isa) against attn_ref for F32 and F16 caches, GQA groupings
+ * 8/4, 8/8, 64/8, n_kv 1..300, odd head dims and padded row strides; plus a
+ * hand case and the head split. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/attn.h"
+#include "kernels/dot.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
 
@@ -106,9 +108,9 @@ static void test_vs_ref(uint32_t type, int64_t n_head, int64_t n_head_kv, int64_
 		free(v);
 		free(k);
 	}
-	tap_ok(bad == 0, "attn %s %lld/%lld heads, head_dim %lld, n_kv 1..300: max rel err %.3g <= 1e-5",
-	       type == ST_F16 ? "f16" : "f32", (long long)n_head, (long long)n_head_kv, (long long)hd,
-	       worst);
+	tap_ok(bad == 0, "attn %s %s %lld/%lld heads, head_dim %lld, n_kv 1..300: max rel err %.3g <= 1e-5",
+	       dot_isa(), type == ST_F16 ? "f16" : "f32", (long long)n_head, (long long)n_head_kv,
+	       (long long)hd, worst);
 }
 
 /* Two positions, one head of dim 2, scores worked by hand: q = (1, 0),
@@ -133,8 +135,9 @@ static void test_hand(uint32_t type)
 	attn_heads(&a, 0, 1);
 	/* f16 rounds ln 3 to 1.0986328 (p1 = 0.74998), hence the tolerance. */
 	const double tol = f16 ? 2e-4 : 1e-6;
-	tap_is_near(out[0], 1.0, tol, "attn %s hand case: out[0] = 4/4", f16 ? "f16" : "f32");
-	tap_is_near(out[1], -1.0, tol, "attn %s hand case: out[1] = 8/4 - 4*3/4", f16 ? "f16" : "f32");
+	tap_is_near(out[0], 1.0, tol, "attn %s %s hand case: out[0] = 4/4", dot_isa(), f16 ? "f16" : "f32");
+	tap_is_near(out[1], -1.0, tol, "attn %s %s hand case: out[1] = 8/4 - 4*3/4", dot_isa(),
+		    f16 ? "f16" : "f32");
 }
 
 /* Heads outside [begin, end) are left alone. */
@@ -180,12 +183,20 @@ int main(void)
 		{ 8, 8, 100 },	/* not a multiple of 16 or 32: SIMD tails */
 		{ 8, 4, 72 },
 	};
-	for (int t = 0; t < 2; t++) {
-		const uint32_t type = t ? ST_F16 : ST_F32;
-		for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
-			test_vs_ref(type, shapes[si].n_head, shapes[si].n_head_kv, shapes[si].hd);
-		test_hand(type);
+	static const char *const isas[] = { "scalar", "avx2", "avx512" };
+	for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
+		if (dot_force_isa(isas[ii]) != 0) {
+			tap_skip("%s: this CPU or build cannot run it", isas[ii]);
+			continue;
+		}
+		for (int t = 0; t < 2; t++) {
+			const uint32_t type = t ? ST_F16 : ST_F32;
+			for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+				test_vs_ref(type, shapes[si].n_head, shapes[si].n_head_kv, shapes[si].hd);
+			test_hand(type);
+		}
+		test_range();
 	}
-	test_range();
+	dot_force_isa(NULL);
 	return tap_done();
 }

@@ -21,13 +21,20 @@ bench_kernels_bench_SOURCES = bench/kernels-bench.c
 bench_kernels_bench_LDADD = $(ENGINE_LIBS)
 
 # pool, blas, matmul, ops, attn
-kernels_libkernels_a_SOURCES += kernels/pool.c kernels/blas.c kernels/ops.c kernels/attn.c
+kernels_libkernels_a_SOURCES += kernels/pool.c kernels/blas.c kernels/matmul.c \
+	kernels/ops.c kernels/attn.c
 
-check_PROGRAMS += tests/test-pool tests/test-ops tests/test-attn
-TESTS += tests/test-pool tests/test-ops tests/test-attn
+check_PROGRAMS += tests/test-pool tests/test-matmul tests/test-ops tests/test-attn
+TESTS += tests/test-pool tests/test-matmul tests/test-ops tests/test-attn
 tests_test_pool_SOURCES = tests/test-pool.c
 tests_test_pool_LDADD = $(TEST_LIBS)
+tests_test_matmul_SOURCES = tests/test-matmul.c
+tests_test_matmul_LDADD = $(TEST_LIBS)
 tests_test_ops_SOURCES = tests/test-ops.c
 tests_test_ops_LDADD = $(TEST_LIBS)
 tests_test_attn_SOURCES = tests/test-attn.c
 tests_test_attn_LDADD = $(TEST_LIBS)
+# GFLOP/s of the GEMM path and GB/s of the GEMV path (run by hand).
+noinst_PROGRAMS += bench/matmul-bench
+bench_matmul_bench_SOURCES = bench/matmul-bench.c
+bench_matmul_bench_LDADD = $(ENGINE_LIBS)

@@ -27,9 +27,14 @@ void dot_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n);
 dot_fn dot_get(uint32_t wtype);
 /* The scalar reference, or NULL. */
 dot_fn dot_get_ref(uint32_t wtype);
-/* "avx512", "avx2" or "scalar": what dot_get() picked (for logs and benches). */
+/* "avx512vnni", "avx512", "avx2" or "scalar": what dot_get() and
+ * quant_dequantize_row() use now (for logs and benches). Static string. */
 const char *dot_isa(void);
-/* Force the scalar kernels (tests and benchmarks compare against them). */
-void dot_force_isa(const char *isa); /* "scalar", "avx2", "avx512" or NULL for auto */
+/* Force one instruction set (tests and benchmarks compare them):
+ * "scalar", "avx2", "avx512" (F/BW/VL), "avx512vnni", or NULL for the best
+ * this CPU runs. Returns 0, -ENOTSUP if this CPU or build cannot run it, or
+ * -EINVAL for an unknown name; on error the choice is unchanged. Not thread
+ * safe: call it before other threads use the kernels. */
+int dot_force_isa(const char *isa);
 
 #endif

@@ -6,6 +6,35 @@ kernels_libkernels_a_SOURCES = \
 
 kernels_libkernels_a_SOURCES += kernels/types.c
 
-# quant, dot (per-ISA kernels)
+# quant, dot (per-ISA kernels). The SIMD files need no -m flags: each
+# function names its target and dot.c dispatches on the running CPU.
+kernels_libkernels_a_SOURCES += kernels/quant.c kernels/dot.c kernels/dot_isa.h \
+	kernels/dot_avx2.c kernels/dot_avx512.c
+check_PROGRAMS += tests/test-quant tests/test-dot
+TESTS += tests/test-quant tests/test-dot
+tests_test_quant_SOURCES = tests/test-quant.c
+tests_test_quant_LDADD = $(TEST_LIBS)
+tests_test_dot_SOURCES = tests/test-dot.c
+tests_test_dot_LDADD = $(TEST_LIBS)
+noinst_PROGRAMS += bench/kernels-bench
+bench_kernels_bench_SOURCES = bench/kernels-bench.c
+bench_kernels_bench_LDADD = $(ENGINE_LIBS)
 
 # pool, blas, matmul, ops, attn
+kernels_libkernels_a_SOURCES += kernels/pool.c kernels/blas.c kernels/matmul.c \
+	kernels/ops.c kernels/attn.c
+
+check_PROGRAMS += tests/test-pool tests/test-matmul tests/test-ops tests/test-attn
+TESTS += tests/test-pool tests/test-matmul tests/test-ops tests/test-attn
+tests_test_pool_SOURCES = tests/test-pool.c
+tests_test_pool_LDADD = $(TEST_LIBS)
+tests_test_matmul_SOURCES = tests/test-matmul.c
+tests_test_matmul_LDADD = $(TEST_LIBS)
+tests_test_ops_SOURCES = tests/test-ops.c
+tests_test_ops_LDADD = $(TEST_LIBS)
+tests_test_attn_SOURCES = tests/test-attn.c
+tests_test_attn_LDADD = $(TEST_LIBS)
+# GFLOP/s of the GEMM path and GB/s of the GEMV path (run by hand).
+noinst_PROGRAMS += bench/matmul-bench
+bench_matmul_bench_SOURCES = bench/matmul-bench.c
+bench_matmul_bench_LDADD = $(ENGINE_LIBS)

@@ -1,4 +1,6 @@
 /* tap.c: implementation of tests/tap.h (TAP version 13 output on stdout). */
+#include "config.h" /* _GNU_SOURCE, for nftw */
+
 #include "tests/tap.h"
 
 #include <errno.h>

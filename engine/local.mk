@@ -39,3 +39,15 @@ engine_libengine_a_SOURCES += \
 	engine/generate.c engine/generate.h
 
 # weights: budget plan, resident set, io_uring streaming
+engine_libengine_a_SOURCES += \
+	engine/weights.c engine/weights.h \
+	engine/uring_reader.c engine/uring_reader.h
+
+check_PROGRAMS += tests/test-weights
+TESTS += tests/test-weights
+tests_test_weights_SOURCES = tests/test-weights.c
+tests_test_weights_LDADD = $(TEST_LIBS)
+check_PROGRAMS += tests/test-weights-fault
+TESTS += tests/test-weights-fault
+tests_test_weights_fault_SOURCES = tests/test-weights-fault.c
+tests_test_weights_fault_LDADD = $(TEST_LIBS)

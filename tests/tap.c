@@ -1,4 +1,7 @@
 /* tap.c: implementation of tests/tap.h (TAP version 13 output on stdout). */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* nftw's FTW_DEPTH and FTW_PHYS are XSI extensions */
+#endif
 #include "tests/tap.h"
 
 #include <errno.h>

@@ -499,7 +499,7 @@ static void test_reader_feed(void)
 	size_t lens[N], total;
 	uint8_t *stream = make_stream(N, 2000, lens, &total);
 	struct frame_reader r;
-	uint8_t hdr[4], *buf;
+	uint8_t hdr[4], *buf = NULL;
 	size_t used, len;
 	int rc;
 

@@ -1,7 +1,6 @@
 /* tap.c: implementation of tests/tap.h (TAP version 13 output on stdout). */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* nftw's FTW_DEPTH and FTW_PHYS are XSI extensions */
-#endif
+#include "config.h" /* _GNU_SOURCE (AC_USE_SYSTEM_EXTENSIONS): nftw needs XSI */
+
 #include "tests/tap.h"
 
 #include <errno.h>

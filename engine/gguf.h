@@ -15,6 +15,12 @@
 #define GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian u32 */
 #define GGUF_DEFAULT_ALIGNMENT 32
 #define GGUF_MAX_DIMS 4
+/* Limits the reader enforces (and the writer, so what it writes reads back):
+ * arrays may nest (arrays of arrays of ...) at most this deep, counting the
+ * outermost array as 1; a tensor holds at most GGUF_MAX_ELEMS elements (2^50,
+ * far above any real tensor, low enough that byte sizes cannot overflow). */
+#define GGUF_MAX_ARRAY_DEPTH 8
+#define GGUF_MAX_ELEMS (1ull << 50)
 
 /* Metadata value types, numbered as the GGUF spec numbers them. */
 enum gguf_vtype {
@@ -41,7 +47,8 @@ struct gguf_str {
 };
 
 /* One metadata key/value. For scalars `val` holds the decoded value; for
- * arrays `arr_*` describe the elements and `raw` points at the first one. */
+ * arrays `val` is zero, `arr_*` describe the elements and `raw` points at the
+ * first one. A string's `raw` starts at its u64 length prefix. */
 struct gguf_kv {
 	struct gguf_str key;
 	enum gguf_vtype type;
@@ -55,6 +62,8 @@ struct gguf_kv {
 	uint64_t arr_len;	  /* element count when type == ARRAY */
 	const uint8_t *raw;	  /* the value's bytes in the mapping */
 	uint64_t raw_len;	  /* their length (whole array, nested ones included) */
+	const void *index;	  /* reader-private: element index of string arrays and
+				   * arrays of arrays (NULL otherwise); owned by the gguf */
 };
 
 /* One tensor. ne[0] is the contiguous dimension (a row); unused dims are 1. */
@@ -72,7 +81,17 @@ struct gguf_tensor {
 struct gguf; /* opaque */
 
 /* Open and validate `path` (mapped read-only, MAP_SHARED). On failure returns
- * -errno and an error that names the file, the field and the reason.
+ * -errno and an error that names the file, the field and the reason:
+ *   -EBADMSG   the bytes are not a valid GGUF file: bad magic, truncation or
+ *              any length, count or offset past the end of the file, unknown
+ *              value or tensor type, duplicate key or tensor name, empty key,
+ *              n_dims not 1..4, a zero dim, a row that is not whole blocks,
+ *              misaligned or overlapping tensor data, general.alignment not a
+ *              u32 power of two, a bool byte not 0/1, arrays nested too deep;
+ *   -ENOTSUP   a GGUF version other than 2 and 3 (v1, a future or big-endian file);
+ *   -EOVERFLOW tensor dims whose product overflows or exceeds GGUF_MAX_ELEMS;
+ *   -ENOMEM;   and from gguf_open the errno of open/fstat/mmap (-ENOENT,
+ *              -EACCES, ...), -EISDIR or -EINVAL for a file that is not regular.
  * The caller owns *out and frees it with gguf_close(). */
 int gguf_open(const char *path, struct gguf **out, struct st_err *err);
 
@@ -137,9 +156,17 @@ bool gguf_str_eq(struct gguf_str a, const char *s);
 struct gguf_writer;
 
 /* alignment 0 means GGUF_DEFAULT_ALIGNMENT; it is written as general.alignment
- * when it differs from the default. Caller frees with gguf_writer_free(). */
+ * (the first key) when it differs from the default. NULL when alignment is
+ * not a power of two, or out of memory. Caller frees with gguf_writer_free().
+ * The add functions return 0, or -EINVAL (NULL or empty key, bad type, bad
+ * bool, called after begin), -EEXIST (key or tensor name already added),
+ * -ENAMETOOLONG (tensor name of 64 bytes or more: llama.cpp cannot read it),
+ * -EOVERFLOW, -ENOMEM. general.alignment belongs to the writer: adding it is
+ * accepted only as a u32 equal to the writer's alignment, and copy_kv skips it. */
 struct gguf_writer *gguf_writer_new(uint32_t alignment);
-void gguf_writer_free(struct gguf_writer *w); /* NULL is a no-op; closes an open file */
+/* NULL is a no-op. An unfinished file (begun, not finished) is closed and
+ * removed, so a failed conversion never leaves a plausible-looking file. */
+void gguf_writer_free(struct gguf_writer *w);
 
 int gguf_writer_add_u32(struct gguf_writer *w, const char *key, uint32_t v);
 int gguf_writer_add_i32(struct gguf_writer *w, const char *key, int32_t v);

@@ -7,7 +7,11 @@ engine_libengine_a_SOURCES = \
 	engine/log.c engine/log.h
 
 # gguf: reader and writer
-engine_libengine_a_SOURCES += engine/gguf.h
+engine_libengine_a_SOURCES += engine/gguf.h engine/gguf.c engine/gguf_write.c
+check_PROGRAMS += tests/test-gguf
+TESTS += tests/test-gguf
+tests_test_gguf_SOURCES = tests/test-gguf.c
+tests_test_gguf_LDADD = $(TEST_LIBS)
 
 # tokenizer
 

@@ -24,7 +24,7 @@
 #define ALIGNMENT_KEY "general.alignment"
 /* llama.cpp keeps tensor names in char[GGML_MAX_NAME = 64] with the NUL */
 #define MAX_TENSOR_NAME 63
-#define OUT_BUF (1u << 20) /* bytes buffered before a write(2) */
+#define OUT_BUF (1u << 20) /* at most this many bytes buffered before a write(2) */
 
 struct wtensor {
 	char *name; /* owned */
@@ -56,8 +56,8 @@ struct gguf_writer {
 	int error; /* the failure that stopped it (W_FAILED) */
 	int fd;
 	char *path;
-	uint8_t *buf; /* (OUT_BUF) bytes not yet written */
-	size_t buf_len;
+	uint8_t *buf; /* (buf_cap) bytes not yet written */
+	size_t buf_len, buf_cap;
 	uint64_t pos;	     /* file offset of the next byte (buffered ones counted) */
 	uint64_t data_start; /* file offset of the data section */
 	uint64_t cur;	     /* tensor receiving data */
@@ -439,10 +439,10 @@ static int out(struct gguf_writer *w, const void *p, size_t n, struct st_err *er
 	int rc;
 	if (n == 0) /* p may be NULL (no metadata) */
 		return 0;
-	if (n > OUT_BUF - w->buf_len) {
+	if (n > w->buf_cap - w->buf_len) {
 		if ((rc = flush(w, err)) < 0)
 			return rc;
-		if (n >= OUT_BUF) { /* big tensor chunks go straight through */
+		if (n >= w->buf_cap) { /* big tensor chunks go straight through */
 			if ((rc = write_all(w, p, n, err)) < 0)
 				return rc;
 			w->pos += n;
@@ -500,7 +500,12 @@ int gguf_writer_begin(struct gguf_writer *w, const char *path, struct st_err *er
 	int rc;
 	if (w->state != W_BUILD)
 		return check_state(w, W_BUILD, "gguf_writer_begin", err);
-	if (!(w->path = strdup(path)) || !(w->buf = malloc(OUT_BUF)))
+	/* a small file needs no 1 MiB buffer: size it from what is known */
+	uint64_t est = 4096 + w->meta_len + w->data_size;
+	for (uint64_t i = 0; i < w->n_t; i++)
+		est += strlen(w->t[i].name) + 64;
+	w->buf_cap = est < OUT_BUF ? (size_t)est : OUT_BUF;
+	if (!(w->path = strdup(path)) || !(w->buf = malloc(w->buf_cap)))
 		return st_errf(err, -ENOMEM, "%s: out of memory", path);
 	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (w->fd < 0) {

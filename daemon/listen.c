@@ -1,4 +1,6 @@
 /* listen.c: see listen.h. */
+#include "config.h"
+
 #include "daemon/listen.h"
 
 #include <errno.h>

@@ -5,6 +5,7 @@ daemon_stratad_SOURCES = \
 	daemon/settings.c daemon/settings.h \
 	daemon/listen.c daemon/listen.h \
 	daemon/notify.c daemon/notify.h \
+	daemon/signals.c daemon/signals.h \
 	daemon/server.c daemon/server.h \
 	daemon/sched.c daemon/sched.h
 daemon_stratad_CPPFLAGS = $(AM_CPPFLAGS) $(SYSTEMD_CFLAGS) $(PROTOBUF_C_CFLAGS)

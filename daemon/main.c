@@ -12,6 +12,7 @@
 #include "daemon/notify.h"
 #include "daemon/server.h"
 #include "daemon/settings.h"
+#include "daemon/signals.h"
 #include "engine/engine.h"
 #include "engine/log.h"
 
@@ -23,6 +24,13 @@ int main(int argc, char **argv)
 	struct listener lis = { .fd = -1 };
 	int rc;
 
+	/* First of all: a SIGTERM while the model loads is then seen by the
+	 * event loop as soon as it starts, and it stops cleanly. */
+	rc = signals_init();
+	if (rc < 0) {
+		log_err("cannot install signal handlers: %s", strerror(-rc));
+		return 1;
+	}
 	daemon_config_default(&cfg);
 	rc = daemon_config_load(&cfg, argc, argv, &err);
 	if (cfg.show_help) {

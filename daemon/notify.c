@@ -1,4 +1,6 @@
 /* notify.c: see notify.h. */
+#include "config.h"
+
 #include "daemon/notify.h"
 
 #include <stdarg.h>

@@ -4,6 +4,8 @@
  * published stats; the thread drops it for the forward pass itself, so the
  * server can submit and cancel while a pass runs. Sequence state (tokens,
  * sampler, detokenizer) belongs to the scheduler thread alone. */
+#include "config.h"
+
 #include "daemon/sched.h"
 
 #include <errno.h>

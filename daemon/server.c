@@ -1,15 +1,15 @@
 /* server.c: the event loop (see server.h).
  *
- * One epoll set watches the listening socket, every connection, a signalfd
- * (SIGTERM, SIGINT), the scheduler's eventfd and a 1-second timerfd (watchdog,
+ * One epoll set watches the listening socket, every connection, the signal
+ * pipe (SIGTERM, SIGINT; see signals.h), the scheduler's eventfd and a 1-second timerfd (watchdog,
  * STATUS=, drain deadline). Connections are level-triggered: a readable socket
  * is read until the frame reader would block, output is queued per connection
  * and written when the socket accepts it. A connection that goes away mid-way
  * is freed only after the current batch of epoll events, so no event ever
  * points at freed memory. */
-#include "daemon/server.h"
-
 #include "config.h"
+
+#include "daemon/server.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -22,7 +22,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/random.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
@@ -30,6 +29,7 @@
 
 #include "daemon/notify.h"
 #include "daemon/sched.h"
+#include "daemon/signals.h"
 #include "engine/engine.h"
 #include "engine/gguf.h"
 #include "engine/log.h"
@@ -66,7 +66,7 @@ struct server {
 	struct engine *e;
 	struct sched *sched;
 	struct listener *lis;
-	int ep, sig_fd, wake_fd, timer_fd;
+	int ep, wake_fd, timer_fd;
 	struct conn *conns;
 	struct conn *graveyard;
 	uint32_t n_conns;
@@ -990,26 +990,15 @@ static int watch(struct server *s, int fd, uint64_t data)
 
 int server_run(const struct daemon_config *cfg, struct engine *e, struct listener *l)
 {
-	struct server srv = { .cfg = cfg, .e = e, .lis = l, .ep = -1, .sig_fd = -1, .wake_fd = -1,
-			      .timer_fd = -1 };
+	struct server srv = { .cfg = cfg, .e = e, .lis = l, .ep = -1, .wake_fd = -1, .timer_fd = -1 };
 	struct server *s = &srv;
 	int rc = 0;
 
 	s->t_start = now_ns();
-	signal(SIGPIPE, SIG_IGN);
-	sigset_t mask;
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	/* blocked before any thread starts, so every thread inherits the mask */
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
-
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
-	s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (s->ep < 0 || s->sig_fd < 0 || s->wake_fd < 0 || s->timer_fd < 0) {
+	if (s->ep < 0 || s->wake_fd < 0 || s->timer_fd < 0) {
 		rc = -errno;
 		log_err("cannot set up the event loop: %s", strerror(errno));
 		goto out;
@@ -1031,7 +1020,7 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 		goto out;
 	}
 	if ((rc = watch(s, l->fd, tag_data(TAG_LISTEN))) < 0 ||
-	    (rc = watch(s, s->sig_fd, tag_data(TAG_SIGNAL))) < 0 ||
+	    (rc = watch(s, signals_fd(), tag_data(TAG_SIGNAL))) < 0 ||
 	    (rc = watch(s, s->wake_fd, tag_data(TAG_WAKE))) < 0 ||
 	    (rc = watch(s, s->timer_fd, tag_data(TAG_TIMER))) < 0) {
 		log_err("epoll_ctl: %s", strerror(-rc));
@@ -1071,12 +1060,11 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 				if (!s->draining)
 					accept_clients(s);
 			} else if (data == TAG_SIGNAL) {
-				struct signalfd_siginfo si;
-				while (read(s->sig_fd, &si, sizeof si) == sizeof si) {
-					if (si.ssi_signo == SIGHUP)
+				for (int signo; (signo = signals_next()) != 0;) {
+					if (signo == SIGHUP)
 						log_notice("SIGHUP ignored: restart stratad to change its settings");
 					else
-						begin_drain(s, (int)si.ssi_signo);
+						begin_drain(s, signo);
 				}
 			} else if (data == TAG_WAKE) {
 				drain_events(s);
@@ -1105,8 +1093,6 @@ out:
 		close(s->timer_fd);
 	if (s->wake_fd >= 0)
 		close(s->wake_fd);
-	if (s->sig_fd >= 0)
-		close(s->sig_fd);
 	if (s->ep >= 0)
 		close(s->ep);
 	listener_close(l);

@@ -11,7 +11,8 @@
 struct engine;
 
 /* Serve until SIGTERM/SIGINT and the drain that follows. Returns 0 on a clean
- * stop, -errno on a setup failure (logged). `l` is open; it is closed here. */
+ * stop, -errno on a setup failure (logged). `l` is open; it is closed here.
+ * signals_init() must have run: the loop reads SIGTERM/SIGINT from its pipe. */
 int server_run(const struct daemon_config *cfg, struct engine *e, struct listener *l);
 
 #endif

@@ -1,8 +1,8 @@
 /* settings.c: see settings.h. One table of options serves both the command line
  * and the file, so the two cannot drift apart. */
-#include "daemon/settings.h"
-
 #include "config.h"
+
+#include "daemon/settings.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -116,8 +116,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (log_enabled(LOG_LVL_INFO)) {
 		char plan[2048];
 		engine_describe(e, plan, sizeof plan);
-		for (char *line = strtok(plan, "\n"); line; line = strtok(NULL, "\n"))
-			log_info("%s", line);
+		log_info("%s", plan);
 	}
 	*out = e;
 	return 0;

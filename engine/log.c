@@ -52,8 +52,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
 {
 	static const char *const words[8] = { "emerg", "alert", "crit", "error",
 					      "warning", "notice", "info", "debug" };
-	char line[2048];
-	int n;
+	char msg[4096], out[4096 + 512];
+	char prefix[16];
 	va_list ap;
 
 	if (level > log_get_level())
@@ -61,15 +61,28 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	if (log_prefix < 0)
 		log_prefix = getenv("JOURNAL_STREAM") || !isatty(STDERR_FILENO);
 	if (log_prefix)
-		n = snprintf(line, sizeof line, "<%d>", (int)level);
+		snprintf(prefix, sizeof prefix, "<%d>", (int)level);
 	else
-		n = snprintf(line, sizeof line, "%s: ", words[level & 7]);
+		snprintf(prefix, sizeof prefix, "%s: ", words[level & 7]);
 	va_start(ap, fmt);
-	n += vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	if (n > (int)sizeof line - 2)
-		n = (int)sizeof line - 2;
-	line[n++] = '\n';
-	line[n] = '\0';
-	fputs(line, stderr);
+
+	/* Every line gets the prefix: journald reads the priority per line. */
+	size_t n = 0;
+	for (const char *line = msg; *line && n < sizeof out - 1;) {
+		size_t len = strcspn(line, "\n");
+		int w = snprintf(out + n, sizeof out - n, "%s%.*s\n", prefix, (int)len, line);
+		if (w < 0 || (size_t)w >= sizeof out - n) {
+			n = sizeof out - 1;
+			out[n - 1] = '\n';
+			break;
+		}
+		n += (size_t)w;
+		line += len;
+		if (*line == '\n')
+			line++;
+	}
+	out[n] = '\0';
+	fputs(out, stderr); /* one write per message: threads do not interleave lines */
 }

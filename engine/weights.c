@@ -1123,11 +1123,7 @@ int weights_open(const struct weights_config *cfg, const struct weights_unit *un
 		w->cursor = 0;
 		w_fill(w);
 	}
-	if (log_enabled(LOG_LVL_INFO)) {
-		char plan[1024];
-		weights_plan_describe(w, plan, sizeof plan);
-		log_info("%s", plan);
-	}
+	/* the caller logs the plan (weights_plan_describe) with its own context */
 	*out = w;
 	return 0;
 fail:

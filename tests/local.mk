@@ -3,3 +3,19 @@ check_LIBRARIES += tests/libtap.a
 tests_libtap_a_SOURCES = tests/tap.c tests/tap.h
 TEST_LIBS = tests/libtap.a $(ENGINE_LIBS)
 EXTRA_DIST += tests/run-python.sh
+
+# The engine against a trained model and against a reference of its own.
+check_PROGRAMS += tests/test-stories tests/test-forward
+TESTS += tests/test-stories tests/test-forward
+tests_test_stories_SOURCES = tests/test-stories.c
+tests_test_stories_LDADD = $(TEST_LIBS)
+tests_test_forward_SOURCES = tests/test-forward.c tools/synth.c
+tests_test_forward_LDADD = $(TEST_LIBS)
+
+# The real stratad and strata, driven over the real socket.
+check_PROGRAMS += tests/test-daemon
+TESTS += tests/test-daemon tests/test-cli.sh
+tests_test_daemon_SOURCES = tests/test-daemon.c tools/synth.c
+tests_test_daemon_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)
+tests_test_daemon_LDADD = $(PROTO_LIBS) $(TEST_LIBS) -lpthread
+EXTRA_DIST += tests/lib.sh tests/test-cli.sh

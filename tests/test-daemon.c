@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +27,7 @@
 #define N_CLIENTS 16
 #define TIMEOUT_MS 60000
 
-static char sock_path[256], notify_path[256], model_path[4096];
+static char sock_path[100], notify_path[100], model_path[4096];
 static int notify_fd = -1;
 static char notes[65536]; /* every datagram received, newline-separated */
 static size_t notes_len;
@@ -39,32 +40,45 @@ static uint64_t now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
-/* Collect notification datagrams for up to wait_ms. */
-static void collect_notes(int wait_ms)
+/* Notifications are read all the time by a thread, as systemd does: a
+ * daemon whose NOTIFY_SOCKET nobody reads would block in sd_notify. */
+static pthread_mutex_t notes_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void *notes_reader(void *arg)
 {
-	uint64_t end = now_ms() + (uint64_t)wait_ms;
+	(void)arg;
 	for (;;) {
-		struct pollfd p = { notify_fd, POLLIN, 0 };
-		int left = (int)(end > now_ms() ? end - now_ms() : 0);
-		if (poll(&p, 1, left) <= 0)
-			return;
 		char buf[4096];
 		ssize_t n = recv(notify_fd, buf, sizeof buf - 1, 0);
-		if (n > 0 && notes_len + (size_t)n + 2 < sizeof notes) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return NULL;
+		pthread_mutex_lock(&notes_mu);
+		if (notes_len + (size_t)n + 2 < sizeof notes) {
 			memcpy(notes + notes_len, buf, (size_t)n);
 			notes_len += (size_t)n;
 			notes[notes_len++] = '\n';
 			notes[notes_len] = '\0';
 		}
+		pthread_mutex_unlock(&notes_mu);
 	}
+}
+
+static bool has_note(const char *what)
+{
+	pthread_mutex_lock(&notes_mu);
+	bool found = strstr(notes, what) != NULL;
+	pthread_mutex_unlock(&notes_mu);
+	return found;
 }
 
 static bool wait_note(const char *what, int timeout_ms)
 {
 	uint64_t end = now_ms() + (uint64_t)timeout_ms;
-	while (!strstr(notes, what) && now_ms() < end)
-		collect_notes(100);
-	return strstr(notes, what) != NULL;
+	while (!has_note(what) && now_ms() < end)
+		usleep(20000);
+	return has_note(what);
 }
 
 static int connect_daemon(void)
@@ -239,6 +253,10 @@ static void start_daemon(void)
 	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (notify_fd < 0 || bind(notify_fd, (struct sockaddr *)&a, sizeof a) < 0)
 		tap_bail("notify socket: %s", strerror(errno));
+	pthread_t reader;
+	if (pthread_create(&reader, NULL, notes_reader, NULL) != 0)
+		tap_bail("cannot start the notification reader");
+	pthread_detach(reader);
 
 	char stratad[4096], log_path[4096];
 	snprintf(stratad, sizeof stratad, "%s/daemon/stratad", tap_builddir());
@@ -505,9 +523,8 @@ int main(void)
 	close(fd);
 
 	/* ---- systemd notifications ---- */
-	collect_notes(1200);
-	tap_ok(strstr(notes, "WATCHDOG=1") != NULL, "WATCHDOG=1 pings arrive (WATCHDOG_USEC set)");
-	tap_ok(strstr(notes, "STATUS=Serving") != NULL, "STATUS= lines describe the service");
+	tap_ok(wait_note("WATCHDOG=1", 2000), "WATCHDOG=1 pings arrive (WATCHDOG_USEC set)");
+	tap_ok(wait_note("STATUS=Serving", 2000), "STATUS= lines describe the service");
 
 	/* ---- SIGTERM while requests stream ---- */
 	int sfd[4];
@@ -542,8 +559,7 @@ int main(void)
 	int status = 0;
 	pid_t w = waitpid(daemon_pid, &status, 0);
 	tap_ok(w == daemon_pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "stratad exits 0");
-	collect_notes(100);
-	tap_ok(strstr(notes, "STOPPING=1") != NULL, "STOPPING=1 was sent");
+	tap_ok(wait_note("STOPPING=1", 2000), "STOPPING=1 was sent");
 	tap_ok(stat(sock_path, &st) != 0 && errno == ENOENT, "the socket file is removed");
 
 	int rc = tap_done();

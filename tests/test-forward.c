@@ -177,12 +177,13 @@ static double max_abs_diff_f(const float *a, const float *b, uint32_t n)
 }
 
 /* Tolerances relative to the largest |logit|, with the reason:
- * float weights: only f32 rounding and summation order differ (1e-4);
- * q8_0/q4_0: the decode path quantizes activations to Q8_0 as ggml does,
- * about 0.4% per element, which compounds over 2 layers (3e-2). */
+ * float weights: only f32 rounding and summation order differ (seen: 2e-7
+ * relative; allowed 1e-5); q8_0/q4_0: the decode path quantizes activations
+ * to Q8_0 as ggml does, about 0.4% per element, compounding over 2 layers
+ * (seen: 0.7%; allowed 1.5%). */
 static double tolerance(uint32_t type)
 {
-	return type == ST_Q8_0 || type == ST_Q4_0 ? 3e-2 : 1e-4;
+	return type == ST_Q8_0 || type == ST_Q4_0 ? 1.5e-2 : 1e-5;
 }
 
 int main(void)

@@ -129,10 +129,15 @@ static int write_builtin_vocab(struct gguf_writer *w, uint64_t *n_vocab, struct 
 #define ADD(str, score, type)                                                    \
 	do {                                                                     \
 		snprintf(buf[n], sizeof buf[n], "%s", str);                     \
-		tokens[n] = buf[n];                                              \
-		scores[n] = (score);                                             \
-		types[n] = (type);                                               \
-		n++;                                                             \
+		bool dup_ = false;                                               \
+		for (uint32_t k_ = 0; k_ < n && !dup_; k_++)                     \
+			dup_ = strcmp(buf[k_], buf[n]) == 0;                     \
+		if (!dup_) {                                                     \
+			tokens[n] = buf[n];                                      \
+			scores[n] = (score);                                     \
+			types[n] = (type);                                       \
+			n++;                                                     \
+		}                                                                \
 	} while (0)
 	ADD("<unk>", 0.0f, 2);
 	ADD("<s>", 0.0f, 3);
@@ -163,11 +168,7 @@ static int write_builtin_vocab(struct gguf_writer *w, uint64_t *n_vocab, struct 
 	for (int a = 'a'; a <= 'z' && n < N; a++)
 		for (int b = 'a'; b <= 'z' && n < N; b++) {
 			char t[3] = { (char)a, (char)b, 0 };
-			bool dup = false;
-			for (uint32_t k = 0; k < n && !dup; k++)
-				dup = strcmp(buf[k], t) == 0;
-			if (!dup)
-				ADD(t, -3.0f - (float)n / 1000.0f, 1);
+			ADD(t, -3.0f - (float)n / 1000.0f, 1); /* duplicates are skipped */
 		}
 #undef ADD
 	if ((rc = gguf_writer_add_str(w, "tokenizer.ggml.model", "llama")) < 0 ||

@@ -1180,8 +1180,15 @@ static void write_corpus(const char *dir)
 		c->apply(p, n);
 		char name[128];
 		size_t k = 0;
-		for (const char *s = c->name; *s && k < sizeof name - 1; s++)
-			name[k++] = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ? *s : '-';
+		for (const char *s = c->name; *s && k < sizeof name - 1; s++) {
+			char ch = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+			if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+				name[k++] = ch;
+			else if (k && name[k - 1] != '-')
+				name[k++] = '-';
+		}
+		while (k && name[k - 1] == '-')
+			k--;
 		name[k] = '\0';
 		snprintf(path, sizeof path, "%s/bad-%s.gguf", dir, name);
 		spill(path, p, n);

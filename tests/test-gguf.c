@@ -215,8 +215,10 @@ static uint8_t *tensor_bytes(const struct tspec *ts, uint64_t size, uint32_t see
 			uint16_t h = st_f32_to_bf16(frand(&s));
 			memcpy(b, &h, 2);
 		} else {
-			for (uint32_t k = 0; k < ti->block_bytes; k++)
-				b[k] = (uint8_t)(frand(&s) * 512);
+			for (uint32_t k = 0; k < ti->block_bytes; k++) {
+				frand(&s);
+				b[k] = (uint8_t)(s >> 24);
+			}
 			uint16_t d = st_f32_to_fp16(0.01f);
 			memcpy(b, &d, 2);
 		}

@@ -108,7 +108,9 @@ uint32_t gguf_version(const struct gguf *g);
 const char *gguf_path(const struct gguf *g); /* the path or name given */
 uint64_t gguf_file_size(const struct gguf *g);
 uint32_t gguf_alignment(const struct gguf *g);	/* general.alignment or 32 */
-uint64_t gguf_data_offset(const struct gguf *g); /* start of the tensor data section */
+/* start of the tensor data section (aligned; past the end of a file that
+ * has no tensors and no final padding) */
+uint64_t gguf_data_offset(const struct gguf *g);
 const void *gguf_base(const struct gguf *g);	 /* start of the mapping */
 
 /* Metadata. Lookups by key compare the whole key; NULL when absent. */
@@ -131,9 +133,11 @@ int gguf_get_arr(const struct gguf *g, const char *key, enum gguf_vtype elem,
 		 const struct gguf_kv **out, struct st_err *err);
 
 /* Array elements. Index must be < arr_len (checked with assert).
- * Numeric elements are converted; string elements are O(1) (the reader
- * indexes string arrays while validating). Arrays of arrays are validated
- * but only reachable through gguf_arr_sub(). */
+ * Numeric elements (and bools, 0/1) are converted: gguf_arr_i64 truncates
+ * floats toward zero and saturates (NaN is 0, u64 above INT64_MAX is
+ * INT64_MAX). String elements are O(1) (the reader indexes string arrays
+ * while validating). Arrays of arrays are validated but only reachable
+ * through gguf_arr_sub(); its result cannot be given to copy_kv (no key). */
 int64_t gguf_arr_i64(const struct gguf_kv *kv, uint64_t i);
 double gguf_arr_f64(const struct gguf_kv *kv, uint64_t i);
 struct gguf_str gguf_arr_str(const struct gguf_kv *kv, uint64_t i);

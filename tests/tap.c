@@ -37,6 +37,8 @@ void tap_skip_all(const char *fmt, ...)
 	exit(0);
 }
 
+/* the format attribute lets clang's -Wformat-nonliteral accept the vprintf */
+static int tap_vok(int cond, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 static int tap_vok(int cond, const char *fmt, va_list ap)
 {
 	tap_count++;

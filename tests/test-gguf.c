@@ -215,8 +215,10 @@ static uint8_t *tensor_bytes(const struct tspec *ts, uint64_t size, uint32_t see
 			uint16_t h = st_f32_to_bf16(frand(&s));
 			memcpy(b, &h, 2);
 		} else {
-			for (uint32_t k = 0; k < ti->block_bytes; k++)
-				b[k] = (uint8_t)(frand(&s) * 512);
+			for (uint32_t k = 0; k < ti->block_bytes; k++) {
+				frand(&s);
+				b[k] = (uint8_t)(s >> 24);
+			}
 			uint16_t d = st_f32_to_fp16(0.01f);
 			memcpy(b, &d, 2);
 		}
@@ -1180,8 +1182,15 @@ static void write_corpus(const char *dir)
 		c->apply(p, n);
 		char name[128];
 		size_t k = 0;
-		for (const char *s = c->name; *s && k < sizeof name - 1; s++)
-			name[k++] = (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ? *s : '-';
+		for (const char *s = c->name; *s && k < sizeof name - 1; s++) {
+			char ch = *s >= 'A' && *s <= 'Z' ? (char)(*s - 'A' + 'a') : *s;
+			if ((ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9'))
+				name[k++] = ch;
+			else if (k && name[k - 1] != '-')
+				name[k++] = '-';
+		}
+		while (k && name[k - 1] == '-')
+			k--;
 		name[k] = '\0';
 		snprintf(path, sizeof path, "%s/bad-%s.gguf", dir, name);
 		spill(path, p, n);

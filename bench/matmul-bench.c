@@ -1,7 +1,11 @@
 /* matmul-bench.c: throughput of matmul's two paths on a 4096x4096 matrix.
  * GEMM path: GFLOP/s for Q8_0 and F32 weights at n_tok 8..512, next to a
  * plain sgemm on an already-f32 copy measured in the same run (the ratio is
- * what dequantizing in panels costs). GEMV path: GB/s of weights read.
+ * what dequantizing in panels costs). GEMV path: GB/s of weights read, next
+ * to the GEMM path at the same n_tok (where they cross is what the per-type
+ * gemm_min_rows defaults in matmul.c follow). Times are the best of several
+ * calls, each warm: on a shared machine the best is the least disturbed.
+ * A 4096x4096 matrix fits in a large L3; pass a bigger shape to see DRAM.
  * Not a test: it asserts nothing; `make check` does not run it.
  * Usage: bench/matmul-bench [n_in n_out] (default 4096 4096) */
 #include <stdio.h>
@@ -89,7 +93,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const int64_t gemm_toks[] = { 8, 32, 128, 512 };
-	static const int64_t gemv_toks[] = { 1, 2, 4, 8, 16 };
+	static const int64_t gemv_toks[] = { 1, 2, 4, 8, 16, 32, 64 };
 	const int64_t max_tok = 512;
 
 	float *wf = xmalloc((size_t)(n_in * n_out) * sizeof *wf);
@@ -129,8 +133,8 @@ int main(int argc, char **argv)
 			       (long long)nt, flop / tq * 1e-9, flop / tf * 1e-9, flop / tp * 1e-9,
 			       tp / tq, tp / tf);
 		}
-		printf("GEMV path (dot kernels), GB/s of weights (GFLOP/s), vs the GEMM path\n");
-		printf("                       q8_0             f32          gemm q8_0 GFLOP/s\n");
+		printf("GEMV path (dot kernels): GB/s of weights (GFLOP/s); GEMM path GFLOP/s beside it\n");
+		printf("                   q8_0 gemv     q8_0 gemm      f32 gemv     f32 gemm\n");
 		for (size_t i = 0; i < sizeof gemv_toks / sizeof gemv_toks[0]; i++) {
 			const int64_t nt = gemv_toks[i];
 			const double flop = 2.0 * (double)nt * (double)n_in * (double)n_out;
@@ -138,11 +142,12 @@ int main(int argc, char **argv)
 			const double tq = time_matmul(c, out, x, nt, &wq8);
 			const double tf = time_matmul(c, out, x, nt, &wf32);
 			matmul_set_gemm_min_rows(c, 1);
-			const double tg = time_matmul(c, out, x, nt, &wq8);
-			printf("  n_tok %4lld      %6.1f (%5.1f)  %6.1f (%5.1f)     %6.1f\n", (long long)nt,
-			       (double)rb8 * (double)n_out / tq * 1e-9, flop / tq * 1e-9,
+			const double gq = time_matmul(c, out, x, nt, &wq8);
+			const double gf = time_matmul(c, out, x, nt, &wf32);
+			printf("  n_tok %4lld  %5.1f (%5.1f)     %5.1f   %5.1f (%5.1f)     %5.1f\n", (long long)nt,
+			       (double)rb8 * (double)n_out / tq * 1e-9, flop / tq * 1e-9, flop / gq * 1e-9,
 			       (double)n_in * 4.0 * (double)n_out / tf * 1e-9, flop / tf * 1e-9,
-			       flop / tg * 1e-9);
+			       flop / gf * 1e-9);
 		}
 		matmul_ctx_free(c);
 		pool_free(pool);

@@ -1,5 +1,5 @@
 /* test-matmul.c: matmul against matmul_ref for every weight type, n_tok in
- * {1, 2, 7, 8, 9, 64}, shapes that leave a short last panel and a short last
+ * {1, 2, 7, 8, 9, 16, 64}, shapes that leave a short last panel and a short last
  * chunk, through both paths (gemm_min_rows moved to force each), on pools of
  * 1 to 3 threads; plus the error returns and a clean -ENOMEM.
  *
@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,12 @@ static void *xmalloc(size_t n)
 	if (!p)
 		tap_bail("out of memory");
 	return p;
+}
+
+/* The per-type defaults matmul.h documents. */
+static int64_t default_min_rows(uint32_t type)
+{
+	return type == ST_F32 ? 8 : type == ST_F16 || type == ST_BF16 ? 16 : 64;
 }
 
 /* Weights of `type` from random f32 rows (n_out, n_in). */
@@ -127,7 +134,7 @@ static double worst_ratio(const float *got, const float *want, const double *bou
 static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, int64_t n_out,
 			    int nth)
 {
-	static const int64_t toks[] = { 1, 2, 7, 8, 9, 64 };
+	static const int64_t toks[] = { 1, 2, 7, 8, 9, 16, 64 };
 	const int64_t max_tok = 64;
 	struct matmul_w w = { .type = type, .n_in = n_in, .n_out = n_out };
 	w.data = make_weights(type, n_in, n_out);
@@ -152,17 +159,23 @@ static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, i
 		tap_ok(rc == 0 && e <= 1.0, "GEMV %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
 		       st_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, nth, e);
 
-		matmul_set_gemm_min_rows(c, 8); /* the default decides */
+		matmul_set_gemm_min_rows(c, 0); /* the per-type default decides */
 		rc = matmul(c, dflt, x, n_tok, &w);
+		const bool dflt_gemm = n_tok >= default_min_rows(type);
+		if (!dflt_gemm) /* the forced GEMV result is still in got */
+			tap_ok(memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
+			       "n_tok %lld < %lld: %s takes the GEMV path by default", (long long)n_tok,
+			       (long long)default_min_rows(type), st_type_name(type));
 
 		matmul_set_gemm_min_rows(c, 1); /* force GEMM */
 		rc |= matmul(c, got, x, n_tok, &w);
 		e = rc == 0 ? worst_ratio(got, ref, bm, n) : INFINITY;
 		tap_ok(rc == 0 && e <= 1.0, "GEMM %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
 		       st_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, nth, e);
-		if (n_tok >= 8)
+		if (dflt_gemm)
 			tap_ok(memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
-			       "n_tok %lld >= 8 takes the GEMM path by default", (long long)n_tok);
+			       "n_tok %lld >= %lld: %s takes the GEMM path by default", (long long)n_tok,
+			       (long long)default_min_rows(type), st_type_name(type));
 	}
 	free(bm);
 	free(bv);

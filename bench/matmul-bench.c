@@ -1,7 +1,11 @@
 /* matmul-bench.c: throughput of matmul's two paths on a 4096x4096 matrix.
  * GEMM path: GFLOP/s for Q8_0 and F32 weights at n_tok 8..512, next to a
  * plain sgemm on an already-f32 copy measured in the same run (the ratio is
- * what dequantizing in panels costs). GEMV path: GB/s of weights read.
+ * what dequantizing in panels costs). GEMV path: GB/s of weights read, next
+ * to the GEMM path at the same n_tok (where they cross is what the per-type
+ * gemm_min_rows defaults in matmul.c follow). Times are the best call of
+ * interleaved rounds (see time_jobs).
+ * A 4096x4096 matrix fits in a large L3; pass a bigger shape to see DRAM.
  * Not a test: it asserts nothing; `make check` does not run it.
  * Usage: bench/matmul-bench [n_in n_out] (default 4096 4096) */
 #include <stdio.h>
@@ -43,38 +47,47 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
-/* Best seconds per call over enough calls to fill ~0.4 s (at least 3). */
-static double time_matmul(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
-			  const struct matmul_w *w)
+/* One thing to time: a matmul (w set) or, with w NULL, a plain sgemm on wf. */
+struct job {
+	struct matmul_ctx *c;
+	const struct matmul_w *w;
+	int64_t gemm_min_rows; /* forces the path */
+	const float *wf;       /* (n_out, n_in) f32, for the plain sgemm */
+	double best;	       /* seconds, best call so far */
+};
+
+static void run_once(struct job *j, float *out, const float *x, int64_t n_tok, int64_t n_in,
+		     int64_t n_out)
 {
-	double best = 1e30, spent = 0.0;
-	if (matmul(c, out, x, n_tok, w) != 0) { /* warm-up: scratch, caches, threads */
-		fprintf(stderr, "matmul-bench: matmul failed\n");
-		exit(1);
+	double t0 = now_s();
+	if (j->w) {
+		matmul_set_gemm_min_rows(j->c, j->gemm_min_rows);
+		if (matmul(j->c, out, x, n_tok, j->w) != 0) {
+			fprintf(stderr, "matmul-bench: matmul failed\n");
+			exit(1);
+		}
+	} else {
+		blas_sgemm_nt(n_tok, n_out, n_in, x, n_in, j->wf, n_in, 0.0f, out, n_out);
 	}
-	for (int i = 0; i < 3 || spent < 0.4; i++) {
-		double t0 = now_s();
-		matmul(c, out, x, n_tok, w);
-		double dt = now_s() - t0;
-		spent += dt;
-		best = dt < best ? dt : best;
-	}
-	return best;
+	double dt = now_s() - t0;
+	j->best = dt < j->best ? dt : j->best;
 }
 
-static double time_sgemm(float *out, const float *x, int64_t n_tok, const float *wf,
-			 int64_t n_in, int64_t n_out)
+/* Interleaved rounds, one call of each job per round, until ~0.6 s (at
+ * least 5 rounds): the machine may be shared, and interleaving puts every
+ * job of a row through the same disturbances; the best call is the least
+ * disturbed. The first round warms scratch, caches and threads. */
+static void time_jobs(struct job *jobs, int n_jobs, float *out, const float *x, int64_t n_tok,
+		      int64_t n_in, int64_t n_out)
 {
-	double best = 1e30, spent = 0.0;
-	blas_sgemm_nt(n_tok, n_out, n_in, x, n_in, wf, n_in, 0.0f, out, n_out);
-	for (int i = 0; i < 3 || spent < 0.4; i++) {
-		double t0 = now_s();
-		blas_sgemm_nt(n_tok, n_out, n_in, x, n_in, wf, n_in, 0.0f, out, n_out);
-		double dt = now_s() - t0;
-		spent += dt;
-		best = dt < best ? dt : best;
-	}
-	return best;
+	for (int k = 0; k < n_jobs; k++)
+		run_once(&jobs[k], out, x, n_tok, n_in, n_out);
+	for (int k = 0; k < n_jobs; k++)
+		jobs[k].best = 1e30;
+	double t_start = now_s();
+	for (int r = 0; r < 5 || now_s() - t_start < 0.6; r++)
+		for (int k = 0; k < n_jobs; k++)
+			run_once(&jobs[k], out, x, n_tok, n_in, n_out);
 }
 
 int main(int argc, char **argv)
@@ -89,7 +102,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	static const int64_t gemm_toks[] = { 8, 32, 128, 512 };
-	static const int64_t gemv_toks[] = { 1, 2, 4, 8, 16 };
+	static const int64_t gemv_toks[] = { 1, 2, 4, 8, 16, 32, 64 };
 	const int64_t max_tok = 512;
 
 	float *wf = xmalloc((size_t)(n_in * n_out) * sizeof *wf);
@@ -118,31 +131,35 @@ int main(int argc, char **argv)
 		}
 		printf("\n== %d thread%s (pool and OpenBLAS)\n", nth, nth > 1 ? "s" : "");
 		printf("GEMM path, GFLOP/s       q8_0    f32   plain sgemm  q8_0/plain  f32/plain\n");
-		matmul_set_gemm_min_rows(c, 1);
 		for (size_t i = 0; i < sizeof gemm_toks / sizeof gemm_toks[0]; i++) {
 			const int64_t nt = gemm_toks[i];
 			const double flop = 2.0 * (double)nt * (double)n_in * (double)n_out;
-			const double tq = time_matmul(c, out, x, nt, &wq8);
-			const double tf = time_matmul(c, out, x, nt, &wf32);
-			const double tp = time_sgemm(out, x, nt, wf, n_in, n_out);
+			struct job j[3] = {
+				{ .c = c, .w = &wq8, .gemm_min_rows = 1 },
+				{ .c = c, .w = &wf32, .gemm_min_rows = 1 },
+				{ .wf = wf },
+			};
+			time_jobs(j, 3, out, x, nt, n_in, n_out);
 			printf("  n_tok %4lld          %7.1f %7.1f  %9.1f     %6.2f     %6.2f\n",
-			       (long long)nt, flop / tq * 1e-9, flop / tf * 1e-9, flop / tp * 1e-9,
-			       tp / tq, tp / tf);
+			       (long long)nt, flop / j[0].best * 1e-9, flop / j[1].best * 1e-9,
+			       flop / j[2].best * 1e-9, j[2].best / j[0].best, j[2].best / j[1].best);
 		}
-		printf("GEMV path (dot kernels), GB/s of weights (GFLOP/s), vs the GEMM path\n");
-		printf("                       q8_0             f32          gemm q8_0 GFLOP/s\n");
+		printf("GEMV path (dot kernels): GB/s of weights (GFLOP/s); GEMM path GFLOP/s beside it\n");
+		printf("                   q8_0 gemv     q8_0 gemm      f32 gemv     f32 gemm\n");
 		for (size_t i = 0; i < sizeof gemv_toks / sizeof gemv_toks[0]; i++) {
 			const int64_t nt = gemv_toks[i];
 			const double flop = 2.0 * (double)nt * (double)n_in * (double)n_out;
-			matmul_set_gemm_min_rows(c, nt + 1);
-			const double tq = time_matmul(c, out, x, nt, &wq8);
-			const double tf = time_matmul(c, out, x, nt, &wf32);
-			matmul_set_gemm_min_rows(c, 1);
-			const double tg = time_matmul(c, out, x, nt, &wq8);
-			printf("  n_tok %4lld      %6.1f (%5.1f)  %6.1f (%5.1f)     %6.1f\n", (long long)nt,
-			       (double)rb8 * (double)n_out / tq * 1e-9, flop / tq * 1e-9,
-			       (double)n_in * 4.0 * (double)n_out / tf * 1e-9, flop / tf * 1e-9,
-			       flop / tg * 1e-9);
+			struct job j[4] = {
+				{ .c = c, .w = &wq8, .gemm_min_rows = nt + 1 },
+				{ .c = c, .w = &wq8, .gemm_min_rows = 1 },
+				{ .c = c, .w = &wf32, .gemm_min_rows = nt + 1 },
+				{ .c = c, .w = &wf32, .gemm_min_rows = 1 },
+			};
+			time_jobs(j, 4, out, x, nt, n_in, n_out);
+			printf("  n_tok %4lld  %5.1f (%5.1f)     %5.1f   %5.1f (%5.1f)     %5.1f\n", (long long)nt,
+			       (double)rb8 * (double)n_out / j[0].best * 1e-9, flop / j[0].best * 1e-9,
+			       flop / j[1].best * 1e-9, (double)n_in * 4.0 * (double)n_out / j[2].best * 1e-9,
+			       flop / j[2].best * 1e-9, flop / j[3].best * 1e-9);
 		}
 		matmul_ctx_free(c);
 		pool_free(pool);

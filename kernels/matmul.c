@@ -17,17 +17,19 @@
 #include "kernels/quant.h"
 #include "kernels/types.h"
 
-/* f32 bytes of one dequantized panel: large enough that OpenBLAS gets wide
- * blocks and the pool's dequantization has work to split, small enough to
- * stay in the shared L3 so sgemm reads what the pool just wrote. */
-#define MATMUL_PANEL_BYTES (4u << 20)
+/* f32 bytes of one dequantized panel. Each sgemm call repacks x and wakes
+ * OpenBLAS's threads, so wider panels win: on 2 threads, 4096-wide Q8_0 rows
+ * and 512 tokens ran at 98, 152, 169 and 172 GFLOP/s with 1, 4, 16 and 32 MB
+ * panels. 16 MB still sits in the L3 of a server part, where sgemm finds
+ * what the pool just wrote. */
+#define MATMUL_PANEL_BYTES (16u << 20)
 /* Weight bytes below which a GEMV is not worth waking the pool for. */
 #define MATMUL_SERIAL_BYTES (64u << 10)
 #define MATMUL_ALIGN 64
 
 struct matmul_ctx {
 	struct pool *pool; /* borrowed */
-	int64_t gemm_min_rows;
+	int64_t gemm_min_rows; /* > 0: for every type; 0: per type (gemm_min_rows_for) */
 	void *act;	  /* (n_tok, act_stride) prepared activations, GEMV path */
 	size_t act_cap;	  /* bytes */
 	float *panel;	  /* (panel_rows, n_in) f32, GEMM path */
@@ -41,7 +43,6 @@ int matmul_ctx_create(struct pool *pool, struct matmul_ctx **out)
 	if (!c)
 		return -ENOMEM;
 	c->pool = pool;
-	c->gemm_min_rows = 8;
 	/* OpenBLAS runs on the same cores as the pool, never beside it. */
 	blas_set_threads(pool_threads(pool));
 	*out = c;
@@ -59,7 +60,27 @@ void matmul_ctx_free(struct matmul_ctx *c)
 
 void matmul_set_gemm_min_rows(struct matmul_ctx *c, int64_t rows)
 {
-	c->gemm_min_rows = rows;
+	c->gemm_min_rows = rows > 0 ? rows : 0;
+}
+
+/* Where sgemm starts to win, measured on one and two threads (bench/
+ * matmul-bench, 4096-wide rows): f32 dots stream 4 bytes per weight, so
+ * sgemm's blocking pays off early; F16/BF16 halve that; Q8_0/Q4_0 dots are
+ * integer VNNI work on a quarter of the bytes and stay ahead of dequantizing
+ * to f32 until about 64 rows. */
+static int64_t gemm_min_rows_for(const struct matmul_ctx *c, uint32_t type)
+{
+	if (c->gemm_min_rows > 0)
+		return c->gemm_min_rows;
+	switch (type) {
+	case ST_F32:
+		return 8;
+	case ST_F16:
+	case ST_BF16:
+		return 16;
+	default:
+		return 64;
+	}
 }
 
 /* Make *buf hold at least `need` bytes (64-byte aligned). On failure the old
@@ -264,7 +285,7 @@ int matmul(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
 		return err;
 	if (n_tok <= 0 || w->n_out == 0)
 		return 0;
-	if (n_tok < c->gemm_min_rows)
+	if (n_tok < gemm_min_rows_for(c, w->type))
 		return matmul_gemv(c, out, x, n_tok, w, rb);
 	return matmul_gemm(c, out, x, n_tok, w, rb);
 }

@@ -20,14 +20,17 @@ struct matmul_w {
 
 struct matmul_ctx; /* scratch for prepared activations and f32 panels */
 
-/* The context borrows `pool` (must outlive it); `n_threads` also sets how
- * many threads OpenBLAS may use (the same cores, one job at a time).
+/* The context borrows `pool` (must outlive it); the pool's thread count also
+ * sets how many threads OpenBLAS may use (the same cores, one job at a time).
  * Returns 0 or -errno; caller frees with matmul_ctx_free (NULL is a no-op). */
 int matmul_ctx_create(struct pool *pool, struct matmul_ctx **out);
 void matmul_ctx_free(struct matmul_ctx *c);
 
-/* Batches with at least this many rows go to sgemm (default 8; tests and
- * the benchmark move it to compare both paths). */
+/* Batches with at least this many rows go to sgemm, whatever the weight type
+ * (tests and the benchmark move it to compare both paths); rows <= 0 restores
+ * the default, which depends on the type: 8 for F32, 16 for F16/BF16, 64 for
+ * Q8_0/Q4_0, whose integer dot kernels outrun dequantize + sgemm below that
+ * (bench/matmul-bench, AVX-512 VNNI). */
 void matmul_set_gemm_min_rows(struct matmul_ctx *c, int64_t rows);
 
 /* out (n_tok, w->n_out) f32 = x (n_tok, w->n_in) f32 · Wᵀ.

@@ -1,5 +1,5 @@
 /* test-matmul.c: matmul against matmul_ref for every weight type, n_tok in
- * {1, 2, 7, 8, 9, 64}, shapes that leave a short last panel and a short last
+ * {1, 2, 7, 8, 9, 16, 64}, shapes that leave a short last panel and a short last
  * chunk, through both paths (gemm_min_rows moved to force each), on pools of
  * 1 to 3 threads; plus the error returns and a clean -ENOMEM.
  *
@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,12 @@ static void *xmalloc(size_t n)
 	if (!p)
 		tap_bail("out of memory");
 	return p;
+}
+
+/* The per-type defaults matmul.h documents. */
+static int64_t default_min_rows(uint32_t type)
+{
+	return type == ST_F32 ? 8 : type == ST_F16 || type == ST_BF16 ? 16 : 64;
 }
 
 /* Weights of `type` from random f32 rows (n_out, n_in). */
@@ -124,10 +131,12 @@ static double worst_ratio(const float *got, const float *want, const double *bou
 	return worst;
 }
 
+static const int64_t all_toks[] = { 1, 2, 7, 8, 9, 16, 64 };
+#define N_ALL_TOKS (sizeof all_toks / sizeof all_toks[0])
+
 static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, int64_t n_out,
-			    int nth)
+			    int nth, const int64_t *toks, size_t n_toks)
 {
-	static const int64_t toks[] = { 1, 2, 7, 8, 9, 64 };
 	const int64_t max_tok = 64;
 	struct matmul_w w = { .type = type, .n_in = n_in, .n_out = n_out };
 	w.data = make_weights(type, n_in, n_out);
@@ -139,7 +148,7 @@ static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, i
 	float *dflt = xmalloc(n_res * sizeof *dflt);
 	double *bv = xmalloc(n_res * sizeof *bv), *bm = xmalloc(n_res * sizeof *bm);
 
-	for (size_t ti = 0; ti < sizeof toks / sizeof toks[0]; ti++) {
+	for (size_t ti = 0; ti < n_toks; ti++) {
 		const int64_t n_tok = toks[ti], n = n_tok * n_out;
 		int rc = matmul_ref(ref, x, n_tok, &w);
 		if (!tap_is_int(rc, 0, "matmul_ref %s", st_type_name(type)))
@@ -152,17 +161,23 @@ static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, i
 		tap_ok(rc == 0 && e <= 1.0, "GEMV %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
 		       st_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, nth, e);
 
-		matmul_set_gemm_min_rows(c, 8); /* the default decides */
+		matmul_set_gemm_min_rows(c, 0); /* the per-type default decides */
 		rc = matmul(c, dflt, x, n_tok, &w);
+		const bool dflt_gemm = n_tok >= default_min_rows(type);
+		if (!dflt_gemm) /* the forced GEMV result is still in got */
+			tap_ok(memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
+			       "n_tok %lld < %lld: %s takes the GEMV path by default", (long long)n_tok,
+			       (long long)default_min_rows(type), st_type_name(type));
 
 		matmul_set_gemm_min_rows(c, 1); /* force GEMM */
 		rc |= matmul(c, got, x, n_tok, &w);
 		e = rc == 0 ? worst_ratio(got, ref, bm, n) : INFINITY;
 		tap_ok(rc == 0 && e <= 1.0, "GEMM %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
 		       st_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, nth, e);
-		if (n_tok >= 8)
+		if (dflt_gemm)
 			tap_ok(memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
-			       "n_tok %lld >= 8 takes the GEMM path by default", (long long)n_tok);
+			       "n_tok %lld >= %lld: %s takes the GEMM path by default", (long long)n_tok,
+			       (long long)default_min_rows(type), st_type_name(type));
 	}
 	free(bm);
 	free(bv);
@@ -214,6 +229,7 @@ static void test_errors(struct matmul_ctx *c)
 
 int main(void)
 {
+	static const int64_t multi_panel_toks[] = { 9, 17 };
 	static const uint32_t types[] = { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 };
 	struct pool *pool;
 	struct matmul_ctx *c;
@@ -224,17 +240,19 @@ int main(void)
 		for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
 			const uint32_t t = types[ti];
 			if (nth == 2) {
-				/* 4096 wide: panels of 256 rows, so 300 rows end
-				 * in a short panel of 44; GEMV chunks of 16. */
-				test_type_shape(c, t, 4096, 300, nth);
-				test_type_shape(c, t, 64, 48, nth);
+				/* GEMV chunks of 32 rows, the last one short */
+				test_type_shape(c, t, 4096, 300, nth, all_toks, N_ALL_TOKS);
+				test_type_shape(c, t, 64, 48, nth, all_toks, N_ALL_TOKS);
+				/* 16384 wide: 16 MB panels of 256 rows, so 272
+				 * rows end in a short panel of 16 */
+				test_type_shape(c, t, 16384, 272, nth, multi_panel_toks, 2);
 			} else {
-				test_type_shape(c, t, 256, 37, nth);
+				test_type_shape(c, t, 256, 37, nth, all_toks, N_ALL_TOKS);
 			}
 			/* stories260K's FFN down: 172 inputs, not whole blocks
 			 * of 32, which only float types allow. */
 			if (t == ST_F32 || t == ST_F16 || t == ST_BF16)
-				test_type_shape(c, t, 172, 64, nth);
+				test_type_shape(c, t, 172, 64, nth, all_toks, N_ALL_TOKS);
 		}
 		if (nth == 2)
 			test_errors(c);

@@ -23,3 +23,23 @@ fuzz_fuzz_gguf_LDADD = $(ENGINE_LIBS)
 endif
 # the seed corpus: the whole folder (written by fuzz/mkcorpus.sh, plus crashers)
 EXTRA_DIST += fuzz/README.md fuzz/gguf.dict fuzz/mkcorpus.sh fuzz/corpus
+
+# fuzz-frame: what stratad does with a client's bytes: the incremental frame
+# reader in random splits, each frame unpacked as a Request (proto/).
+FUZZ_FRAME_SOURCES = fuzz/fuzz-frame.c fuzz/fuzz.h
+fuzz_fuzz_frame_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS) -DFUZZ_CORPUS='"frame"'
+fuzz_fuzz_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+if FUZZING
+noinst_PROGRAMS += fuzz/fuzz-frame
+# frame.c and the generated code compiled in, for coverage (as above)
+fuzz_fuzz_frame_SOURCES = $(FUZZ_FRAME_SOURCES) proto/frame.c
+nodist_fuzz_fuzz_frame_SOURCES = proto/strata.pb-c.c proto/strata.pb-c.h
+fuzz_fuzz_frame_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+fuzz_fuzz_frame_LDADD = $(PROTOBUF_C_LIBS)
+else
+check_PROGRAMS += fuzz/fuzz-frame
+TESTS += fuzz/fuzz-frame
+fuzz_fuzz_frame_SOURCES = $(FUZZ_FRAME_SOURCES) fuzz/replay.c
+fuzz_fuzz_frame_LDADD = $(PROTO_LIBS)
+endif
+EXTRA_DIST += fuzz/mkcorpus-frame.py

@@ -339,16 +339,24 @@ static void ur_complete(struct uring_reader *r, struct ur_chunk *c, int res)
 		if (c->done < c->need)
 			fail = -ENODATA; /* end of file before `need`: truncated */
 	} else {
-		c->done += (uint64_t)res;
+		uint64_t got = c->done + (uint64_t)res;
 		q->bytes += (uint64_t)res;
 		r->st.bytes += (uint64_t)res;
-		if (c->done < c->need) {
-			/* O_DIRECT ends a read off the block grid only at the end of the file:
-			 * the file is shorter than the caller needs. Else read the rest. */
-			if (r->align > 1 && c->done % r->align != 0)
+		if (got >= c->need) {
+			c->done = got;
+		} else {
+			/* Short: read the rest. O_DIRECT must restart on the block grid, so a
+			 * partial block is read again; if that gains nothing, the file ends
+			 * there (block filesystems end short only at EOF; FUSE and network
+			 * ones may end short anywhere). */
+			uint64_t keep = r->align > 1 ? got / r->align * r->align : got;
+			if (keep <= c->done) {
+				c->done = got;
 				fail = -ENODATA;
-			else
+			} else {
+				c->done = keep;
 				again = true;
+			}
 		}
 	}
 	if (again) {

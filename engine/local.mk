@@ -51,3 +51,8 @@ check_PROGRAMS += tests/test-weights-fault
 TESTS += tests/test-weights-fault
 tests_test_weights_fault_SOURCES = tests/test-weights-fault.c
 tests_test_weights_fault_LDADD = $(TEST_LIBS)
+
+# the weight source's benchmark (not run by make check): bench/weights-bench --help
+noinst_PROGRAMS += bench/weights-bench
+bench_weights_bench_SOURCES = bench/weights-bench.c
+bench_weights_bench_LDADD = $(ENGINE_LIBS)

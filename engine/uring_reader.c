@@ -163,9 +163,9 @@ static int ur_ring_init(struct uring_reader *r, char *msg, size_t cap)
 		} else {
 			/* Usually RLIMIT_MEMLOCK (registered memory is pinned and counted there
 			 * without CAP_IPC_LOCK); plain reads work, a little slower. */
-			log_warn("io_uring: cannot register %llu MiB of read buffers (%s); reading "
+			log_warn("io_uring: cannot register %.1f MiB of read buffers (%s); reading "
 				 "without READ_FIXED (raise LimitMEMLOCK= / ulimit -l to fix)",
-				 (unsigned long long)(total >> 20), strerror(-reg));
+				 total / 1048576.0, strerror(-reg));
 		}
 		free(iov);
 	}
@@ -288,6 +288,18 @@ static void ur_chunk_release(struct uring_reader *r, struct ur_chunk *c)
 	ur_maybe_finish(r, q);
 }
 
+static void ur_fail(struct ur_chunk *c, int code)
+{
+	struct uring_req *q = c->req;
+	uint64_t at = c->off + c->done;
+	/* keep the failure nearest the start: that is the offset a person should look at */
+	if (q->result == 0 || at < q->err_off) {
+		q->result = code;
+		q->err_off = at;
+		q->err_end = c->off + c->len;
+	}
+}
+
 /* Put as many reads in the submission queue as the chunks and the queue allow. */
 static void ur_fill(struct uring_reader *r)
 {
@@ -296,6 +308,7 @@ static void ur_fill(struct uring_reader *r)
 		if (r->n_retry > 0) {
 			c = &r->chunks[r->retry_idx[--r->n_retry]];
 			if (c->req->cancel) {
+				ur_fail(c, -ECANCELED);
 				ur_chunk_release(r, c);
 				continue;
 			}
@@ -313,51 +326,52 @@ static void ur_fill(struct uring_reader *r)
 	}
 }
 
-static void ur_fail(struct ur_chunk *c, int code)
-{
-	struct uring_req *q = c->req;
-	uint64_t at = c->off + c->done;
-	/* keep the failure nearest the start: that is the offset a person should look at */
-	if (q->result == 0 || at < q->err_off) {
-		q->result = code;
-		q->err_off = at;
-		q->err_end = c->off + c->len;
-	}
-}
-
 static void ur_complete(struct uring_reader *r, struct ur_chunk *c, int res)
 {
 	struct uring_req *q = c->req;
+	bool again = false;
+	int fail = 0;
 	if (res == -EAGAIN || res == -EINTR) {
-		if (!q->cancel && c->retries++ < UR_MAX_RETRIES) {
+		again = true;
+	} else if (res < 0) {
+		fail = res;
+	} else if (res == 0) {
+		if (c->done < c->need)
+			fail = -ENODATA; /* end of file before `need`: truncated */
+	} else {
+		uint64_t got = c->done + (uint64_t)res;
+		q->bytes += (uint64_t)res;
+		r->st.bytes += (uint64_t)res;
+		if (got >= c->need) {
+			c->done = got;
+		} else {
+			/* Short: read the rest. O_DIRECT must restart on the block grid, so a
+			 * partial block is read again; if that gains nothing, the file ends
+			 * there (block filesystems end short only at EOF; FUSE and network
+			 * ones may end short anywhere). */
+			uint64_t keep = r->align > 1 ? got / r->align * r->align : got;
+			if (keep <= c->done) {
+				c->done = got;
+				fail = -ENODATA;
+			} else {
+				c->done = keep;
+				again = true;
+			}
+		}
+	}
+	if (again) {
+		if (q->cancel) {
+			fail = -ECANCELED;
+		} else if (c->retries++ >= UR_MAX_RETRIES) {
+			fail = res < 0 ? res : -EIO;
+		} else {
 			r->retry_idx[r->n_retry++] = (uint32_t)(c - r->chunks);
 			r->st.retries++;
 			return;
 		}
-		ur_fail(c, res);
-	} else if (res < 0) {
-		ur_fail(c, res);
-	} else if (res == 0) {
-		if (c->done < c->need)
-			ur_fail(c, -ENODATA); /* end of file before `need`: truncated */
-	} else {
-		c->done += (uint64_t)res;
-		q->bytes += (uint64_t)res;
-		r->st.bytes += (uint64_t)res;
-		if (c->done < c->need) {
-			if (r->align > 1 && c->done % r->align != 0) {
-				/* O_DIRECT ends a read off the block grid only at the end of
-				 * the file: the file is shorter than the caller needs. */
-				ur_fail(c, -ENODATA);
-			} else if (!q->cancel && c->retries++ < UR_MAX_RETRIES) {
-				r->retry_idx[r->n_retry++] = (uint32_t)(c - r->chunks);
-				r->st.retries++;
-				return;
-			} else if (!q->cancel) {
-				ur_fail(c, -EIO);
-			}
-		}
 	}
+	if (fail)
+		ur_fail(c, fail);
 	ur_chunk_release(r, c);
 }
 

@@ -25,7 +25,6 @@
 /* Ranges of one unit closer than this (after rounding to blocks) are read as one extent:
  * a few KiB of padding cost less than another read. */
 #define W_GAP_MERGE (64u << 10)
-#define W_PAGE 4096u
 /* MMAP read-ahead is madvise(WILLNEED) in pieces this big: the kernel reads at most the
  * device's readahead window per call (often 128 KiB), silently ignoring the rest. */
 #define W_WILLNEED_PIECE (128u << 10)
@@ -63,7 +62,8 @@ struct weights {
 	char *path;
 	int fd;
 	uint64_t file_size;
-	uint32_t block;
+	uint32_t page;	/* the VM page size */
+	uint32_t block; /* alignment of every extent: max(page, O_DIRECT alignment) */
 	enum weights_io io;
 	bool direct, locked, want_lock;
 	uint32_t queue_depth, chunk_bytes;
@@ -228,8 +228,9 @@ static int w_plan(struct weights *w, uint32_t prefetch, struct st_err *err)
 {
 	uint32_t n = w->n_units;
 	uint64_t total = w->bytes_units;
-	bool *best = calloc(n, sizeof *best), *cur = calloc(n, sizeof *cur);
-	struct w_pref *pref = calloc(n, sizeof *pref);
+	size_t cap = n ? n : 1;
+	bool *best = calloc(cap, sizeof *best), *cur = calloc(cap, sizeof *cur);
+	struct w_pref *pref = calloc(cap, sizeof *pref);
 	int rc = 0;
 	if (!best || !cur || !pref) {
 		rc = st_errf(err, -ENOMEM, "out of memory");
@@ -309,7 +310,7 @@ static int w_plan(struct weights *w, uint32_t prefetch, struct st_err *err)
 	for (uint32_t i = 0; i < n; i++)
 		w->units[i].resident = best[i];
 	w->n_slots = best_slots;
-	w->slot_bytes = w_align_up(best_slot, W_PAGE);
+	w->slot_bytes = w_align_up(best_slot, w->page);
 out:
 	free(best);
 	free(cur);
@@ -480,7 +481,7 @@ static void w_lock(struct weights *w, char *p, uint64_t len, const char *what)
 
 /* ---- the file ---- */
 
-static int w_open_file(struct weights *w, bool direct, struct st_err *err)
+static int w_open_file(struct weights *w, bool direct)
 {
 	if (w->fd >= 0)
 		close(w->fd);
@@ -488,7 +489,6 @@ static int w_open_file(struct weights *w, bool direct, struct st_err *err)
 	if (w->fd < 0)
 		return -errno;
 	w->direct = direct;
-	(void)err;
 	return 0;
 }
 
@@ -499,10 +499,14 @@ static int w_open(struct weights *w, struct st_err *err)
 	int rc;
 	struct statx stx;
 	w->fd = -1;
-	w->block = W_PAGE;
+	long page = sysconf(_SC_PAGESIZE);
+	w->page = page >= 4096 ? (uint32_t)page : 4096;
+	/* never below a page: madvise in MMAP works in pages, and sub-page alignment saves
+	 * at most a few KiB per extent */
+	w->block = w->page;
 	bool try_direct = w->io == WEIGHTS_IO_URING;
 
-	rc = w_open_file(w, false, err);
+	rc = w_open_file(w, false);
 	if (rc < 0)
 		return st_errf(err, rc, "cannot open %s: %s", w->path, strerror(-rc));
 	if (statx(w->fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) != 0) {
@@ -520,7 +524,7 @@ static int w_open(struct weights *w, struct st_err *err)
 	}
 	if (!try_direct)
 		goto buffered;
-	rc = w_open_file(w, true, err);
+	rc = w_open_file(w, true);
 	if (rc == 0 && w->file_size > 0) {
 		void *probe = w_map_anon(w->block);
 		ssize_t got = probe ? pread(w->fd, probe, w->block, 0) : -1;
@@ -538,7 +542,7 @@ buffered:
 			 "and dropping each unit from it after use", w->path,
 			 stx.stx_mask & STATX_DIOALIGN && stx.stx_dio_offset_align == 0
 				 ? "the filesystem says so" : strerror(EINVAL));
-	rc = w_open_file(w, false, err);
+	rc = w_open_file(w, false);
 	if (rc < 0)
 		return st_errf(err, rc, "cannot open %s: %s", w->path, strerror(-rc));
 	return 0;
@@ -744,9 +748,14 @@ static int w_mmap_populate(struct weights *w, uint64_t off, uint64_t len, uint64
 	size_t n;
 	if (!w_map_span(w, off, len, &p, &n))
 		return 0;
-	if (madvise(p, n, MADV_POPULATE_READ) == 0)
-		return 0;
-	int e = errno;
+	int e = 0;
+	for (int tries = 0; tries < 100; tries++) {
+		if (madvise(p, n, MADV_POPULATE_READ) == 0)
+			return 0;
+		e = errno;
+		if (e != EINTR && e != EAGAIN)
+			break;
+	}
 	if (e == EINVAL) {
 		/* kernel older than 5.14: touch the pages instead (a truncated file then
 		 * raises SIGBUS, as with any mmap reader) */
@@ -757,16 +766,14 @@ static int w_mmap_populate(struct weights *w, uint64_t off, uint64_t len, uint64
 			return -ENODATA;
 		}
 		volatile const char *v = p;
-		for (size_t i = 0; i < n; i += W_PAGE)
+		for (size_t i = 0; i < n; i += w->page)
 			(void)v[i];
 		return 0;
 	}
-	if (e == EINTR || e == EAGAIN)
-		return w_mmap_populate(w, off, len, bad_off);
 	/* EFAULT / EIO / EHWPOISON: find the first bad page for the message */
 	*bad_off = off;
-	for (size_t i = 0; i < n; i += W_PAGE) {
-		size_t m = n - i < W_PAGE ? n - i : W_PAGE;
+	for (size_t i = 0; i < n; i += w->page) {
+		size_t m = n - i < w->page ? n - i : w->page;
 		if (madvise(p + i, m, MADV_POPULATE_READ) != 0) {
 			*bad_off = off + i;
 			break;
@@ -813,7 +820,7 @@ static int w_slot_collect(struct weights *w, uint32_t s, uint64_t *bad_off, uint
 		for (uint32_t i = 0; i < wu->n_ext && rc == 0; i++)
 			rc = w_mmap_populate(w, w->ext[wu->first_ext + i].file_off,
 					     w->ext[wu->first_ext + i].need, bad_off);
-		*bad_end = w_align_down(*bad_off, W_PAGE) + W_PAGE;
+		*bad_end = w_align_down(*bad_off, w->page) + w->page;
 		w->mmap_ns += w_now_ns() - t0;
 		w->n_stalls++;
 		if (rc == 0)
@@ -961,11 +968,11 @@ static int w_read_resident(struct weights *w, struct st_err *err)
 static int w_start_mmap(struct weights *w, struct st_err *err)
 {
 	if (w->direct) {
-		int rc = w_open_file(w, false, err);
+		int rc = w_open_file(w, false);
 		if (rc < 0)
 			return st_errf(err, rc, "cannot open %s: %s", w->path, strerror(-rc));
 	}
-	w->map_len = w_align_up(w->file_size, W_PAGE);
+	w->map_len = w_align_up(w->file_size, w->page);
 	if (w->map_len == 0)
 		return 0;
 	void *p = mmap(NULL, w->map_len, PROT_READ, MAP_SHARED, w->fd, 0);
@@ -977,13 +984,120 @@ static int w_start_mmap(struct weights *w, struct st_err *err)
 	return 0;
 }
 
+/* The streamed units in pass order, and where each unit hands the read-ahead on. */
+static int w_order_stream(struct weights *w, struct st_err *err)
+{
+	uint32_t n_units = w->n_units;
+	w->stream = calloc(n_units ? n_units : 1, sizeof *w->stream);
+	if (!w->stream)
+		return st_errf(err, -ENOMEM, "out of memory");
+	for (uint32_t u = 0; u < n_units; u++) {
+		struct w_unit *wu = &w->units[u];
+		wu->stream_pos = -1;
+		if (wu->resident) {
+			w->bytes_resident += wu->bytes;
+		} else {
+			wu->stream_pos = (int32_t)w->n_stream;
+			w->stream[w->n_stream++] = u;
+			w->bytes_streamed += wu->bytes;
+		}
+	}
+	/* walking back over two laps, `next` is always the nearest streamed unit after k */
+	uint32_t next = 0;
+	for (uint64_t k = 2ull * n_units; k-- > 0;) {
+		struct w_unit *wu = &w->units[k % n_units];
+		if (k < n_units)
+			wu->next_stream = next;
+		if (wu->stream_pos >= 0)
+			next = (uint32_t)wu->stream_pos;
+	}
+	return 0;
+}
+
+/* The resident copies and the streaming buffers (URING). */
+static int w_alloc_buffers(struct weights *w, struct st_err *err)
+{
+	char b[32];
+	if (w->bytes_resident > 0) {
+		w->res_len = w->bytes_resident;
+		w->res_mem = w_map_anon(w->res_len);
+		if (!w->res_mem)
+			return st_errf(err, -ENOMEM, "cannot allocate %s for the resident weights",
+				       w_size_str(w->res_len, b, sizeof b));
+		uint64_t off = 0;
+		for (uint32_t u = 0; u < w->n_units; u++) {
+			if (w->units[u].resident) {
+				w->units[u].res_buf = w->res_mem + off;
+				off += w->units[u].bytes;
+			}
+		}
+	}
+	if (w->io == WEIGHTS_IO_URING && w->n_slots > 0) {
+		w->slot_len = (uint64_t)w->n_slots * w->slot_bytes;
+		w->slot_mem = w_map_anon(w->slot_len);
+		if (!w->slot_mem)
+			return st_errf(err, -ENOMEM, "cannot allocate %u streaming buffers of %s",
+				       w->n_slots, w_size_str(w->slot_bytes, b, sizeof b));
+	}
+	return 0;
+}
+
+/* Start the reader (URING), or map the file and start the read-ahead thread (MMAP, and
+ * URING where io_uring is unavailable: kernel too old, io_uring_disabled, seccomp). */
+static int w_start_io(struct weights *w, struct st_err *err)
+{
+	int rc;
+	if (w->io == WEIGHTS_IO_URING) {
+		struct iovec iov = { w->slot_mem, w->slot_len };
+		struct uring_reader_config rcfg = {
+			.fd = w->fd,
+			.align = w->direct ? w->block : 1,
+			.queue_depth = w->queue_depth,
+			.chunk_bytes = w->chunk_bytes,
+			.bufs = w->slot_mem ? &iov : NULL,
+			.n_bufs = w->slot_mem ? 1 : 0,
+		};
+		struct st_err why = { "" };
+		if (uring_reader_open(&rcfg, &w->reader, &why) < 0) {
+			log_warn("weights: %s; falling back to --io mmap", why.msg);
+			if (w->slot_mem)
+				munmap(w->slot_mem, w->slot_len);
+			w->slot_mem = NULL;
+			w->slot_len = 0;
+			w->io = WEIGHTS_IO_MMAP;
+		}
+	}
+	if (w->io == WEIGHTS_IO_MMAP) {
+		rc = w_start_mmap(w, err);
+		if (rc < 0)
+			return rc;
+		rc = w_adv_start(w, err);
+		if (rc < 0)
+			return rc;
+	}
+
+	w->slots = calloc(w->n_slots ? w->n_slots : 1, sizeof *w->slots);
+	if (!w->slots)
+		return st_errf(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct w_slot *sl = &w->slots[i];
+		sl->unit = -1;
+		sl->buf = w->slot_mem ? w->slot_mem + (uint64_t)i * w->slot_bytes : NULL;
+		sl->segs = calloc(w->max_ext ? w->max_ext : 1, sizeof *sl->segs);
+		if (!sl->segs)
+			return st_errf(err, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
 int weights_open(const struct weights_config *cfg, const struct weights_unit *units,
 		 uint32_t n_units, struct weights **out, struct st_err *err)
 {
 	int rc;
 	*out = NULL;
-	if (!cfg || !cfg->path || (n_units > 0 && !units))
-		return st_errf(err, -EINVAL, "weights_open: no file or no units");
+	if (!cfg || !cfg->path || (n_units > 0 && !units) ||
+	    (cfg->io != WEIGHTS_IO_URING && cfg->io != WEIGHTS_IO_MMAP))
+		return st_errf(err, -EINVAL, "weights_open: no file, no units, or no such io mode");
 	struct weights *w = calloc(1, sizeof *w);
 	if (!w)
 		return st_errf(err, -ENOMEM, "out of memory");
@@ -1012,107 +1126,15 @@ int weights_open(const struct weights_config *cfg, const struct weights_unit *un
 	if (rc < 0)
 		goto fail;
 
-	/* pass order of the streamed units, and where each unit hands the read-ahead on */
-	w->stream = calloc(n_units ? n_units : 1, sizeof *w->stream);
-	if (!w->stream) {
-		rc = st_errf(err, -ENOMEM, "out of memory");
+	rc = w_order_stream(w, err);
+	if (rc < 0)
 		goto fail;
-	}
-	for (uint32_t u = 0; u < n_units; u++) {
-		struct w_unit *wu = &w->units[u];
-		wu->stream_pos = -1;
-		if (wu->resident) {
-			w->bytes_resident += wu->bytes;
-		} else {
-			wu->stream_pos = (int32_t)w->n_stream;
-			w->stream[w->n_stream++] = u;
-			w->bytes_streamed += wu->bytes;
-		}
-	}
-	/* walking back over two laps, `next` is always the nearest streamed unit after k */
-	uint32_t next = 0;
-	for (uint64_t k = 2ull * n_units; k-- > 0;) {
-		struct w_unit *wu = &w->units[k % n_units];
-		if (k < n_units)
-			wu->next_stream = next;
-		if (wu->stream_pos >= 0)
-			next = (uint32_t)wu->stream_pos;
-	}
-
-	if (w->bytes_resident > 0) {
-		w->res_len = w->bytes_resident;
-		w->res_mem = w_map_anon(w->res_len);
-		if (!w->res_mem) {
-			char b[32];
-			rc = st_errf(err, -ENOMEM, "cannot allocate %s for the resident weights",
-				     w_size_str(w->res_len, b, sizeof b));
-			goto fail;
-		}
-		uint64_t off = 0;
-		for (uint32_t u = 0; u < n_units; u++) {
-			if (w->units[u].resident) {
-				w->units[u].res_buf = w->res_mem + off;
-				off += w->units[u].bytes;
-			}
-		}
-	}
-
-	if (w->io == WEIGHTS_IO_URING && w->n_slots > 0) {
-		w->slot_len = (uint64_t)w->n_slots * w->slot_bytes;
-		w->slot_mem = w_map_anon(w->slot_len);
-		if (!w->slot_mem) {
-			char b[32];
-			rc = st_errf(err, -ENOMEM, "cannot allocate %u streaming buffers of %s",
-				     w->n_slots, w_size_str(w->slot_bytes, b, sizeof b));
-			goto fail;
-		}
-	}
-	if (w->io == WEIGHTS_IO_URING) {
-		struct iovec iov = { w->slot_mem, w->slot_len };
-		struct uring_reader_config rcfg = {
-			.fd = w->fd,
-			.align = w->direct ? w->block : 1,
-			.queue_depth = w->queue_depth,
-			.chunk_bytes = w->chunk_bytes,
-			.bufs = w->slot_mem ? &iov : NULL,
-			.n_bufs = w->slot_mem ? 1 : 0,
-		};
-		struct st_err why = { "" };
-		rc = uring_reader_open(&rcfg, &w->reader, &why);
-		if (rc < 0) {
-			/* kernel too old, io_uring_disabled, seccomp: the mapping still works */
-			log_warn("weights: %s; falling back to --io mmap", why.msg);
-			if (w->slot_mem)
-				munmap(w->slot_mem, w->slot_len);
-			w->slot_mem = NULL;
-			w->slot_len = 0;
-			w->io = WEIGHTS_IO_MMAP;
-		}
-	}
-	if (w->io == WEIGHTS_IO_MMAP) {
-		rc = w_start_mmap(w, err);
-		if (rc < 0)
-			goto fail;
-		rc = w_adv_start(w, err);
-		if (rc < 0)
-			goto fail;
-	}
-
-	w->slots = calloc(w->n_slots ? w->n_slots : 1, sizeof *w->slots);
-	if (!w->slots) {
-		rc = st_errf(err, -ENOMEM, "out of memory");
+	rc = w_alloc_buffers(w, err);
+	if (rc < 0)
 		goto fail;
-	}
-	for (uint32_t s = 0; s < w->n_slots; s++) {
-		w->slots[s].unit = -1;
-		w->slots[s].buf = w->slot_mem ? w->slot_mem + (uint64_t)s * w->slot_bytes : NULL;
-		w->slots[s].segs = calloc(w->max_ext ? w->max_ext : 1, sizeof *w->slots[s].segs);
-		if (!w->slots[s].segs) {
-			rc = st_errf(err, -ENOMEM, "out of memory");
-			goto fail;
-		}
-	}
-
+	rc = w_start_io(w, err);
+	if (rc < 0)
+		goto fail;
 	rc = w_read_resident(w, err);
 	if (rc < 0)
 		goto fail;

@@ -433,16 +433,18 @@ static int cmd_generate(int argc, char **argv)
 		goto done;
 	}
 	out.logits = NULL;
+	fflush(stdout);
 	if (verbose) {
 		struct engine_stats st;
 		engine_get_stats(e, &st);
 		double pt = (double)res.prompt_ns / 1e9, gt = (double)res.gen_ns / 1e9;
 		fprintf(stderr,
 			"prompt: %u tokens in %.3f s (%.1f tok/s); generated: %u tokens in %.3f s "
-			"(%.2f tok/s); read %.1f MiB from disk, stalled %.3f s\n",
+			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it\n",
 			res.n_prompt, pt, pt > 0 ? res.n_prompt / pt : 0.0, res.n_generated, gt,
 			gt > 0 && res.n_generated > 1 ? (res.n_generated - 1) / gt : 0.0,
-			(double)st.io.bytes_read / (1 << 20), (double)st.io.stall_ns / 1e9);
+			(double)(st.io.bytes_read - st.io.bytes_resident) / (1 << 20),
+			(double)st.io.stall_ns / 1e9);
 	}
 	rc = 0;
 done:

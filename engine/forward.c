@@ -1,14 +1,19 @@
 /* forward.c: the layer loop (see forward.h). Shapes follow llama.cpp's
  * llama graph: x += Wo·attn(rope(Wq·n1(x)), rope(Wk·n1(x)), Wv·n1(x));
  * x += Wd·(silu(Wg·n2(x)) * Wu·n2(x)); logits = Wout·n(x). */
+#include "config.h"
+
 #include "engine/forward.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "engine/gguf.h"
 #include "engine/kv.h"
@@ -41,6 +46,8 @@ struct forward {
 	float *up;	   /* (max_batch, n_ff) */
 	float *scores;	   /* (n_threads, n_ctx) attention scratch per thread */
 	float *rope_freqs; /* (head_dim/2) or NULL */
+	int embd_fd;	   /* the model file, for reading embedding rows */
+	uint8_t *embd_row; /* (row bytes of token_embd) one quantized row */
 
 	struct forward_stats stats;
 	_Atomic uint64_t progress; /* layers completed, ever */
@@ -75,6 +82,7 @@ int forward_create(const struct model *m, struct weights *w, struct kv_cache *kv
 	f = calloc(1, sizeof *f);
 	if (!f)
 		return st_errf(err, -ENOMEM, "out of memory");
+	f->embd_fd = -1;
 	f->m = m;
 	f->w = w;
 	f->kv = kv;
@@ -101,6 +109,16 @@ int forward_create(const struct model *m, struct weights *w, struct kv_cache *kv
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up ||
 	    !f->scores) {
 		rc = st_errf(err, -ENOMEM, "out of memory for a batch of %u tokens", max_batch);
+		goto fail;
+	}
+	/* Embedding rows are read with pread, not through the mapping: the
+	 * page cache keeps them warm, but they never add to our resident set
+	 * (a 256,000-row table touched a row at a time would, in a mapping). */
+	f->embd_fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	f->embd_row = malloc(st_row_bytes(m->token_embd.type, hp->n_embd));
+	if (f->embd_fd < 0 || !f->embd_row) {
+		rc = f->embd_fd < 0 ? st_errf(err, -errno, "%s: %s", m->path, strerror(errno))
+				    : st_errf(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	if (m->has_rope_freqs) {
@@ -135,6 +153,9 @@ void forward_free(struct forward *f)
 	free(f->up);
 	free(f->scores);
 	free(f->rope_freqs);
+	free(f->embd_row);
+	if (f->embd_fd >= 0)
+		close(f->embd_fd);
 	free(f);
 }
 
@@ -270,17 +291,29 @@ static int mm(struct forward *f, float *out, const float *x, uint32_t n, uint32_
 static int embed(struct forward *f, const struct forward_batch *b, struct st_err *err)
 {
 	const struct model *m = f->m;
-	const uint8_t *base = (const uint8_t *)gguf_base(m->gguf) + m->token_embd.offset;
 	size_t row_bytes = st_row_bytes(m->token_embd.type, m->hp.n_embd);
 	for (uint32_t i = 0; i < b->n; i++) {
 		int32_t id = b->token[i];
 		if (id < 0 || (uint32_t)id >= m->hp.n_vocab)
 			return st_errf(err, -EINVAL, "token id %d is outside the vocabulary (%u)", id,
 				       m->hp.n_vocab);
-		int rc = quant_dequantize_row(m->token_embd.type, base + (size_t)id * row_bytes,
+		off_t off = (off_t)(m->token_embd.offset + (uint64_t)id * row_bytes);
+		size_t got = 0;
+		while (got < row_bytes) {
+			ssize_t n = pread(f->embd_fd, f->embd_row + got, row_bytes - got, off + (off_t)got);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return st_errf(err, n < 0 ? -errno : -EIO,
+					       "%s: cannot read the embedding of token %d at offset %lld: %s",
+					       m->path, id, (long long)off,
+					       n < 0 ? strerror(errno) : "the file ends early (truncated?)");
+			got += (size_t)n;
+		}
+		int rc = quant_dequantize_row(m->token_embd.type, f->embd_row,
 					      f->x + (size_t)i * m->hp.n_embd, m->hp.n_embd);
 		if (rc < 0)
-			return st_errf(err, rc, "cannot read the embedding of token %d", id);
+			return st_errf(err, rc, "cannot convert the embedding of token %d", id);
 	}
 	return 0;
 }

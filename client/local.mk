@@ -15,5 +15,6 @@ tests_test_json_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)
 tests_test_json_LDADD = tests/libtap.a $(PROTO_LIBS) -lm
 
 # The C client against Python speaking the server's side of the wire.
-TESTS += tests/pyclient/test-client-wire.py
-EXTRA_DIST += tests/pyclient/test-client-wire.py
+# The real stratad driven from Python: the API is not tied to C.
+TESTS += tests/pyclient/test-daemon.py
+EXTRA_DIST += tests/pyclient/test-daemon.py

@@ -55,6 +55,10 @@ ok $? "--json prints one object per line ($lines lines)"
 "$STRATA" --socket "$TMP/nobody.sock" status 2>"$TMP/err.txt"
 [ $? -eq 3 ] && grep -q "nobody.sock" "$TMP/err.txt"
 ok $? "no daemon: exit code 3 and a message naming the socket"
+long=$(i=0; while [ $i -lt 600 ]; do printf "Once upon a time "; i=$((i + 1)); done)
+"$STRATA" --socket "$SOCK" generate "$long" 2>"$TMP/long.err"
+[ $? -eq 5 ] && grep -q "context" "$TMP/long.err"
+ok $? "a server error (prompt too long): exit code 5 and the server's message ($(cat "$TMP/long.err"))"
 "$STRATA" frobnicate 2>/dev/null
 [ $? -eq 2 ]
 ok $? "an unknown command: exit code 2"

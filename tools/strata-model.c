@@ -443,7 +443,8 @@ static int cmd_generate(int argc, char **argv)
 			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it\n",
 			res.n_prompt, pt, pt > 0 ? res.n_prompt / pt : 0.0, res.n_generated, gt,
 			gt > 0 && res.n_generated > 1 ? (res.n_generated - 1) / gt : 0.0,
-			(double)(st.io.bytes_read - st.io.bytes_resident) / (1 << 20),
+			(double)(st.io.bytes_read > st.io.bytes_resident ?
+					 st.io.bytes_read - st.io.bytes_resident : 0) / (1 << 20),
 			(double)st.io.stall_ns / 1e9);
 	}
 	rc = 0;

@@ -103,7 +103,8 @@ struct weights_stats {
 				       * spent paging in, which is also stall time) */
 	uint64_t stall_ns;	      /* time acquire() waited for bytes */
 	uint64_t n_acquires;	      /* acquire() calls that succeeded */
-	uint64_t n_stalls;	      /* ... of which had to wait */
+	uint64_t n_stalls;	      /* ... of which had to wait (MMAP: every streamed one,
+				       * since paging in is synchronous) */
 	uint64_t n_misses;	      /* acquires of a streamed unit that was not read ahead
 				       * (out-of-order use) */
 	uint64_t n_read_errors;	      /* acquires that failed on a read error or EOF */

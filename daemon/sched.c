@@ -689,6 +689,21 @@ static void *sched_main(void *arg)
 	return NULL;
 }
 
+/* Free s and every buffer it owns (the thread must not be running). */
+static void free_buffers(struct sched *s)
+{
+	free(s->cancels);
+	free(s->seqs);
+	free(s->running);
+	free(s->b_token);
+	free(s->b_pos);
+	free(s->b_slot);
+	free(s->b_want);
+	free(s->logits);
+	free(s->piece);
+	free(s);
+}
+
 int sched_start(struct engine *e, const struct sched_config *cfg, struct sched **out)
 {
 	struct sched *s = calloc(1, sizeof *s);
@@ -735,15 +750,7 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	*out = s;
 	return 0;
 fail:
-	free(s->seqs);
-	free(s->running);
-	free(s->b_token);
-	free(s->b_pos);
-	free(s->b_slot);
-	free(s->b_want);
-	free(s->logits);
-	free(s->piece);
-	free(s);
+	free_buffers(s);
 	return rc;
 }
 
@@ -761,16 +768,7 @@ void sched_stop(struct sched *s)
 	/* anything still queued never ran */
 	mark_cancels_locked(s);
 	sched_event_free(s->ev_head);
-	free(s->cancels);
-	free(s->seqs);
-	free(s->running);
-	free(s->b_token);
-	free(s->b_pos);
-	free(s->b_slot);
-	free(s->b_want);
-	free(s->logits);
-	free(s->piece);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
-	free(s);
+	free_buffers(s);
 }

@@ -139,8 +139,7 @@ const char *gguf_vtype_name(enum gguf_vtype t)
 	return (unsigned)t < GGUF_TYPE_COUNT ? vtype_names[t] : "unknown";
 }
 
-/* Bytes of one fixed-size value; 0 for string and array. */
-static uint64_t vtype_size(uint32_t t)
+uint64_t gguf_vtype_size(uint32_t t)
 {
 	switch (t) {
 	case GGUF_TYPE_U8:
@@ -344,7 +343,7 @@ static int parse_array(struct parser *p, const char *what, uint32_t depth, uint3
 	if (elem >= GGUF_TYPE_COUNT)
 		return perr(p, -EBADMSG, "%s: array of unknown value type %" PRIu32, what, elem);
 
-	uint64_t esize = vtype_size(elem);
+	uint64_t esize = gguf_vtype_size(elem);
 	if (esize) {
 		if (n > remain(p) / esize)
 			return perr(p, -EBADMSG,
@@ -506,7 +505,7 @@ static int parse_kv(struct parser *p, uint64_t i)
 		if ((rc = take_str(p, field, &kv->val.str)) < 0)
 			return rc;
 	} else {
-		if (!(q = take(p, vtype_size(type), field, &rc)))
+		if (!(q = take(p, gguf_vtype_size(type), field, &rc)))
 			return rc;
 		if (type == GGUF_TYPE_BOOL && q[0] > 1)
 			return perr(p, -EBADMSG, "%s: bool value is %u, not 0 or 1", field, q[0]);
@@ -1104,7 +1103,7 @@ static int64_t f64_to_i64(double d)
 int64_t gguf_arr_i64(const struct gguf_kv *kv, uint64_t i)
 {
 	assert(kv->type == GGUF_TYPE_ARRAY && i < kv->arr_len);
-	uint64_t esize = vtype_size(kv->arr_type);
+	uint64_t esize = gguf_vtype_size(kv->arr_type);
 	assert(esize != 0);
 	struct gguf_kv v = { 0 };
 	decode_scalar(kv->arr_type, kv->raw + i * esize, &v);
@@ -1122,7 +1121,7 @@ int64_t gguf_arr_i64(const struct gguf_kv *kv, uint64_t i)
 double gguf_arr_f64(const struct gguf_kv *kv, uint64_t i)
 {
 	assert(kv->type == GGUF_TYPE_ARRAY && i < kv->arr_len);
-	uint64_t esize = vtype_size(kv->arr_type);
+	uint64_t esize = gguf_vtype_size(kv->arr_type);
 	assert(esize != 0);
 	struct gguf_kv v = { 0 };
 	decode_scalar(kv->arr_type, kv->raw + i * esize, &v);

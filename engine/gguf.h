@@ -150,6 +150,8 @@ const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, uint64_t i);
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
 
 const char *gguf_vtype_name(enum gguf_vtype t);
+/* Bytes of one fixed-size value of type t; 0 for string, array and unknown types. */
+uint64_t gguf_vtype_size(uint32_t t);
 /* true if the string equals the NUL-terminated s */
 bool gguf_str_eq(struct gguf_str a, const char *s);
 

@@ -242,33 +242,10 @@ int gguf_writer_add_str(struct gguf_writer *w, const char *key, const char *v)
 	return kv_end(w, key, mark, meta_str(w, v, strlen(v)));
 }
 
-static size_t elem_size(enum gguf_vtype t)
-{
-	switch (t) {
-	case GGUF_TYPE_U8:
-	case GGUF_TYPE_I8:
-	case GGUF_TYPE_BOOL:
-		return 1;
-	case GGUF_TYPE_U16:
-	case GGUF_TYPE_I16:
-		return 2;
-	case GGUF_TYPE_U32:
-	case GGUF_TYPE_I32:
-	case GGUF_TYPE_F32:
-		return 4;
-	case GGUF_TYPE_U64:
-	case GGUF_TYPE_I64:
-	case GGUF_TYPE_F64:
-		return 8;
-	default:
-		return 0;
-	}
-}
-
 int gguf_writer_add_arr(struct gguf_writer *w, const char *key, enum gguf_vtype elem,
 			const void *elems, uint64_t n)
 {
-	size_t esize = elem_size(elem);
+	size_t esize = (size_t)gguf_vtype_size(elem);
 	size_t mark;
 	if (esize == 0 || (n && !elems) || (key && strcmp(key, ALIGNMENT_KEY) == 0))
 		return -EINVAL;

@@ -11,42 +11,30 @@
 #include <string.h>
 
 #include "engine/gguf.h"
+#include "engine/sampler.h"
 #include "kernels/types.h"
 
-struct rng64 {
-	uint64_t s;
-};
-
-static inline uint64_t rng64_next(struct rng64 *r)
+/* uniform in [-a, a] from the engine's generator (engine/sampler.h) */
+static inline float rng_sym(struct rng *r, float a)
 {
-	/* splitmix64: fast and good enough for weights nobody trains */
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* uniform in [-a, a] */
-static inline float rng64_sym(struct rng64 *r, float a)
-{
-	return a * ((float)(rng64_next(r) >> 40) * (2.0f / 16777216.0f) - 1.0f);
+	return a * ((float)(rng_next(r) >> 40) * (2.0f / 16777216.0f) - 1.0f);
 }
 
 /* One row of n weights of `type`, uniform in about [-a, a], into dst. */
-static void fill_row(uint32_t type, void *dst, uint64_t n, float a, struct rng64 *r)
+static void fill_row(uint32_t type, void *dst, uint64_t n, float a, struct rng *r)
 {
 	switch (type) {
 	case ST_F32:
 		for (uint64_t i = 0; i < n; i++)
-			((float *)dst)[i] = rng64_sym(r, a);
+			((float *)dst)[i] = rng_sym(r, a);
 		break;
 	case ST_F16:
 		for (uint64_t i = 0; i < n; i++)
-			((uint16_t *)dst)[i] = st_f32_to_fp16(rng64_sym(r, a));
+			((uint16_t *)dst)[i] = st_f32_to_fp16(rng_sym(r, a));
 		break;
 	case ST_BF16:
 		for (uint64_t i = 0; i < n; i++)
-			((uint16_t *)dst)[i] = st_f32_to_bf16(rng64_sym(r, a));
+			((uint16_t *)dst)[i] = st_f32_to_bf16(rng_sym(r, a));
 		break;
 	case ST_Q8_0: {
 		struct block_q8_0 *b = dst;
@@ -54,7 +42,7 @@ static void fill_row(uint32_t type, void *dst, uint64_t n, float a, struct rng64
 		for (uint64_t i = 0; i < n / QK8_0; i++) {
 			b[i].d = d;
 			for (int j = 0; j < QK8_0; j += 8) {
-				uint64_t bits = rng64_next(r);
+				uint64_t bits = rng_next(r);
 				for (int k = 0; k < 8; k++) {
 					int8_t q = (int8_t)(bits >> (8 * k));
 					b[i].qs[j + k] = q == -128 ? -127 : q;
@@ -68,7 +56,7 @@ static void fill_row(uint32_t type, void *dst, uint64_t n, float a, struct rng64
 		uint16_t d = st_f32_to_fp16(a / 8.0f);
 		for (uint64_t i = 0; i < n / QK4_0; i++) {
 			b[i].d = d;
-			uint64_t lo = rng64_next(r), hi = rng64_next(r);
+			uint64_t lo = rng_next(r), hi = rng_next(r);
 			memcpy(b[i].qs, &lo, 8);
 			memcpy(b[i].qs + 8, &hi, 8);
 		}
@@ -317,7 +305,8 @@ int synth_write(const char *out_path, const struct synth_params *p, struct st_er
 		rc = st_errf(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	struct rng64 r = { p->seed * 0x2545f4914f6cdd1dull + 1 };
+	struct rng r;
+	rng_seed(&r, p->seed);
 	for (size_t i = 0; i < n; i++) {
 		const struct tensor_plan *t = &plan[i];
 		uint64_t rows = t->n_dims == 1 ? 1 : t->ne[1];

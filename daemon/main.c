@@ -15,6 +15,7 @@
 #include "daemon/signals.h"
 #include "engine/engine.h"
 #include "engine/log.h"
+#include "kernels/blas.h"
 
 int main(int argc, char **argv)
 {
@@ -24,6 +25,7 @@ int main(int argc, char **argv)
 	struct listener lis = { .fd = -1 };
 	int rc;
 
+	blas_choose_kernels(argv); /* may re-execute us with better OpenBLAS kernels */
 	/* First of all: a SIGTERM while the model loads is then seen by the
 	 * event loop as soon as it starts, and it stops cleanly. */
 	rc = signals_init();

@@ -212,11 +212,12 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 		     "model %s: %u layers, %u embd, %u heads (%u kv, dim %u), %u ff, %u vocab, "
 		     "%.1f MiB of %s weights\n"
 		     "context %u x %u sequences, KV cache %s %.1f MiB, batch %u tokens, %d threads, "
-		     "dot kernels %s\n",
+		     "dot kernels %s, OpenBLAS %s\n",
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
 		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), st_type_name(m->main_type),
 		     e->cfg.ctx_size, e->cfg.n_slots, st_type_name(e->kv->type),
-		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, dot_isa());
+		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, dot_isa(),
+		     blas_core_name());
 	if (n < 0 || (size_t)n >= cap)
 		return;
 	snprintf(buf + n, cap - (size_t)n, "%s", plan);

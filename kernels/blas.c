@@ -1,11 +1,46 @@
 /* blas.c: the OpenBLAS wrapper (see blas.h). Only row-major x·Wᵀ sgemm and the
  * thread budget; nothing else in strata includes cblas.h. */
+#include "config.h"
+
 #include "kernels/blas.h"
 
 #include <assert.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <cblas.h>
+
+/* Not declared in every cblas.h; exported by every OpenBLAS. */
+char *openblas_get_corename(void);
+
+const char *blas_core_name(void)
+{
+	return openblas_get_corename();
+}
+
+void blas_choose_kernels(char **argv)
+{
+#if defined(__x86_64__)
+	const char *core = openblas_get_corename();
+	if (getenv("OPENBLAS_CORETYPE") || !core)
+		return; /* the user decided, or this is the re-executed program */
+	if (strcasecmp(core, "Haswell") != 0 && strcasecmp(core, "Zen") != 0)
+		return; /* OpenBLAS recognized the CPU */
+	__builtin_cpu_init();
+	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
+	    !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
+		return;
+	setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+	if (!getenv("OPENBLAS_NUM_THREADS"))
+		setenv("OPENBLAS_NUM_THREADS", "1", 1); /* its own threads would sit idle */
+	execv("/proc/self/exe", argv);
+	unsetenv("OPENBLAS_CORETYPE"); /* exec failed: keep going as we are */
+#else
+	(void)argv;
+#endif
+}
 
 void blas_set_threads(int n)
 {

@@ -1,8 +1,9 @@
 /* matmul.c: out = x · Wᵀ for any weight type (see matmul.h). Few rows: dot
  * kernels with W's rows shared out across the pool, each weight row read once
- * per batch. Many rows: W dequantized to f32 in panels by the pool, then one
- * OpenBLAS sgemm per panel on OpenBLAS's own threads while ours sleep. Not
- * a place for new kernels: the arithmetic is in dot.c, quant.c and OpenBLAS. */
+ * per batch. Many rows: every pool thread takes panels of W's rows, turns
+ * them into f32 in a panel of its own and runs a single-threaded OpenBLAS
+ * sgemm on it. Not a place for new kernels: the arithmetic is in dot.c,
+ * quant.c and OpenBLAS. */
 #include "kernels/matmul.h"
 
 #include <assert.h>
@@ -17,12 +18,10 @@
 #include "kernels/quant.h"
 #include "kernels/types.h"
 
-/* f32 bytes of one dequantized panel. Each sgemm call repacks x and wakes
- * OpenBLAS's threads, so wider panels win: on 2 threads, 4096-wide Q8_0 rows
- * and 512 tokens ran at 98, 152, 169 and 172 GFLOP/s with 1, 4, 16 and 32 MB
- * panels. 16 MB still sits in the L3 of a server part, where sgemm finds
- * what the pool just wrote. */
-#define MATMUL_PANEL_BYTES (16u << 20)
+/* f32 bytes of one thread's dequantized panel. Each sgemm call packs x
+ * again, so panels should not be thin; a few MB per thread stays in L2/L3
+ * while sgemm reads what the thread just wrote. */
+#define MATMUL_PANEL_BYTES (4u << 20)
 /* Weight bytes below which a GEMV is not worth waking the pool for. */
 #define MATMUL_SERIAL_BYTES (64u << 10)
 #define MATMUL_ALIGN 64
@@ -32,7 +31,7 @@ struct matmul_ctx {
 	int64_t gemm_min_rows; /* > 0: for every type; 0: per type (gemm_min_rows_for) */
 	void *act;	  /* (n_tok, act_stride) prepared activations, GEMV path */
 	size_t act_cap;	  /* bytes */
-	float *panel;	  /* (panel_rows, n_in) f32, GEMM path */
+	float *panel;	  /* (threads, panel_rows, n_in) f32, GEMM path */
 	size_t panel_cap; /* bytes */
 };
 
@@ -43,8 +42,10 @@ int matmul_ctx_create(struct pool *pool, struct matmul_ctx **out)
 	if (!c)
 		return -ENOMEM;
 	c->pool = pool;
-	/* OpenBLAS runs on the same cores as the pool, never beside it. */
-	blas_set_threads(pool_threads(pool));
+	/* Our pool threads call sgemm themselves, one panel each: OpenBLAS's
+	 * own threads would only compete for the same cores (and spin for a
+	 * while after every call). */
+	blas_set_threads(1);
 	*out = c;
 	return 0;
 }
@@ -202,59 +203,74 @@ static int matmul_gemv(struct matmul_ctx *c, float *out, const float *x, int64_t
 
 /* ---- GEMM path ---- */
 
-struct dequant_job {
+struct gemm_job {
 	const struct matmul_w *w;
-	size_t row_bytes;
-	int64_t r0, n_rows; /* W rows [r0, r0 + n_rows) */
-	float *panel;	    /* (n_rows, n_in) f32 */
+	size_t row_bytes;     /* W's row stride */
+	const float *x;	      /* (n_tok, n_in) f32 */
+	int64_t n_tok;
+	float *out;	      /* (n_tok, n_out) f32 */
+	int64_t panel_rows;   /* W rows per grab */
+	float *panels;	      /* (nth, panel_rows, n_in) f32: one panel per thread */
+	_Atomic long next;    /* first W row not yet taken */
 };
 
-static void dequant_fn(void *arg, int ith, int nth)
+/* Each thread grabs panels of W's rows until none are left; a core that is
+ * busy with something else takes fewer. Quantized rows are dequantized into
+ * the thread's own panel; f32 rows are read in place. */
+static void gemm_fn(void *arg, int ith, int nth)
 {
-	struct dequant_job *j = arg;
-	long b, e;
-	pool_split((long)j->n_rows, 4, ith, nth, &b, &e);
-	for (long r = b; r < e; r++) {
-		int rc = quant_dequantize_row(j->w->type,
-					      (const char *)j->w->data + (size_t)(j->r0 + r) * j->row_bytes,
-					      j->panel + r * j->w->n_in, j->w->n_in);
-		assert(rc == 0); /* the type was checked before the job started */
-		(void)rc;
+	struct gemm_job *j = arg;
+	const int64_t n_in = j->w->n_in, n_out = j->w->n_out;
+	float *panel = j->panels ? j->panels + (size_t)ith * (size_t)j->panel_rows * (size_t)n_in : NULL;
+	(void)nth;
+	for (;;) {
+		long r0 = atomic_fetch_add_explicit(&j->next, (long)j->panel_rows, memory_order_relaxed);
+		if (r0 >= n_out)
+			break;
+		int64_t rows = n_out - r0 < j->panel_rows ? n_out - r0 : j->panel_rows;
+		const char *wrows = (const char *)j->w->data + (size_t)r0 * j->row_bytes;
+		if (j->w->type == ST_F32) {
+			blas_sgemm_nt(j->n_tok, rows, n_in, j->x, n_in, (const float *)wrows,
+				      (int64_t)(j->row_bytes / sizeof(float)), 0.0f, j->out + r0, n_out);
+			continue;
+		}
+		for (int64_t r = 0; r < rows; r++) {
+			int rc = quant_dequantize_row(j->w->type, wrows + (size_t)r * j->row_bytes,
+						      panel + r * n_in, n_in);
+			assert(rc == 0); /* the type was checked before the job started */
+			(void)rc;
+		}
+		blas_sgemm_nt(j->n_tok, rows, n_in, j->x, n_in, panel, n_in, 0.0f, j->out + r0, n_out);
 	}
 }
 
 static int matmul_gemm(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
 		       const struct matmul_w *w, size_t row_bytes)
 {
+	const int nth = pool_threads(c->pool);
 	const int64_t n_in = w->n_in, n_out = w->n_out;
+	struct gemm_job j = { .w = w, .row_bytes = row_bytes, .x = x, .n_tok = n_tok, .out = out };
 
-	if (w->type == ST_F32) {
-		/* Already f32: OpenBLAS reads W in place. */
-		blas_sgemm_nt(n_tok, n_out, n_in, x, n_in, w->data, (int64_t)(row_bytes / sizeof(float)),
-			      0.0f, out, n_out);
-		return 0;
+	/* Panels small enough to hand every thread several (balance), large
+	 * enough that sgemm's packing of x is amortized. */
+	int64_t rows = (int64_t)(MATMUL_PANEL_BYTES / ((size_t)n_in * sizeof(float)));
+	int64_t balanced = n_out / (nth * 4);
+	if (rows > balanced)
+		rows = balanced;
+	rows = rows < 16 ? 16 : rows & ~(int64_t)15;
+	j.panel_rows = rows > n_out ? n_out : rows;
+	if (w->type != ST_F32) {
+		int rc = scratch_grow((void **)&c->panel, &c->panel_cap,
+				      (size_t)nth * (size_t)j.panel_rows * (size_t)n_in * sizeof(float));
+		if (rc < 0)
+			return rc;
+		j.panels = c->panel;
 	}
-
-	int64_t panel_rows = (int64_t)(MATMUL_PANEL_BYTES / ((size_t)n_in * sizeof(float)));
-	panel_rows = panel_rows < 16 ? 16 : panel_rows & ~(int64_t)15;
-	if (panel_rows > n_out)
-		panel_rows = n_out;
-	int rc = scratch_grow((void **)&c->panel, &c->panel_cap,
-			      (size_t)panel_rows * (size_t)n_in * sizeof(float));
-	if (rc < 0)
-		return rc;
-
-	for (int64_t r0 = 0; r0 < n_out; r0 += panel_rows) {
-		struct dequant_job j = {
-			.w = w, .row_bytes = row_bytes, .r0 = r0,
-			.n_rows = n_out - r0 < panel_rows ? n_out - r0 : panel_rows,
-			.panel = c->panel,
-		};
-		/* The pool dequantizes, then sleeps (after its short spin)
-		 * while OpenBLAS's threads run the sgemm on the same cores. */
-		pool_run(c->pool, dequant_fn, &j);
-		blas_sgemm_nt(n_tok, j.n_rows, n_in, x, n_in, c->panel, n_in, 0.0f, out + r0, n_out);
-	}
+	atomic_init(&j.next, 0);
+	if (nth == 1)
+		gemm_fn(&j, 0, 1);
+	else
+		pool_run(c->pool, gemm_fn, &j);
 	return 0;
 }
 

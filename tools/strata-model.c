@@ -15,6 +15,7 @@
 #include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/log.h"
+#include "kernels/blas.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
 #include "kernels/types.h"
@@ -525,6 +526,7 @@ static int cmd_synth(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+	blas_choose_kernels(argv); /* may re-execute us with better OpenBLAS kernels */
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

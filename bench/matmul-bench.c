@@ -92,7 +92,7 @@ static void time_jobs(struct job *jobs, int n_jobs, float *out, const float *x, 
 
 int main(int argc, char **argv)
 {
-	blas_choose_kernels(argv);
+	blas_setup_process(argv);
 	int64_t n_in = 4096, n_out = 4096;
 	if (argc == 3) {
 		n_in = atoll(argv[1]);

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
 	struct listener lis = { .fd = -1 };
 	int rc;
 
-	blas_choose_kernels(argv); /* may re-execute us with better OpenBLAS kernels */
+	blas_setup_process(argv); /* may re-execute us with OpenBLAS set up (blas.h) */
 	/* First of all: a SIGTERM while the model loads is then seen by the
 	 * event loop as soon as it starts, and it stops cleanly. */
 	rc = signals_init();

@@ -747,6 +747,7 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 		pthread_mutex_destroy(&s->mu);
 		goto fail;
 	}
+	pthread_setname_np(s->thread, "strata-sched");
 	*out = s;
 	return 0;
 fail:

@@ -108,7 +108,6 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 		st_errf(err, rc, "cannot start %d compute threads", e->threads);
 		goto fail;
 	}
-	blas_set_threads(e->threads);
 
 	rc = forward_create(e->model, e->w, e->kv, e->pool, batch, &e->fwd, err);
 	if (rc < 0)

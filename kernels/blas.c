@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,26 +21,41 @@ const char *blas_core_name(void)
 	return openblas_get_corename();
 }
 
-void blas_choose_kernels(char **argv)
+/* OpenBLAS would run AVX2 kernels although the CPU has AVX-512. */
+static bool avx512_unused(void)
 {
 #if defined(__x86_64__)
 	const char *core = openblas_get_corename();
-	if (getenv("OPENBLAS_CORETYPE") || !core)
-		return; /* the user decided, or this is the re-executed program */
-	if (strcasecmp(core, "Haswell") != 0 && strcasecmp(core, "Zen") != 0)
-		return; /* OpenBLAS recognized the CPU */
+	if (!core || (strcasecmp(core, "Haswell") != 0 && strcasecmp(core, "Zen") != 0))
+		return false;
 	__builtin_cpu_init();
-	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw") ||
-	    !__builtin_cpu_supports("avx512dq") || !__builtin_cpu_supports("avx512vl"))
-		return;
-	setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
-	if (!getenv("OPENBLAS_NUM_THREADS"))
-		setenv("OPENBLAS_NUM_THREADS", "1", 1); /* its own threads would sit idle */
-	execv("/proc/self/exe", argv);
-	unsetenv("OPENBLAS_CORETYPE"); /* exec failed: keep going as we are */
+	return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 #else
-	(void)argv;
+	return false;
 #endif
+}
+
+void blas_setup_process(char **argv)
+{
+	bool again = false;
+	if (!getenv("OPENBLAS_NUM_THREADS")) {
+		setenv("OPENBLAS_NUM_THREADS", "1", 1);
+		again = true;
+	}
+	if (!getenv("OPENBLAS_CORETYPE") && avx512_unused()) {
+		setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
+		again = true;
+	}
+	if (again) {
+		/* exec the real path, not /proc/self/exe, so the process keeps its name */
+		char self[4096];
+		ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+		if (n > 0) {
+			self[n] = '\0';
+			execv(self, argv); /* returns only on failure: go on as we are */
+		}
+	}
 }
 
 void blas_set_threads(int n)

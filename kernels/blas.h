@@ -9,16 +9,18 @@
  * pool threads, so this is 1 (see matmul.c). */
 void blas_set_threads(int n);
 
-/* Call first thing in main() of a program that computes. OpenBLAS picks its
- * kernels when it loads, before main(), from the CPU it recognizes; the
- * 0.3.21 in Debian 12 takes AVX-512 CPUs it does not know (AMD Zen 4) for a
- * Haswell and runs AVX2 kernels at about half the speed. When the CPU has
- * AVX-512 (F, BW, DQ, VL), OpenBLAS chose an AVX2 core and the environment
- * does not already say (OPENBLAS_CORETYPE), this re-executes the program
- * (same pid, argv and environment) with OPENBLAS_CORETYPE=SkylakeX and
- * OPENBLAS_NUM_THREADS=1 set. Returns only when nothing needs doing or the
- * exec failed (then the program goes on with what it has). */
-void blas_choose_kernels(char **argv);
+/* Call first thing in main() of a program that computes. OpenBLAS reads its
+ * settings from the environment when it loads, before main(): by default it
+ * starts a thread per core (which we never use, see matmul.c, but which spin
+ * for a while after start), and the 0.3.21 in Debian 12 may pick AVX2
+ * kernels on an AVX-512 CPU it does not recognize (about half the speed).
+ * So when OPENBLAS_NUM_THREADS is unset, or when OpenBLAS chose a Haswell/Zen
+ * core on a CPU with AVX-512 F/BW/DQ/VL and OPENBLAS_CORETYPE is unset, this
+ * sets OPENBLAS_NUM_THREADS=1 (and OPENBLAS_CORETYPE=SkylakeX) and
+ * re-executes the program: same pid, argv and environment otherwise.
+ * Variables the user set are left alone. Returns when nothing needs doing
+ * or the exec failed (then the program goes on with what it has). */
+void blas_setup_process(char **argv);
 /* OpenBLAS's name for the kernels in use, e.g. "SkylakeX". */
 const char *blas_core_name(void);
 

@@ -1,6 +1,8 @@
 /* pool.c: the compute thread pool (see pool.h). One job at a time, handed out
  * by bumping a generation counter; workers spin a few microseconds, then sleep
  * on a futex. Not a task queue and not for I/O: jobs are short, parallel loops. */
+#include "config.h"
+
 #include "kernels/pool.h"
 
 #include <assert.h>
@@ -165,6 +167,7 @@ int pool_create(int n_threads, struct pool **out)
 		rc = -pthread_create(&w->thread, NULL, worker_main, w);
 		if (rc < 0)
 			goto err;
+		pthread_setname_np(w->thread, "strata-pool"); /* for top -H and the tests */
 	}
 	*out = p;
 	return 0;

@@ -52,6 +52,22 @@ lines=$(grep -c '^{' "$TMP/gen.json")
 [ "$lines" -ge 2 ]
 ok $? "--json prints one object per line ($lines lines)"
 
+# --threads 2 means two busy threads: our pool and OpenBLAS take turns on the
+# same cores. Count the daemon's threads that did real work (over a tenth of
+# the busiest one's CPU time) after a few prompts and generations.
+story="$PROMPT, there was a little girl named Lily. She loved to play outside in the park."
+for i in 1 2 3; do
+	"$STRATA" --socket "$SOCK" generate -n 200 --temperature 0 "$story" >/dev/null
+	"$STRATA" --socket "$SOCK" generate -n 200 --temperature 0 "$PROMPT" >/dev/null
+done
+# The event loop (the main thread, tid = pid) and the I/O thread do not compute.
+busy=$(for t in /proc/"$DPID"/task/*; do
+	[ "${t##*/}" = "$DPID" ] || grep -q strata-io "$t/comm" || awk '{print $14 + $15}' "$t/stat"
+done | sort -n | awk '{v[NR] = $1} END {n = 0; for (i = 1; i <= NR; i++) if (v[i] * 10 > v[NR]) n++; print n}')
+[ "$busy" -le 2 ]
+ok $? "--threads 2: at most 2 threads of stratad compute ($busy did)"
+diag "thread CPU ticks: $(for t in /proc/"$DPID"/task/*; do printf "%s/%s:%s " "${t##*/}" "$(cat "$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"; done)"
+
 "$STRATA" --socket "$TMP/nobody.sock" status 2>"$TMP/err.txt"
 [ $? -eq 3 ] && grep -q "nobody.sock" "$TMP/err.txt"
 ok $? "no daemon: exit code 3 and a message naming the socket"

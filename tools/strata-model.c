@@ -526,7 +526,7 @@ static int cmd_synth(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	blas_choose_kernels(argv); /* may re-execute us with better OpenBLAS kernels */
+	blas_setup_process(argv); /* may re-execute us with OpenBLAS set up (blas.h) */
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -79,6 +79,9 @@ struct server {
 	uint64_t wd_progress;
 	uint64_t wd_progress_at;
 	char status_line[256];
+	/* general.architecture, copied at start: status must not read the model's mapping,
+	 * where a page that fails to read (disk error) raises SIGBUS */
+	char arch[64];
 };
 
 /* epoll_event.data.u64 holds either a tag (< 16) or a conn pointer */
@@ -632,15 +635,10 @@ static void handle_status(struct server *s, struct conn *c, uint64_t id)
 		count[best] = 0;
 	}
 
-	struct gguf_str arch = { "", 0 };
-	gguf_get_str(m->gguf, "general.architecture", &arch, NULL);
-	char arch_buf[64];
-	snprintf(arch_buf, sizeof arch_buf, "%.*s", (int)(arch.len < 63 ? arch.len : 63), arch.ptr);
-
 	Strata__V1__Model mm = STRATA__V1__MODEL__INIT;
 	mm.path = (char *)s->cfg->model;
 	mm.name = (char *)m->name;
-	mm.architecture = arch_buf;
+	mm.architecture = s->arch;
 	mm.n_layer = hp->n_layer;
 	mm.n_embd = hp->n_embd;
 	mm.n_head = hp->n_head;
@@ -1028,6 +1026,9 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 	}
 
 	const struct model *m = engine_model(e);
+	struct gguf_str arch = { "", 0 };
+	gguf_get_str(m->gguf, "general.architecture", &arch, NULL);
+	snprintf(s->arch, sizeof s->arch, "%.*s", (int)(arch.len < 63 ? arch.len : 63), arch.ptr);
 	if (l->activated)
 		log_notice("listening on the socket systemd passed (socket activation)");
 	else

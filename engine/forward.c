@@ -398,6 +398,8 @@ int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
 			rc = run_layer(f, b, l, err);
 		else
 			rc = run_output(f, b, logits, err);
+		if (rc == 0)
+			rc = weights_check(f->w, l, err); /* MMAP: bytes lost while in use */
 		weights_release(f->w, l);
 		atomic_fetch_add_explicit(&f->progress, 1, memory_order_relaxed);
 		if (rc < 0)

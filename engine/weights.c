@@ -11,6 +11,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +89,7 @@ struct weights {
 	struct uring_reader *reader; /* URING */
 	const char *map;      /* MMAP: the file, map_len bytes */
 	uint64_t map_len;
+	int bus;	      /* MMAP: our entry in w_bus_maps (SIGBUS survival), or -1 */
 	/* MMAP read-ahead thread: issues WILLNEED for slots' units so the engine thread does
 	 * not spend its time allocating page cache. Guarded by adv_mu. */
 	pthread_t adv_thread;
@@ -571,6 +573,128 @@ static bool w_map_span(const struct weights *w, uint64_t off, uint64_t len, char
 	return true;
 }
 
+/* ---- MMAP: surviving SIGBUS ----
+ * A page of the mapping that cannot be read raises SIGBUS in whatever thread touches it.
+ * acquire() pages a unit in first (MADV_POPULATE_READ reports EFAULT/EIO, no signal), but
+ * a file truncated while the unit is in use (the kernel unmaps the pages past the new end
+ * at once) or a page reclaimed and then failing to read back would still kill the process.
+ * This handler makes that fault survivable: it covers the mapping from the faulting page to
+ * its end with zero pages, so the code that touched it runs on (on zeros), and records the
+ * fault; weights_check (after use) and the next acquire report it and map the file afresh.
+ * Faults anywhere else go to the handler that was there before (default: die). */
+
+#define W_BUS_MAX 8 /* mappings protected at once; further ones run unprotected */
+
+static struct {
+	_Atomic uintptr_t base;	    /* the mapping, 0 = entry free */
+	_Atomic uintptr_t len;	    /* bytes */
+	_Atomic uint64_t faults;    /* SIGBUS survived since the last w_bus_take */
+	_Atomic uint64_t first_off; /* byte of the file at the first of them (UINT64_MAX: none) */
+} w_bus_maps[W_BUS_MAX];
+static pthread_mutex_t w_bus_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool w_bus_installed;
+static struct sigaction w_bus_old;
+static uintptr_t w_bus_page;
+
+static void w_on_sigbus(int sig, siginfo_t *si, void *uctx)
+{
+	uintptr_t a = (uintptr_t)si->si_addr;
+	for (int i = 0; si->si_code > 0 && i < W_BUS_MAX; i++) {
+		uintptr_t base = atomic_load(&w_bus_maps[i].base);
+		uintptr_t len = atomic_load(&w_bus_maps[i].len);
+		if (base == 0 || a < base || a - base >= len)
+			continue;
+		uintptr_t page = a & ~(w_bus_page - 1);
+		/* one mapping over the whole rest: one call however many pages are gone */
+		if (mmap((void *)page, base + len - page, PROT_READ,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED)
+			break;
+		uint64_t none = UINT64_MAX;
+		atomic_compare_exchange_strong(&w_bus_maps[i].first_off, &none, page - base);
+		atomic_fetch_add(&w_bus_maps[i].faults, 1);
+		return; /* the touching instruction runs again, on zeros */
+	}
+	if (w_bus_old.sa_flags & SA_SIGINFO) {
+		w_bus_old.sa_sigaction(sig, si, uctx);
+	} else if (w_bus_old.sa_handler != SIG_DFL && w_bus_old.sa_handler != SIG_IGN) {
+		w_bus_old.sa_handler(sig);
+	} else {
+		/* not ours: the default action (a fault recurs on return; a kill is re-raised) */
+		sigaction(SIGBUS, &w_bus_old, NULL);
+		if (si->si_code <= 0)
+			raise(sig);
+	}
+}
+
+/* Protect w's mapping; no protection (a warning) when every entry is taken. */
+static void w_bus_register(struct weights *w)
+{
+	w->bus = -1;
+	pthread_mutex_lock(&w_bus_mu);
+	if (!w_bus_installed) {
+		struct sigaction sa = { .sa_sigaction = w_on_sigbus, .sa_flags = SA_SIGINFO };
+		sigemptyset(&sa.sa_mask);
+		w_bus_page = w->page;
+		w_bus_installed = sigaction(SIGBUS, &sa, &w_bus_old) == 0;
+	}
+	for (int i = 0; w_bus_installed && i < W_BUS_MAX; i++) {
+		if (atomic_load(&w_bus_maps[i].base) != 0)
+			continue;
+		atomic_store(&w_bus_maps[i].faults, 0);
+		atomic_store(&w_bus_maps[i].first_off, UINT64_MAX);
+		atomic_store(&w_bus_maps[i].len, (uintptr_t)w->map_len);
+		atomic_store(&w_bus_maps[i].base, (uintptr_t)w->map);
+		w->bus = i;
+		break;
+	}
+	pthread_mutex_unlock(&w_bus_mu);
+	if (w->bus < 0)
+		log_warn("weights: %s: a read error while a unit is in use will end the process "
+			 "(SIGBUS): %s", w->path, w_bus_installed ? "too many mappings" :
+			 "cannot install a SIGBUS handler");
+}
+
+static void w_bus_unregister(struct weights *w)
+{
+	if (w->bus < 0)
+		return;
+	pthread_mutex_lock(&w_bus_mu);
+	atomic_store(&w_bus_maps[w->bus].base, 0);
+	pthread_mutex_unlock(&w_bus_mu);
+	w->bus = -1;
+}
+
+/* A fault survived since the last call: fail with a message naming the file, unit and byte,
+ * and map the file afresh over the zero pages. `unit` is the one in use, for the message
+ * when the byte is in no unit. Call only while nothing touches the mapping (between
+ * passes of the layer loop). */
+static int w_bus_take(struct weights *w, uint32_t unit, struct st_err *err)
+{
+	if (w->bus < 0 || atomic_load(&w_bus_maps[w->bus].faults) == 0)
+		return 0;
+	uint64_t off = atomic_load(&w_bus_maps[w->bus].first_off);
+	for (uint32_t u = 0; u < w->n_units; u++)
+		if (w_find_ext(w, u, off))
+			unit = u;
+	w->n_read_errors++;
+	if (mmap((void *)w->map, w->map_len, PROT_READ, MAP_SHARED | MAP_FIXED, w->fd, 0) ==
+	    MAP_FAILED) {
+		int e = errno; /* the zero pages stay, and so does the fault: every acquire fails */
+		return st_errf(err, -EIO, "weights: %s: cannot map the file again after a read "
+			       "error at byte %" PRIu64 ": %s", w->path, off, strerror(e));
+	}
+	atomic_store(&w_bus_maps[w->bus].first_off, UINT64_MAX);
+	atomic_store(&w_bus_maps[w->bus].faults, 0);
+	struct stat st;
+	uint64_t now = fstat(w->fd, &st) == 0 ? (uint64_t)st.st_size : w->file_size;
+	if (now <= off)
+		return st_errf(err, -EIO, "weights: unit %u of %s: byte %" PRIu64 " vanished while "
+			       "in use (the file has %" PRIu64 " bytes now, %" PRIu64 " at open: "
+			       "truncated or replaced?)", unit, w->path, off, now, w->file_size);
+	return st_errf(err, -EIO, "weights: unit %u of %s: the page at byte %" PRIu64 " could "
+		       "not be read back while in use (Input/output error)", unit, w->path, off);
+}
+
 /* ---- MMAP read-ahead thread ---- */
 
 static void w_willneed(const struct weights *w, uint32_t unit, const bool *cancel,
@@ -981,6 +1105,7 @@ static int w_start_mmap(struct weights *w, struct st_err *err)
 		return st_errf(err, rc, "cannot map %s: %s", w->path, strerror(-rc));
 	}
 	w->map = p;
+	w_bus_register(w);
 	return 0;
 }
 
@@ -1102,6 +1227,7 @@ int weights_open(const struct weights_config *cfg, const struct weights_unit *un
 	if (!w)
 		return st_errf(err, -ENOMEM, "out of memory");
 	w->fd = -1;
+	w->bus = -1;
 	w->path = strdup(cfg->path);
 	w->io = cfg->io;
 	w->budget = cfg->budget;
@@ -1157,6 +1283,10 @@ int weights_acquire(struct weights *w, uint32_t unit, struct st_err *err)
 {
 	if (unit >= w->n_units)
 		return st_errf(err, -EINVAL, "weights: no unit %u (there are %u)", unit, w->n_units);
+	/* a fault the caller did not weights_check: whatever used those zeros failed */
+	int rc = w_bus_take(w, unit, err);
+	if (rc < 0)
+		return rc;
 	struct w_unit *wu = &w->units[unit];
 	if (wu->resident) {
 		if (w->n_stream > 0)
@@ -1189,7 +1319,7 @@ int weights_acquire(struct weights *w, uint32_t unit, struct st_err *err)
 
 	uint64_t bad = 0, bad_end = 0;
 	bool was_prefetch = sl->prefetched && sl->reading;
-	int rc = w_slot_collect(w, (uint32_t)s, &bad, &bad_end);
+	rc = w_slot_collect(w, (uint32_t)s, &bad, &bad_end);
 	if (rc < 0 && was_prefetch) {
 		/* the failure may be stale (the file was being replaced when we read ahead):
 		 * read once more before giving up */
@@ -1230,6 +1360,11 @@ const void *weights_ptr(const struct weights *w, uint32_t unit, uint64_t file_of
 	if (w->io == WEIGHTS_IO_MMAP)
 		return w->map + file_offset;
 	return w->slots[wu->slot].buf + e->buf_off + (file_offset - e->file_off);
+}
+
+int weights_check(struct weights *w, uint32_t unit, struct st_err *err)
+{
+	return w_bus_take(w, unit < w->n_units ? unit : 0, err);
 }
 
 void weights_release(struct weights *w, uint32_t unit)
@@ -1370,6 +1505,7 @@ void weights_close(struct weights *w)
 		munmap(w->slot_mem, w->slot_len);
 	if (w->res_mem)
 		munmap(w->res_mem, w->res_len);
+	w_bus_unregister(w);
 	if (w->map)
 		munmap((void *)w->map, w->map_len);
 	if (w->fd >= 0)

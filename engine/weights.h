@@ -77,6 +77,14 @@ int weights_acquire(struct weights *w, uint32_t unit, struct st_err *err);
  * streamed unit is not held. Cheap (a binary search over the unit's few extents). */
 const void *weights_ptr(const struct weights *w, uint32_t unit, uint64_t file_offset);
 
+/* After computing with a held unit, before trusting the results: 0, or -EIO (message naming
+ * the file, unit and byte) when bytes could not be read while the unit was in use. Only MMAP
+ * can fail here: a file truncated during use, or a page evicted that fails to read back,
+ * raises SIGBUS; weights_open(MMAP) installs a handler that survives it (the bytes read as
+ * zeros from there on) and this reports it, once, and restores the mapping. A fault nobody
+ * checked fails the next weights_acquire instead. Call from the thread that acquires. */
+int weights_check(struct weights *w, uint32_t unit, struct st_err *err);
+
 /* Done with the unit: its buffer may be reused, which starts the next read ahead. */
 void weights_release(struct weights *w, uint32_t unit);
 

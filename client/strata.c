@@ -489,8 +489,8 @@ static void print_summary(const Strata__V1__Done *d)
 		prog, t->generated_tokens, t->generation_tokens_per_s, t->prompt_tokens, t->prompt_tokens_per_s,
 		t->time_to_first_token_ms, t->total_ms / 1000, d->seed, reason);
 	if (t->bytes_read)
-		fprintf(stderr, "; read %s at %.0f MB/s, stalled %.0f ms", fmt_bytes(t->bytes_read, b, sizeof b),
-			t->read_mb_per_s, t->stall_ms);
+		fprintf(stderr, "; read %s at %.0f MB/s, computed %.0f ms, stalled %.0f ms",
+			fmt_bytes(t->bytes_read, b, sizeof b), t->read_mb_per_s, t->compute_ms, t->stall_ms);
 	fputc('\n', stderr);
 }
 
@@ -912,6 +912,11 @@ static void print_status(const Strata__V1__StatusReply *s)
 	printf("%-13s %" PRIu64 " requests, %" PRIu64 " prompt tokens, %" PRIu64 " generated tokens, %s read\n",
 	       "since start", s->requests_total, s->prompt_tokens_total, s->generated_tokens_total,
 	       fmt_bytes(s->bytes_read_total, a, sizeof a));
+	double pass_ms = s->compute_ms_total + s->stall_ms_total;
+	printf("%-13s %" PRIu64 " passes, %s streamed each; %.1f s computing, %.1f s waiting for the disk"
+	       " (%.0f%%)\n", "weights read", s->passes_total, fmt_bytes(s->bytes_streamed_per_pass, a, sizeof a),
+	       s->compute_ms_total / 1e3, s->stall_ms_total / 1e3,
+	       pass_ms > 0 ? 100.0 * s->stall_ms_total / pass_ms : 0.0);
 	printf("%-13s %s\n", "max request", fmt_bytes(s->max_frame_bytes, a, sizeof a));
 }
 

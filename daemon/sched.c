@@ -40,6 +40,7 @@ struct seq {
 	uint64_t t_last;
 	uint64_t bytes_read;
 	uint64_t stall_ns;
+	uint64_t compute_ns;
 	int logits_row;		 /* row of this pass's logits, or -1 */
 };
 
@@ -374,6 +375,7 @@ static void finish_seq(struct sched *s, struct seq *q, enum sched_finish finish,
 		ev->gen_ns = q->t_first && q->t_last > q->t_first ? q->t_last - q->t_first : 0;
 		ev->bytes_read = q->bytes_read;
 		ev->stall_ns = q->stall_ns;
+		ev->compute_ns = q->compute_ns;
 		ev->io_ns = q->t_start && q->t_last > q->t_start ? q->t_last - q->t_start : 0;
 		if (stop_index >= 0)
 			ev->stop_string = strdup(q->req->stops[stop_index]);
@@ -593,8 +595,10 @@ static void step(struct sched *s)
 	int rc = engine_decode(s->e, &b, s->logits, &err);
 
 	engine_get_stats(s->e, &after);
+	uint64_t pass_ns = now_ns() - t0;
 	uint64_t read = after.io.bytes_read - before.io.bytes_read;
 	uint64_t stall = after.io.stall_ns - before.io.stall_ns;
+	uint64_t compute = pass_ns > stall ? pass_ns - stall : 0;
 	uint32_t generated = 0;
 	for (uint32_t i = 0; i < s->n_slots; i++) {
 		struct seq *q = &s->seqs[i];
@@ -602,6 +606,7 @@ static void step(struct sched *s)
 			continue;
 		q->bytes_read += read;
 		q->stall_ns += stall;
+		q->compute_ns += compute;
 		if (rc < 0) {
 			log_err("request %llu of client %llu failed: %s",
 				(unsigned long long)q->req->request_id, (unsigned long long)q->req->client_id,
@@ -629,6 +634,8 @@ static void step(struct sched *s)
 	pthread_mutex_lock(&s->mu);
 	s->stats.busy = false;
 	s->stats.passes++;
+	s->stats.pass_ns += pass_ns;
+	s->stats.stall_ns += stall;
 	s->stats.progress++;
 	s->stats.recent_tok_s = s->tok_s_ewma;
 	s->stats.engine = after;

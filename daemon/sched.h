@@ -74,6 +74,7 @@ struct sched_event {
 	uint64_t bytes_read;	 /* weight bytes read from disk during its passes */
 	uint64_t stall_ns;	 /* time its passes waited for the disk */
 	uint64_t io_ns;		 /* from its first pass to its last (for its read rate) */
+	uint64_t compute_ns;	 /* its passes' wall time minus their stall */
 	uint64_t seed;		 /* the sampler's seed */
 	char *stop_string;	 /* for STOP: the stop string that matched, owned */
 };
@@ -93,6 +94,8 @@ struct sched_stats {
 	uint64_t prompt_tokens_total;
 	uint64_t generated_tokens_total;
 	uint64_t passes;	   /* forward passes */
+	uint64_t pass_ns;	   /* their wall time */
+	uint64_t stall_ns;	   /* of which waiting for the disk */
 	double recent_tok_s;	   /* generated tokens/s over the last passes */
 	uint64_t progress;	   /* advances while the scheduler makes progress (watchdog) */
 	bool busy;		   /* inside a forward pass right now */

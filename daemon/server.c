@@ -682,6 +682,10 @@ static void handle_status(struct server *s, struct conn *c, uint64_t id)
 	sr.bytes_read_total = io->bytes_read > io->bytes_resident ? io->bytes_read - io->bytes_resident : 0;
 	sr.uptime_ms = (now_ns() - s->t_start) / 1000000;
 	sr.max_frame_bytes = s->cfg->max_frame;
+	sr.passes_total = st.passes;
+	sr.compute_ms_total = (double)(st.pass_ns - st.stall_ns) / 1e6;
+	sr.stall_ms_total = (double)st.stall_ns / 1e6;
+	sr.bytes_streamed_per_pass = io->bytes_streamed_per_pass;
 
 	Strata__V1__Response r = STRATA__V1__RESPONSE__INIT;
 	r.id = id;
@@ -869,6 +873,7 @@ static void send_event(struct server *s, struct conn *c, const struct sched_even
 	tm.bytes_read = ev->bytes_read;
 	tm.read_mb_per_s = ev->io_ns ? (double)ev->bytes_read / ((double)ev->io_ns / 1e9) / 1e6 : 0.0;
 	tm.stall_ms = (double)ev->stall_ns / 1e6;
+	tm.compute_ms = (double)ev->compute_ns / 1e6;
 	tm.total_ms = (double)(ev->queued_ns + ev->prompt_ns + ev->gen_ns) / 1e6;
 
 	Strata__V1__Error err = STRATA__V1__ERROR__INIT;

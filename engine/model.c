@@ -32,6 +32,12 @@ static int find_tensor(const struct model *m, const char *name, uint64_t n_cols,
 			return 0;
 		return st_errf(err, -ENOENT, "%s: required tensor '%s' is missing", m->path, name);
 	}
+	/* the type first: a model of an unsupported type fails on that, whatever its shapes */
+	if (vector ? t->type != ST_F32 : !is_matrix_type_supported(t->type))
+		return st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s, which strata does not run "
+			       "(%s: %s)", m->path, name, st_type_name(t->type),
+			       vector ? "norm and frequency vectors must be" : "supported weight types",
+			       vector ? "f32" : supported_list());
 	uint64_t rows = t->n_dims >= 2 ? t->ne[1] : 1;
 	bool shape_ok = t->ne[0] == n_cols && rows == n_rows && t->ne[2] == 1 && t->ne[3] == 1 &&
 			(vector ? t->n_dims == 1 : t->n_dims <= 2);
@@ -41,11 +47,6 @@ static int find_tensor(const struct model *m, const char *name, uint64_t n_cols,
 			       m->path, name, (unsigned long long)t->ne[0], (unsigned long long)t->ne[1],
 			       (unsigned long long)t->ne[2], (unsigned long long)t->ne[3],
 			       (unsigned long long)n_cols, (unsigned long long)n_rows);
-	if (vector ? t->type != ST_F32 : !is_matrix_type_supported(t->type))
-		return st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s, which strata does not run "
-			       "(%s: %s)", m->path, name, st_type_name(t->type),
-			       vector ? "norm and frequency vectors must be" : "supported weight types",
-			       vector ? "f32" : supported_list());
 	snprintf(out->name, sizeof out->name, "%s", name);
 	out->type = t->type;
 	out->n_cols = n_cols;

@@ -32,3 +32,8 @@ check_PROGRAMS += tests/eiofs
 tests_eiofs_SOURCES = tests/eiofs.c
 TESTS += tests/test-daemon-io.sh tests/test-rss.sh
 EXTRA_DIST += tests/test-daemon-io.sh tests/test-rss.sh
+
+check_PROGRAMS += tests/test-model
+TESTS += tests/test-model
+tests_test_model_SOURCES = tests/test-model.c
+tests_test_model_LDADD = $(TEST_LIBS)

@@ -894,6 +894,22 @@ static void send_event(struct server *s, struct conn *c, const struct sched_even
 	conn_send(s, c, &r);
 }
 
+/* One line per finished request, for the journal. */
+static void log_done(const struct conn *c, const struct sched_event *ev)
+{
+	static const char *const reasons[] = { "length", "eos", "stop string", "cancelled", "error",
+					       "shutdown" };
+	double gen_s = (double)ev->gen_ns / 1e9;
+	log_info("client %" PRIu64 " request %" PRIu64 ": %s after %u prompt + %u generated tokens, "
+		 "first token %.0f ms, %.2f tok/s, %.1f MiB read, %.0f ms stalled%s%s",
+		 c->id, ev->request_id, reasons[ev->finish], ev->prompt_tokens, ev->generated_tokens,
+		 (double)ev->ttft_ns / 1e6,
+		 ev->generated_tokens > 1 && gen_s > 0 ? (ev->generated_tokens - 1) / gen_s : 0.0,
+		 (double)ev->bytes_read / (1 << 20), (double)ev->stall_ns / 1e6,
+		 ev->finish == SCHED_FINISH_ERROR ? ": " : "",
+		 ev->finish == SCHED_FINISH_ERROR ? ev->message : "");
+}
+
 static void drain_events(struct server *s)
 {
 	uint64_t counter;
@@ -905,8 +921,10 @@ static void drain_events(struct server *s)
 		struct conn *c = conn_find(s, ev->client_id);
 		if (!c || c->dead)
 			continue; /* the client left; its requests were cancelled */
-		if (ev->kind == SCHED_EV_DONE)
+		if (ev->kind == SCHED_EV_DONE) {
 			conn_remove_gen(c, ev->request_id);
+			log_done(c, ev);
+		}
 		send_event(s, c, ev);
 	}
 	sched_event_free(list);

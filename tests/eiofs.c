@@ -1,6 +1,8 @@
 /* eiofs.c: a test fixture, a read-only FUSE filesystem with one file that mirrors a backing
  * file and answers EIO for reads overlapping a byte range, so tests meet a real kernel read
- * error. Speaks <linux/fuse.h> over /dev/fuse itself (no libfuse); root only; not a server. */
+ * error; it can also refuse O_DIRECT opens, as some filesystems do. Used by
+ * test-daemon-io.sh and test-weights-fault. Speaks <linux/fuse.h> over /dev/fuse itself (no
+ * libfuse); root only; not a server. */
 #include "config.h"
 
 #include <errno.h>
@@ -36,14 +38,16 @@ struct eiofs {
 	int backing;		/* the mirrored file */
 	const char *name;	/* the file's name in the mount's root */
 	const char *mnt;
-	const char *state;	/* file that says "on" or "off" once a switch took effect */
+	const char *state;	/* see write_state */
 	uint64_t fail_lo, fail_hi; /* reads overlapping [fail_lo, fail_hi) fail when failing */
 	bool direct_io;		/* open replies carry FOPEN_DIRECT_IO */
+	bool refuse_direct;	/* opens asking for O_DIRECT get EINVAL */
 	bool verbose;
 	char *in;		/* (in_cap) bytes: one request */
 	size_t in_cap;
 	char *data;		/* (EIO_MAX_PAGES * 4096) bytes: one READ reply's data */
-	uint64_t n_reads, n_failed;
+	uint64_t n_reads, n_failed; /* READs, and those answered EIO */
+	uint64_t n_direct;	/* OPENs that asked for O_DIRECT */
 };
 
 static volatile sig_atomic_t failing, stopping;
@@ -68,6 +72,24 @@ static void reply(struct eiofs *fs, uint64_t unique, int error, const void *body
 	if (writev(fs->dev, iov, len ? 2 : 1) < 0 && errno != ENOENT && errno != ENODEV)
 		fprintf(stderr, "%s: reply to request %" PRIu64 ": %s\n", prog, unique,
 			strerror(errno));
+}
+
+/* Rewrite the state file (via a rename, so a reader never sees half) with three lines:
+ * "on" or "off", "eio N" (READs answered EIO so far), "direct N" (OPENs that asked for
+ * O_DIRECT so far). Written when serving starts (so it also says: mounted), after each
+ * switch has taken effect, and before each EIO or O_DIRECT open is answered, so a test that
+ * saw the error also sees it counted. */
+static void write_state(struct eiofs *fs)
+{
+	if (!fs->state)
+		return;
+	char tmp[4096];
+	snprintf(tmp, sizeof tmp, "%s.tmp", fs->state);
+	FILE *f = fopen(tmp, "w");
+	if (!f || fprintf(f, "%s\neio %" PRIu64 "\ndirect %" PRIu64 "\n", failing ? "on" : "off",
+			  fs->n_failed, fs->n_direct) < 0 || fclose(f) != 0 ||
+	    rename(tmp, fs->state) != 0)
+		fprintf(stderr, "%s: %s: %s\n", prog, fs->state, strerror(errno));
 }
 
 static int fill_attr(struct eiofs *fs, uint64_t ino, struct fuse_attr *a)
@@ -168,6 +190,14 @@ static void do_open(struct eiofs *fs, const struct fuse_in_header *h, const void
 		reply(fs, h->unique, -EROFS, NULL, 0);
 		return;
 	}
+	if (in->flags & O_DIRECT) {
+		fs->n_direct++;
+		write_state(fs);
+		if (fs->refuse_direct) {
+			reply(fs, h->unique, -EINVAL, NULL, 0);
+			return;
+		}
+	}
 	o.fh = 1;
 	o.open_flags = fs->direct_io ? FOPEN_DIRECT_IO : 0;
 	reply(fs, h->unique, 0, &o, sizeof o);
@@ -185,6 +215,7 @@ static void do_read(struct eiofs *fs, const struct fuse_in_header *h, const void
 		if (fs->n_failed <= EIO_LOG_FAILS)
 			fprintf(stderr, "%s: READ of %u bytes at %" PRIu64 " -> EIO\n", prog, size,
 				in->offset);
+		write_state(fs);
 		reply(fs, h->unique, -EIO, NULL, 0);
 		return;
 	}
@@ -279,31 +310,18 @@ static bool handle(struct eiofs *fs, size_t len)
 	return true;
 }
 
-/* Write "on" or "off" to the state file (via a rename, so a reader never sees half). */
-static void write_state(struct eiofs *fs, bool on)
-{
-	if (!fs->state)
-		return;
-	char tmp[4096];
-	snprintf(tmp, sizeof tmp, "%s.tmp", fs->state);
-	FILE *f = fopen(tmp, "w");
-	if (!f || fprintf(f, "%s\n", on ? "on" : "off") < 0 || fclose(f) != 0 ||
-	    rename(tmp, fs->state) != 0)
-		fprintf(stderr, "%s: %s: %s\n", prog, fs->state, strerror(errno));
-}
-
 /* Serve until unmounted, DESTROY or a stop signal. 0 or -errno. */
 static int serve(struct eiofs *fs)
 {
 	sigset_t none;
 	sigemptyset(&none);
 	bool was = failing;
-	write_state(fs, was); /* also says: mounted and serving */
+	write_state(fs); /* also says: mounted and serving */
 	while (!stopping) {
 		if ((bool)failing != was) {
 			was = failing;
 			fprintf(stderr, "%s: failures %s\n", prog, was ? "on" : "off");
-			write_state(fs, was);
+			write_state(fs);
 		}
 		/* signals are blocked outside ppoll, so none slips in between test and wait */
 		struct pollfd p = { .fd = fs->dev, .events = POLLIN };
@@ -353,8 +371,11 @@ static void usage(void)
 		"                   (default: the whole file)\n"
 		"  --on             start failing at once (default: off until SIGUSR1)\n"
 		"  --direct-io      open replies carry FOPEN_DIRECT_IO (no page cache)\n"
-		"  --state FILE     write \"on\" or \"off\" to FILE when serving starts and\n"
-		"                   after each switch has taken effect\n"
+		"  --refuse-direct  opens that ask for O_DIRECT fail with EINVAL\n"
+		"  --state FILE     FILE says \"on\" or \"off\", then \"eio N\" (reads failed)\n"
+		"                   and \"direct N\" (O_DIRECT opens); rewritten when serving\n"
+		"                   starts, after each switch has taken effect, and before\n"
+		"                   answering each EIO or O_DIRECT open\n"
 		"  -v               log every request\n"
 		"SIGUSR1 turns failures on, SIGUSR2 off; SIGTERM/SIGINT unmount and exit.\n"
 		"Exit: 0 done, 1 failure, 2 usage, 77 cannot mount here (not root, no FUSE,\n"
@@ -388,6 +409,8 @@ int main(int argc, char **argv)
 			failing = 1;
 		} else if (!strcmp(argv[i], "--direct-io")) {
 			fs.direct_io = true;
+		} else if (!strcmp(argv[i], "--refuse-direct")) {
+			fs.refuse_direct = true;
 		} else if (!strcmp(argv[i], "-v")) {
 			fs.verbose = true;
 		} else {

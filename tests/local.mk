@@ -26,8 +26,8 @@ tests_test_sampler_SOURCES = tests/test-sampler.c
 tests_test_sampler_LDADD = $(TEST_LIBS)
 
 # disk errors: a file truncated under the running stratad, a real EIO from the
-# kernel (tests/eiofs, a FUSE filesystem of our own), and RSS under a budget
-# far below the model.
+# kernel (tests/eiofs, a FUSE filesystem of our own; test-weights-fault runs it
+# too), and RSS under a budget far below the model.
 check_PROGRAMS += tests/eiofs
 tests_eiofs_SOURCES = tests/eiofs.c
 TESTS += tests/test-daemon-io.sh tests/test-rss.sh

@@ -36,6 +36,7 @@
 /* The slack the issue allows on top of budget + KV cache for everything else (code,
  * scratch, thread stacks, OpenBLAS buffers, the mapped file header). */
 #define RSS_SLACK_BYTES ((uint64_t)100 << 20)
+#define MAX_TOKENS (1u << 20) /* per option: more than any context */
 
 static uint64_t now_ns(void)
 {
@@ -228,12 +229,13 @@ static int on_token(void *user, int32_t token, const float *logits, uint32_t n_v
 	if (r->n_seen == 0)
 		snap_take(r, &r->prompt_end);
 	if (r->n_seen == r->warmup) {
+		/* the slower reads first, so the window opens after them */
+		r->n_th0 = threads_take(r->th0, MAX_THREADS);
+		machine_cpu(r->cpu0);
 		if (r->n_seen == 0)
 			r->gen0 = r->prompt_end;
 		else
 			snap_take(r, &r->gen0);
-		r->n_th0 = threads_take(r->th0, MAX_THREADS);
-		machine_cpu(r->cpu0);
 	}
 	if (r->n_seen == r->warmup + r->n_gen) {
 		snap_take(r, &r->gen1);
@@ -395,6 +397,12 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (o->prompt_tokens == 0 || o->gen_tokens == 0) {
 		fprintf(stderr, "strata-bench: --prompt-tokens and --gen-tokens must be at least 1\n");
+		return -EINVAL;
+	}
+	/* so P + W + N + 1 (the default context) cannot wrap */
+	if (o->prompt_tokens > MAX_TOKENS || o->gen_tokens > MAX_TOKENS || o->warmup > MAX_TOKENS) {
+		fprintf(stderr, "strata-bench: --prompt-tokens, --gen-tokens and --warmup are at most %u\n",
+			MAX_TOKENS);
 		return -EINVAL;
 	}
 	if (o->threads > 1024) {

@@ -1,0 +1,80 @@
+#!/bin/sh
+# test-bench.sh: bench/strata-bench runs on a tiny synthesized model, in both io modes and
+# fully resident, and its figures hang together: the tokens it was asked for, the bytes
+# the plan streams per pass read once per generated token, peak RSS within the bound it
+# prints, JSON that parses. Not a benchmark: the numbers themselves are not judged here.
+. "${STRATA_SRCDIR:-.}/tests/lib.sh"
+
+BENCH="$BUILDDIR/bench/strata-bench"
+[ -x "$BENCH" ] || skip_all "no $BENCH"
+MODEL="$TMP/tiny.gguf"
+"$STRATA_MODEL" synth "$MODEL" --n-embd 64 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ff 128 \
+	--type f32 --vocab builtin --ctx 512 --seed 5 || exit 1
+
+# jget FILE KEY: the value of "KEY" in strata-bench's JSON (one key per line)
+jget() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1"; }
+# within A B TOL: |A - B| <= TOL (integers, awk does the arithmetic)
+within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
+
+# Budget 400K: the 4 layers (148 KiB each) and the head all stream through 2 buffers.
+"$BENCH" --model "$MODEL" --memory-budget 400K --prompt-tokens 4 --gen-tokens 2 \
+	>"$TMP/text.txt" 2>"$TMP/text.err"
+ok $? "strata-bench runs (text output)"
+grep -q "^prompt: *4 tokens in " "$TMP/text.txt" &&
+	grep -q "^generation: 2 tokens in .* tok/s" "$TMP/text.txt" &&
+	grep -q "^  per token: wall .* ms, compute .* ms, I/O .* ms" "$TMP/text.txt" &&
+	grep -q "^  bandwidth: .* MB/s while reads were in flight" "$TMP/text.txt" &&
+	grep -q "^memory: *peak RSS .* MiB; budget 0.4 MiB + KV cache" "$TMP/text.txt"
+ok $? "the text names prompt, generation, per-token times, bandwidth and memory"
+[ $? -eq 0 ] || { cat "$TMP/text.txt" "$TMP/text.err" | sed 's/^/# /'; }
+
+for io in uring mmap; do
+	J="$TMP/$io.json"
+	"$BENCH" --model "$MODEL" --memory-budget 400K --prompt-tokens 4 --gen-tokens 2 --io $io \
+		--json >"$J" 2>"$TMP/$io.err"
+	ok $? "--io $io --json runs"
+	if [ -n "${PYTHON3:-}" ]; then
+		"$PYTHON3" -c 'import json,sys; json.load(open(sys.argv[1]))' "$J"
+		ok $? "--io $io: the output is one JSON object"
+	fi
+	[ "$(jget "$J" io)" = $io ] && [ "$(jget "$J" gen_tokens)" = 2 ] &&
+		[ "$(jget "$J" gen_passes)" = 2 ] && [ "$(jget "$J" prompt_tokens)" = 4 ] &&
+		[ "$(jget "$J" units_streamed)" = 5 ] && [ "$(jget "$J" units_resident)" = 0 ]
+	ok $? "--io $io: 2 generated tokens in 2 passes, all 5 units streamed"
+	streamed=$(jget "$J" streamed_bytes_per_pass)
+	slot=$(jget "$J" slot_bytes)
+	got=$(jget "$J" gen_bytes_read)
+	# Each pass reads every streamed unit once. The window is cut while read-ahead runs,
+	# so either end may hold up to a buffer-ful of units read for the next pass (and each
+	# pass's last read stops at the end of the file, short of its block).
+	tol=$(($(jget "$J" slots) * slot + 2 * 4096))
+	within "$got" $((2 * streamed)) "$tol"
+	ok $? "--io $io: bytes read in 2 passes ($got) = 2 x the streamed bytes per pass ($streamed), within $tol"
+	# the first units were read ahead at open, before the prompt's window opened
+	pb=$(jget "$J" prompt_bytes_read)
+	within "$pb" "$streamed" "$tol"
+	ok $? "--io $io: the prompt pass read the streamed units too ($pb bytes)"
+	rss=$(jget "$J" peak_rss_bytes)
+	bound=$(jget "$J" rss_bound_bytes)
+	[ "$bound" -eq $((409600 + $(jget "$J" kv_bytes) + 104857600)) ] && [ "$rss" -gt 0 ] &&
+		[ "$rss" -le "$bound" ]
+	ok $? "--io $io: peak RSS $rss <= budget + KV + 100 MiB = $bound"
+done
+
+"$BENCH" --model "$MODEL" --prompt-tokens 3 --gen-tokens 2 --warmup 0 --json >"$TMP/res.json"
+ok $? "fully resident (no budget) runs"
+[ "$(jget "$TMP/res.json" units_streamed)" = 0 ] && [ "$(jget "$TMP/res.json" gen_bytes_read)" = 0 ] &&
+	[ "$(jget "$TMP/res.json" warmup_tokens)" = 0 ]
+ok $? "fully resident: nothing streamed, nothing read while generating"
+
+"$BENCH" --model "$MODEL" --memory-budget 100K >/dev/null 2>"$TMP/small.err"
+[ $? -eq 1 ] && grep -q "minimum is" "$TMP/small.err"
+ok $? "a budget below the minimum fails and says the minimum"
+"$BENCH" --model "$MODEL" --gen-tokens 0 >/dev/null 2>&1
+[ $? -eq 2 ]
+ok $? "--gen-tokens 0 is a usage error"
+"$BENCH" --memory-budget 1G >/dev/null 2>&1
+[ $? -eq 2 ]
+ok $? "no --model is a usage error"
+
+done_testing

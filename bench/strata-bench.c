@@ -28,6 +28,7 @@
 #include "engine/log.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "kernels/blas.h"
 #include "kernels/types.h"
 
 #define EXIT_USAGE 2
@@ -609,6 +610,7 @@ static void print_text(const struct result *r, const char *plan)
 
 int main(int argc, char **argv)
 {
+	blas_setup_process(argv); /* as stratad does: may re-execute with OpenBLAS set up */
 	struct opts o;
 	struct engine_config cfg;
 	struct st_err err = { "" };

@@ -140,6 +140,34 @@ int tap_is_near(double got, double want, double tol, const char *fmt, ...)
 	return r;
 }
 
+static uint64_t tap_rng = 0x9e3779b97f4a7c15ull;
+
+void tap_srand(uint64_t seed)
+{
+	tap_rng = seed ? seed : 0x9e3779b97f4a7c15ull; /* xorshift must not start at 0 */
+}
+
+uint64_t tap_rand(void)
+{
+	tap_rng ^= tap_rng >> 12;
+	tap_rng ^= tap_rng << 25;
+	tap_rng ^= tap_rng >> 27;
+	return tap_rng * 0x2545f4914f6cdd1dull;
+}
+
+float tap_frand(void)
+{
+	return (float)((double)(tap_rand() >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
+}
+
+void *tap_xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		tap_bail("out of memory (%zu bytes)", n);
+	return p;
+}
+
 const char *tap_shared_dir(void)
 {
 	const char *d = getenv("STRATA_SHARED");

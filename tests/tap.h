@@ -28,6 +28,15 @@ int tap_is_str(const char *got, const char *want, const char *fmt, ...) __attrib
 /* |got - want| <= tol */
 int tap_is_near(double got, double want, double tol, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Deterministic pseudo-random test data (xorshift64*): the same sequence on
+ * every run, so a failure reproduces. One stream per program; tap_srand()
+ * restarts it. */
+void tap_srand(uint64_t seed);
+uint64_t tap_rand(void);
+float tap_frand(void); /* uniform in [-1, 1) */
+/* malloc that bails the test out when memory runs out (never NULL; n may be 0). */
+void *tap_xmalloc(size_t n);
+
 /* $STRATA_SHARED (the ../shared folder), or NULL when absent: callers skip. */
 const char *tap_shared_dir(void);
 /* $STRATA_BUILDDIR/$STRATA_SRCDIR, or "." when unset. */

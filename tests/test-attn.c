@@ -12,34 +12,16 @@
 #include "kernels/types.h"
 #include "tests/tap.h"
 
-static uint64_t rng = 0x243f6a8885a308d3ull;
-
-static float frand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (float)((double)(rng >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p)
-		tap_bail("out of memory");
-	return p;
-}
-
 /* A cache of n_kv rows of n_head_kv*head_dim values, row stride padded by
  * `pad` elements so the kernels must honour kv_row_bytes. */
 static void *make_cache(uint32_t type, int64_t n_kv, int64_t width, int64_t pad, size_t *row_bytes)
 {
 	const size_t esz = type == ST_F16 ? 2 : 4;
 	*row_bytes = (size_t)(width + pad) * esz;
-	char *c = xmalloc(*row_bytes * (size_t)n_kv);
+	char *c = tap_xmalloc(*row_bytes * (size_t)n_kv);
 	for (int64_t t = 0; t < n_kv; t++) {
 		for (int64_t i = 0; i < width + pad; i++) {
-			const float v = frand() * 2.0f;
+			const float v = tap_frand() * 2.0f;
 			if (type == ST_F16)
 				((uint16_t *)(c + (size_t)t * *row_bytes))[i] = st_f32_to_fp16(v);
 			else
@@ -79,12 +61,12 @@ static void test_vs_ref(uint32_t type, int64_t n_head, int64_t n_head_kv, int64_
 		size_t rb;
 		void *k = make_cache(type, n_kv, width, pad, &rb);
 		void *v = make_cache(type, n_kv, width, pad, &rb);
-		float *q = xmalloc((size_t)(n_head * hd) * sizeof *q);
+		float *q = tap_xmalloc((size_t)(n_head * hd) * sizeof *q);
 		for (int64_t i = 0; i < n_head * hd; i++)
-			q[i] = frand() * 3.0f;
-		float *out = xmalloc((size_t)(n_head * hd) * sizeof *out);
-		float *ref = xmalloc((size_t)(n_head * hd) * sizeof *ref);
-		float *scores = xmalloc((size_t)n_kv * sizeof *scores);
+			q[i] = tap_frand() * 3.0f;
+		float *out = tap_xmalloc((size_t)(n_head * hd) * sizeof *out);
+		float *ref = tap_xmalloc((size_t)(n_head * hd) * sizeof *ref);
+		float *scores = tap_xmalloc((size_t)n_kv * sizeof *scores);
 		struct attn_args a = {
 			.q = q, .k = k, .v = v, .kv_type = type, .kv_row_bytes = rb,
 			.n_kv = n_kv, .n_head = n_head, .n_head_kv = n_head_kv, .head_dim = hd,
@@ -149,7 +131,7 @@ static void test_range(void)
 	void *v = make_cache(ST_F32, n_kv, n_head_kv * hd, 0, &rb);
 	float q[8 * 16], out[8 * 16], scores[5];
 	for (int i = 0; i < 8 * 16; i++) {
-		q[i] = frand();
+		q[i] = tap_frand();
 		out[i] = 12345.0f;
 	}
 	struct attn_args a = {
@@ -173,6 +155,7 @@ static void test_range(void)
 
 int main(void)
 {
+	tap_srand(0x243f6a8885a308d3ull);
 	static const struct {
 		int64_t n_head, n_head_kv, hd;
 	} shapes[] = {

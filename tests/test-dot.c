@@ -55,32 +55,14 @@ static const int64_t lengths[] = { 32, 64, 96, 160, 480, 4096, 8192 + 32, 11008 
 #define MAX_N 11008
 #define N_TRIALS 4 /* random rows per (type, length) */
 
-static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static uint64_t rnd(void) /* xorshift64* */
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dull;
-}
-
 static float rnd_unit(void) /* uniform in [-1, 1) */
 {
-	return (float)((double)(rnd() >> 40) / (double)(1ull << 23) - 1.0);
+	return (float)((double)(tap_rand() >> 40) / (double)(1ull << 23) - 1.0);
 }
 
 static int rnd_int(int lo, int hi) /* uniform in [lo, hi] */
 {
-	return lo + (int)(rnd() % (uint64_t)(hi - lo + 1));
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-	if (!p)
-		tap_bail("out of memory (%zu bytes)", n);
-	return p;
+	return lo + (int)(tap_rand() % (uint64_t)(hi - lo + 1));
 }
 
 /* Rows with per-block magnitudes over 10^-2..10^2, like real activations. */
@@ -118,7 +100,7 @@ static double abs_terms(uint32_t type, const void *w, const void *act, int64_t n
 		}
 		return S;
 	}
-	float *wf = xmalloc((size_t)n * sizeof *wf);
+	float *wf = tap_xmalloc((size_t)n * sizeof *wf);
 	quant_dequantize_row_ref(type, w, wf, n);
 	for (int64_t i = 0; i < n; i++)
 		S += fabs((double)wf[i] * ((const float *)act)[i]);
@@ -163,10 +145,10 @@ static void make_exact(uint32_t type, void *w, void *act, int64_t n)
 		struct block_q8_0 *x = act;
 		const int xmax = type == ST_Q8_0 ? 2 : 7;
 		for (int64_t b = 0; b < n / 32; b++) {
-			x[b].d = rnd() % 2 ? 0x3c00 : 0x4000; /* 1, 2 */
+			x[b].d = tap_rand() % 2 ? 0x3c00 : 0x4000; /* 1, 2 */
 			for (int j = 0; j < 32; j++)
 				x[b].qs[j] = (int8_t)rnd_int(-xmax, xmax);
-			const uint16_t dw = rnd() % 2 ? 0x3800 : 0x3c00; /* 1/2, 1 */
+			const uint16_t dw = tap_rand() % 2 ? 0x3800 : 0x3c00; /* 1/2, 1 */
 			if (type == ST_Q8_0) {
 				struct block_q8_0 *wb = (struct block_q8_0 *)w + b;
 				wb->d = dw;
@@ -176,12 +158,12 @@ static void make_exact(uint32_t type, void *w, void *act, int64_t n)
 				struct block_q4_0 *wb = (struct block_q4_0 *)w + b;
 				wb->d = dw;
 				for (int j = 0; j < 16; j++)
-					wb->qs[j] = (uint8_t)rnd();
+					wb->qs[j] = (uint8_t)tap_rand();
 			}
 		}
 		return;
 	}
-	float *x = act, *wf = xmalloc((size_t)n * sizeof *wf);
+	float *x = act, *wf = tap_xmalloc((size_t)n * sizeof *wf);
 	for (int64_t i = 0; i < n; i++) {
 		wf[i] = (float)rnd_int(-8, 8);
 		x[i] = (float)rnd_int(-8, 8);
@@ -252,12 +234,12 @@ static void test_nonfinite(const char *isa, uint32_t type, void *w, void *act, f
 		fill_random(x, n);
 		quant_quantize_row_ref(type, x, w, n);
 		fill_random(x, n);
-		x[rnd() % n] = bad[k];
+		x[tap_rand() % n] = bad[k];
 		dot_prepare_act(type, x, act, n);
 		const float r1 = ref(w, act, n), f1 = fast(w, act, n);
 		/* in the weights */
 		fill_random(x, n);
-		x[rnd() % n] = bad[k];
+		x[tap_rand() % n] = bad[k];
 		quant_quantize_row_ref(type, x, w, n);
 		fill_random(x, n);
 		dot_prepare_act(type, x, act, n);
@@ -283,8 +265,9 @@ static void test_nonfinite(const char *isa, uint32_t type, void *w, void *act, f
 
 int main(void)
 {
-	void *w = xmalloc(MAX_N * sizeof(float)), *act = xmalloc(MAX_N * sizeof(float));
-	float *x = xmalloc(MAX_N * sizeof *x);
+	tap_srand(0x2545f4914f6cdd1dull);
+	void *w = tap_xmalloc(MAX_N * sizeof(float)), *act = tap_xmalloc(MAX_N * sizeof(float));
+	float *x = tap_xmalloc(MAX_N * sizeof *x);
 
 	test_contract();
 	for (size_t i = 0; i < N_ISAS; i++) {

@@ -36,24 +36,6 @@ const char *__asan_default_options(void)
 	return "allocator_may_return_null=1";
 }
 
-static uint64_t rng = 0x13198a2e03707344ull;
-
-static float frand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (float)((double)(rng >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n ? n : 1);
-	if (!p)
-		tap_bail("out of memory");
-	return p;
-}
-
 /* The per-type defaults matmul.h documents. */
 static int64_t default_min_rows(uint32_t type)
 {
@@ -64,11 +46,11 @@ static int64_t default_min_rows(uint32_t type)
 static void *make_weights(uint32_t type, int64_t n_in, int64_t n_out)
 {
 	const size_t rb = st_row_bytes(type, (uint64_t)n_in);
-	char *w = xmalloc(rb * (size_t)n_out);
-	float *row = xmalloc((size_t)n_in * sizeof *row);
+	char *w = tap_xmalloc(rb * (size_t)n_out);
+	float *row = tap_xmalloc((size_t)n_in * sizeof *row);
 	for (int64_t r = 0; r < n_out; r++) {
 		for (int64_t i = 0; i < n_in; i++)
-			row[i] = frand() * (1.0f + (float)(r % 7)); /* rows of different scales */
+			row[i] = tap_frand() * (1.0f + (float)(r % 7)); /* rows of different scales */
 		char *dst = w + (size_t)r * rb;
 		if (type == ST_F32) {
 			memcpy(dst, row, rb);
@@ -93,7 +75,7 @@ static void make_bounds(const struct matmul_w *w, const float *x, int64_t n_tok,
 	const int64_t n_in = w->n_in, n_out = w->n_out;
 	const size_t rb = st_row_bytes(w->type, (uint64_t)n_in);
 	const int quant = w->type == ST_Q8_0 || w->type == ST_Q4_0;
-	float *row = xmalloc((size_t)n_in * sizeof *row);
+	float *row = tap_xmalloc((size_t)n_in * sizeof *row);
 	for (int64_t r = 0; r < n_out; r++) {
 		if (quant_dequantize_row_ref(w->type, (const char *)w->data + (size_t)r * rb, row, n_in))
 			tap_bail("dequantize failed");
@@ -140,13 +122,13 @@ static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, i
 	const int64_t max_tok = 64;
 	struct matmul_w w = { .type = type, .n_in = n_in, .n_out = n_out };
 	w.data = make_weights(type, n_in, n_out);
-	float *x = xmalloc((size_t)(max_tok * n_in) * sizeof *x);
+	float *x = tap_xmalloc((size_t)(max_tok * n_in) * sizeof *x);
 	for (int64_t i = 0; i < max_tok * n_in; i++)
-		x[i] = frand() * 2.0f;
+		x[i] = tap_frand() * 2.0f;
 	const size_t n_res = (size_t)(max_tok * n_out);
-	float *ref = xmalloc(n_res * sizeof *ref), *got = xmalloc(n_res * sizeof *got);
-	float *dflt = xmalloc(n_res * sizeof *dflt);
-	double *bv = xmalloc(n_res * sizeof *bv), *bm = xmalloc(n_res * sizeof *bm);
+	float *ref = tap_xmalloc(n_res * sizeof *ref), *got = tap_xmalloc(n_res * sizeof *got);
+	float *dflt = tap_xmalloc(n_res * sizeof *dflt);
+	double *bv = tap_xmalloc(n_res * sizeof *bv), *bm = tap_xmalloc(n_res * sizeof *bm);
 
 	for (size_t ti = 0; ti < n_toks; ti++) {
 		const int64_t n_tok = toks[ti], n = n_tok * n_out;
@@ -216,7 +198,7 @@ static void test_errors(struct matmul_ctx *c)
 	ok.data = make_weights(ST_Q8_0, n_in, n_out);
 	float xs[2 * 64], ref[6], got[6];
 	for (int i = 0; i < 2 * 64; i++)
-		xs[i] = frand();
+		xs[i] = tap_frand();
 	matmul_ref(ref, xs, 2, &ok);
 	matmul_set_gemm_min_rows(c, 1);
 	int rc = matmul(c, got, xs, 2, &ok);
@@ -229,6 +211,7 @@ static void test_errors(struct matmul_ctx *c)
 
 int main(void)
 {
+	tap_srand(0x13198a2e03707344ull);
 	static const int64_t multi_panel_toks[] = { 9, 17 };
 	static const uint32_t types[] = { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 };
 	struct pool *pool;

@@ -9,24 +9,13 @@
 #include "kernels/ops.h"
 #include "tests/tap.h"
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-/* Uniform in [-1, 1). */
-static float frand(void)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (float)((double)(rng >> 11) / (double)(1ull << 53) * 2.0 - 1.0);
-}
-
 static float *fvec(int64_t n, float scale)
 {
 	float *v = malloc((size_t)(n ? n : 1) * sizeof *v);
 	if (!v)
 		tap_bail("out of memory");
 	for (int64_t i = 0; i < n; i++)
-		v[i] = frand() * scale;
+		v[i] = tap_frand() * scale;
 	return v;
 }
 
@@ -242,6 +231,7 @@ static void test_swiglu_add(void)
 
 int main(void)
 {
+	tap_srand(0x9e3779b97f4a7c15ull);
 	test_rmsnorm();
 	test_rope_hand();
 	test_rope_formula();

@@ -25,19 +25,9 @@ static const uint32_t types[] = { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 };
 
 /* ---- helpers ---- */
 
-static uint64_t rng = 0x9e3779b97f4a7c15ull;
-
-static uint64_t rnd(void) /* xorshift64* */
-{
-	rng ^= rng >> 12;
-	rng ^= rng << 25;
-	rng ^= rng >> 27;
-	return rng * 0x2545f4914f6cdd1dull;
-}
-
 static float rnd_unit(void) /* uniform in [-1, 1) */
 {
-	return (float)((double)(rnd() >> 40) / (double)(1ull << 23) - 1.0);
+	return (float)((double)(tap_rand() >> 40) / (double)(1ull << 23) - 1.0);
 }
 
 /* Activations/weights with a different magnitude per block (10^-3..10^3)
@@ -47,7 +37,7 @@ static void fill_random(float *x, int64_t n)
 	for (int64_t b = 0; b < n; b += 32) {
 		const float scale = powf(10.0f, 6.0f * (rnd_unit() + 1.0f) / 2.0f - 3.0f);
 		for (int64_t j = b; j < b + 32 && j < n; j++)
-			x[j] = rnd_unit() * scale * (rnd() % 64 == 0 ? 8.0f : 1.0f);
+			x[j] = rnd_unit() * scale * (tap_rand() % 64 == 0 ? 8.0f : 1.0f);
 	}
 }
 
@@ -67,14 +57,6 @@ static int64_t count_bit_diffs(const float *a, const float *b, int64_t n)
 		if (f32_bits(a[i]) != f32_bits(b[i]) && !(isnan(a[i]) && isnan(b[i])))
 			bad++;
 	return bad;
-}
-
-static void *xmalloc(size_t n)
-{
-	void *p = malloc(n);
-	if (!p)
-		tap_bail("out of memory (%zu bytes)", n);
-	return p;
 }
 
 /* ---- the references: layout, rounding, special values ---- */
@@ -218,8 +200,8 @@ static void test_special_blocks(void)
 static void test_error_bounds(void)
 {
 	const double u = 0x1p-24;
-	float *x = xmalloc(MAX_N * sizeof *x), *y = xmalloc(MAX_N * sizeof *y);
-	void *q = xmalloc(MAX_N * sizeof(float));
+	float *x = tap_xmalloc(MAX_N * sizeof *x), *y = tap_xmalloc(MAX_N * sizeof *y);
+	void *q = tap_xmalloc(MAX_N * sizeof(float));
 
 	for (size_t li = 0; li < N_LENGTHS; li++) {
 		const int64_t n = lengths[li];
@@ -313,8 +295,8 @@ static void test_error_bounds(void)
 	for (int b = 0; b < 64; b++) {
 		b8[b].d = st_f32_to_fp16(powf(2.0f, (float)(b % 16) - 8) * (1.0f + rnd_unit() / 4));
 		for (int j = 0; j < 32; j++)
-			b8[b].qs[j] = (int8_t)(rnd() % 255 - 127);
-		b8[b].qs[rnd() % 32] = (b % 2) ? 127 : -127;
+			b8[b].qs[j] = (int8_t)(tap_rand() % 255 - 127);
+		b8[b].qs[tap_rand() % 32] = (b % 2) ? 127 : -127;
 	}
 	quant_dequantize_row_ref(ST_Q8_0, b8, y, 64 * 32);
 	quant_quantize_row_ref(ST_Q8_0, y, b8_again, 64 * 32);
@@ -322,8 +304,8 @@ static void test_error_bounds(void)
 	for (int b = 0; b < 64; b++) {
 		b4[b].d = st_f32_to_fp16(powf(2.0f, (float)(b % 16) - 8) * (1.0f + rnd_unit() / 4));
 		for (int j = 0; j < 16; j++)
-			b4[b].qs[j] = (uint8_t)rnd();
-		const int at = (int)(rnd() % 32);
+			b4[b].qs[j] = (uint8_t)tap_rand();
+		const int at = (int)(tap_rand() % 32);
 		b4[b].qs[at % 16] &= at < 16 ? 0xf0 : 0x0f; /* a q = 0: the block's max */
 	}
 	quant_dequantize_row_ref(ST_Q4_0, b4, y, 64 * 32);
@@ -344,13 +326,13 @@ static void fill_raw(uint32_t type, void *dst, int64_t n)
 	uint8_t *p = dst;
 	const size_t bytes = st_row_bytes(type, (uint64_t)n);
 	for (size_t i = 0; i < bytes; i++)
-		p[i] = (uint8_t)rnd();
+		p[i] = (uint8_t)tap_rand();
 	if (type == ST_Q8_0 || type == ST_Q4_0) {
 		const size_t bb = st_type_info(type)->block_bytes;
 		for (size_t b = 0; b < bytes / bb; b++) {
 			uint16_t d = st_f32_to_fp16(rnd_unit() * 4);
-			if (rnd() % 50 == 0)
-				d = (rnd() % 2) ? 0x7c00 : 0x7e01;
+			if (tap_rand() % 50 == 0)
+				d = (tap_rand() % 2) ? 0x7c00 : 0x7e01;
 			memcpy(p + b * bb, &d, sizeof d);
 		}
 	}
@@ -358,14 +340,14 @@ static void fill_raw(uint32_t type, void *dst, int64_t n)
 
 static void test_isa(const char *isa)
 {
-	float *x = xmalloc((MAX_N + 7) * sizeof *x);
-	float *y_ref = xmalloc((MAX_N + 7) * sizeof *y_ref), *y = xmalloc((MAX_N + 7) * sizeof *y);
-	uint8_t *raw = xmalloc((MAX_N + 7) * sizeof(float)), *q_ref = xmalloc(MAX_N * sizeof(float));
-	uint8_t *q = xmalloc(MAX_N * sizeof(float));
+	float *x = tap_xmalloc((MAX_N + 7) * sizeof *x);
+	float *y_ref = tap_xmalloc((MAX_N + 7) * sizeof *y_ref), *y = tap_xmalloc((MAX_N + 7) * sizeof *y);
+	uint8_t *raw = tap_xmalloc((MAX_N + 7) * sizeof(float)), *q_ref = tap_xmalloc(MAX_N * sizeof(float));
+	uint8_t *q = tap_xmalloc(MAX_N * sizeof(float));
 
 	/* Every f16 and every bf16 bit pattern. */
-	uint16_t *all = xmalloc(65536 * sizeof *all);
-	float *all_ref = xmalloc(65536 * sizeof *all_ref), *all_got = xmalloc(65536 * sizeof *all_got);
+	uint16_t *all = tap_xmalloc(65536 * sizeof *all);
+	float *all_ref = tap_xmalloc(65536 * sizeof *all_ref), *all_got = tap_xmalloc(65536 * sizeof *all_got);
 	for (uint32_t i = 0; i < 65536; i++)
 		all[i] = (uint16_t)i;
 	quant_dequantize_row_ref(ST_F16, all, all_ref, 65536);
@@ -407,14 +389,14 @@ static void test_isa(const char *isa)
 					switch (b % 8) {
 					case 0: /* ties at every half */
 						for (int j = 0; j < 32; j++)
-							xb[j] = (float)((int)(rnd() % 255) - 127) + 0.5f;
-						xb[rnd() % 32] = (rnd() % 2) ? 127 : -127;
+							xb[j] = (float)((int)(tap_rand() % 255) - 127) + 0.5f;
+						xb[tap_rand() % 32] = (tap_rand() % 2) ? 127 : -127;
 						break;
 					case 1:
-						xb[rnd() % 32] = NAN;
+						xb[tap_rand() % 32] = NAN;
 						break;
 					case 2:
-						xb[rnd() % 32] = (rnd() % 2) ? INFINITY : -INFINITY;
+						xb[tap_rand() % 32] = (tap_rand() % 2) ? INFINITY : -INFINITY;
 						break;
 					case 3:
 						memset(xb, 0, 32 * sizeof *xb);
@@ -425,7 +407,7 @@ static void test_isa(const char *isa)
 						break;
 					case 5:
 						for (int j = 0; j < 32; j++)
-							xb[j] = (rnd() % 2 ? 1 : -1) * FLT_MAX * fabsf(rnd_unit());
+							xb[j] = (tap_rand() % 2 ? 1 : -1) * FLT_MAX * fabsf(rnd_unit());
 						break;
 					default:
 						break;
@@ -453,6 +435,7 @@ static void test_isa(const char *isa)
 
 int main(void)
 {
+	tap_srand(0x9e3779b97f4a7c15ull);
 	test_hand_blocks();
 	test_special_blocks();
 	test_error_bounds();

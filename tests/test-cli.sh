@@ -6,11 +6,34 @@
 
 pick_model
 SOCK="$TMP/s.sock"
-"$STRATAD" --model "$MODEL" --socket "$SOCK" --ctx-size 512 --kv-type f32 --threads 2 \
-	--config /dev/null --log-level info 2>"$TMP/stratad.log" &
+# Settings come from the file, then the command line, which wins: the file
+# sets the model and the context (300); --ctx-size 512 overrides the latter.
+cat >"$TMP/stratad.conf" <<EOC
+# a comment, then settings with the long options' names
+model = $MODEL
+ctx-size = 300
+kv-type = f32
+log-level = info
+EOC
+"$STRATAD" --config "$TMP/stratad.conf" --socket "$SOCK" --ctx-size 512 --threads 2 \
+	2>"$TMP/stratad.log" &
 DPID=$!
 TAP_PIDS="$DPID"
 check "stratad comes up and answers status" wait_for "$STRATA" --socket "$SOCK" status
+"$STRATA" --socket "$SOCK" status --json >"$TMP/ctx.json"
+grep -q '"n_ctx": *512' "$TMP/ctx.json" && grep -q "settings read from $TMP/stratad.conf" "$TMP/stratad.log"
+ok $? "the settings file is read and the command line overrides it (n_ctx 512)"
+grep -q "resident:" "$TMP/stratad.log" && grep -q "streamed:" "$TMP/stratad.log" &&
+	grep -q "KV cache" "$TMP/stratad.log"
+ok $? "the log states the memory plan: resident and streamed weights, the KV cache"
+head -c 100000 "$MODEL" >"$TMP/cut.gguf"
+"$STRATAD" --config /dev/null --model "$TMP/cut.gguf" --socket "$TMP/cut.sock" 2>"$TMP/cut.err"
+[ $? -eq 1 ] && grep -q "cut.gguf" "$TMP/cut.err" && [ ! -e "$TMP/cut.sock" ]
+ok $? "a truncated model: stratad exits 1 naming the file, and leaves no socket: $(tail -1 "$TMP/cut.err")"
+echo "ctx-size = many" >"$TMP/bad.conf"
+"$STRATAD" --config "$TMP/bad.conf" --model "$MODEL" 2>"$TMP/bad.err"
+[ $? -eq 2 ] && grep -q "bad.conf:1" "$TMP/bad.err"
+ok $? "a bad setting stops stratad with exit 2 and names the file and line: $(cat "$TMP/bad.err")"
 
 PROMPT="Once upon a time"
 "$STRATA" --socket "$SOCK" generate -n 40 --temperature 0 "$PROMPT" >"$TMP/client.txt" 2>"$TMP/client.err"

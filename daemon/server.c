@@ -659,9 +659,6 @@ static void handle_status(struct server *s, struct conn *c, uint64_t id)
 	mem.budget_bytes = s->cfg->engine.memory_budget;
 	mem.rss_bytes = read_rss_bytes();
 
-	uint32_t layers_resident = 0;
-	/* units 0..n_layer-1 are layers; resident when none streamed beyond the head */
-	layers_resident = io->n_resident > hp->n_layer ? hp->n_layer : io->n_resident;
 
 	Strata__V1__StatusReply sr = STRATA__V1__STATUS_REPLY__INIT;
 	sr.daemon_version = (char *)PACKAGE_VERSION;
@@ -671,7 +668,7 @@ static void handle_status(struct server *s, struct conn *c, uint64_t id)
 	sr.io_mode = io->n_streamed == 0 ? STRATA__V1__IO_MODE__IO_MODE_RESIDENT :
 		     io->io == WEIGHTS_IO_MMAP ? STRATA__V1__IO_MODE__IO_MODE_MMAP :
 						  STRATA__V1__IO_MODE__IO_MODE_STREAM;
-	sr.layers_resident = layers_resident;
+	sr.layers_resident = engine_layers_resident(s->e);
 	sr.threads = (uint32_t)engine_threads(s->e);
 	sr.requests_active = st.active;
 	sr.requests_queued = st.queued;

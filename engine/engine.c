@@ -194,6 +194,14 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 	out->kv_bytes = e->kv->bytes;
 }
 
+uint32_t engine_layers_resident(const struct engine *e)
+{
+	uint32_t n = 0;
+	for (uint32_t l = 0; l < e->model->hp.n_layer; l++) /* unit l is layer l (forward.h) */
+		n += weights_is_resident(e->w, l);
+	return n;
+}
+
 uint64_t engine_progress(const struct engine *e)
 {
 	return forward_progress(e->fwd);

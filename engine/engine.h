@@ -59,6 +59,9 @@ int engine_decode(struct engine *e, const struct forward_batch *b, float *logits
 void engine_slot_reset(struct engine *e, uint32_t slot);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
+/* Layers whose weights the plan keeps in memory (fixed after engine_open:
+ * any thread may ask). */
+uint32_t engine_layers_resident(const struct engine *e);
 /* See forward_progress(): readable from any thread. */
 uint64_t engine_progress(const struct engine *e);
 /* The memory plan, human-readable, several lines. */

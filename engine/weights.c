@@ -1453,6 +1453,11 @@ void weights_plan_describe(const struct weights *w, char *buf, size_t cap)
 #undef W_PUT
 }
 
+bool weights_is_resident(const struct weights *w, uint32_t unit)
+{
+	return unit < w->n_units && w->units[unit].resident;
+}
+
 void weights_get_stats(const struct weights *w, struct weights_stats *out)
 {
 	memset(out, 0, sizeof *out);

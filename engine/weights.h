@@ -118,6 +118,10 @@ struct weights_stats {
 	uint64_t n_read_errors;	      /* acquires that failed on a read error or EOF */
 };
 
+/* Whether the plan keeps unit `unit` resident. The plan never changes after
+ * weights_open, so any thread may ask. */
+bool weights_is_resident(const struct weights *w, uint32_t unit);
+
 /* A snapshot of the counters and the plan. */
 void weights_get_stats(const struct weights *w, struct weights_stats *out);
 

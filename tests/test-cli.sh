@@ -23,6 +23,10 @@ check "stratad comes up and answers status" wait_for "$STRATA" --socket "$SOCK" 
 "$STRATA" --socket "$SOCK" status --json >"$TMP/ctx.json"
 grep -q '"n_ctx": *512' "$TMP/ctx.json" && grep -q "settings read from $TMP/stratad.conf" "$TMP/stratad.log"
 ok $? "the settings file is read and the command line overrides it (n_ctx 512)"
+nl=$(sed -n 's/.*"n_layer": *\([0-9]*\).*/\1/p' "$TMP/ctx.json" | head -1)
+lr=$(sed -n 's/.*"layers_resident": *\([0-9]*\).*/\1/p' "$TMP/ctx.json" | head -1)
+[ -n "$nl" ] && [ "$nl" = "$lr" ] && grep -q '"io_mode": *"resident"' "$TMP/ctx.json"
+ok $? "status: with no budget all $nl layers are resident ($lr), io mode resident"
 grep -q "resident:" "$TMP/stratad.log" && grep -q "streamed:" "$TMP/stratad.log" &&
 	grep -q "KV cache" "$TMP/stratad.log"
 ok $? "the log states the memory plan: resident and streamed weights, the KV cache"

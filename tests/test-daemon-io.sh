@@ -99,8 +99,14 @@ for io in uring mmap; do
 	ok $? "cut-$io: a new request fails, exit 5: $(cat "$TMP/cut-$io.txt.err")"
 	grep -q "<3>request .* failed: weights: .*m.gguf" "$DLOG"
 	ok $? "cut-$io: the daemon log says which request failed and why"
-	kill -0 "$DPID" 2>/dev/null && "$STRATA" --socket "$SOCK" status >/dev/null
+	kill -0 "$DPID" 2>/dev/null && "$STRATA" --socket "$SOCK" status --json >"$TMP/st-$io.json"
 	ok $? "cut-$io: stratad still answers status"
+	want_mode=stream
+	[ "$io" = mmap ] && want_mode=mmap
+	grep -q '"layers_resident": *0[^0-9]' "$TMP/st-$io.json" &&
+		grep -q "\"io_mode\": *\"$want_mode\"" "$TMP/st-$io.json" &&
+		grep -q '"generated_tokens_total": *[1-9]' "$TMP/st-$io.json"
+	ok $? "cut-$io: status says no layer is resident, io mode $want_mode, and counts the tokens"
 
 	dd if="$TMP/orig.gguf" of="$M" conv=notrunc status=none
 	[ "$(stat -c %i:%s "$M")" = "$INODE:$SIZE" ]

@@ -7,6 +7,7 @@ daemon_stratad_SOURCES = \
 	daemon/notify.c daemon/notify.h \
 	daemon/signals.c daemon/signals.h \
 	daemon/server.c daemon/server.h \
+	daemon/requests.c daemon/requests.h \
 	daemon/sched.c daemon/sched.h
 daemon_stratad_CPPFLAGS = $(AM_CPPFLAGS) $(SYSTEMD_CFLAGS) $(PROTOBUF_C_CFLAGS)
 daemon_stratad_LDADD = $(PROTO_LIBS) $(ENGINE_LIBS) $(SYSTEMD_LIBS)

@@ -67,6 +67,7 @@ static void usage(FILE *f)
 		"      --stop STR           stop when the text contains STR (repeatable)\n"
 		"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n"
 		"      --special            text spelling a special token becomes that token\n"
+		"      --ignore-eos         go on after an end-of-generation token (up to -n)\n"
 		"      --json               one JSON object per line for each piece, then a\n"
 		"                           final {\"type\":\"done\",...} with the timings\n"
 		"  -v, --verbose            a summary line on stderr: tokens, speed, finish reason\n"
@@ -612,7 +613,8 @@ static int stream_generation(struct conn *c, const struct gen_opts *o)
 
 static int cmd_generate(int argc, char **argv)
 {
-	enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_PEN, O_WIN, O_SEED, O_STOP, O_BOS, O_NOBOS, O_SPECIAL, O_JSON };
+	enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_PEN, O_WIN, O_SEED, O_STOP, O_BOS, O_NOBOS, O_SPECIAL, O_JSON,
+	       O_IGNORE_EOS };
 	static const struct option longopts[] = {
 		{ "max-tokens", required_argument, NULL, 'n' },
 		{ "temperature", required_argument, NULL, O_TEMP },
@@ -626,6 +628,7 @@ static int cmd_generate(int argc, char **argv)
 		{ "bos", no_argument, NULL, O_BOS },
 		{ "no-bos", no_argument, NULL, O_NOBOS },
 		{ "special", no_argument, NULL, O_SPECIAL },
+		{ "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -707,6 +710,9 @@ static int cmd_generate(int argc, char **argv)
 			break;
 		case O_SPECIAL:
 			gen.parse_special = true;
+			break;
+		case O_IGNORE_EOS:
+			gen.ignore_eos = true;
 			break;
 		case O_JSON:
 			o.json = true;

@@ -230,6 +230,7 @@ static void handle_generate(const struct request_env *env, struct gen_ids *gens,
 	r->n_prompt = (uint32_t)n_prompt;
 	r->max_tokens = max_tokens;
 	r->sampling = sp;
+	r->ignore_eos = g->ignore_eos;
 	r->received_ns = now_ns();
 	if (g->n_stop) {
 		r->stops = calloc(g->n_stop, sizeof *r->stops);

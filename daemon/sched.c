@@ -425,7 +425,7 @@ static void on_token(struct sched *s, struct seq *q, int32_t t)
 	q->tokens[q->n_tokens++] = t;
 	q->n_gen++;
 
-	if (tokenizer_is_eog(tok, t)) {
+	if (!q->req->ignore_eos && tokenizer_is_eog(tok, t)) {
 		flush_text(s, q);
 		finish_seq(s, q, SCHED_FINISH_EOS, SCHED_ERR_NONE, NULL, -1);
 		return;

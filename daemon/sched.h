@@ -41,6 +41,7 @@ struct sched_request {
 	struct sampler_params sampling;
 	char **stops;		/* (n_stops) NUL-terminated strings, owned (malloc each and the array) */
 	uint32_t n_stops;
+	bool ignore_eos;	/* an end-of-generation token does not end it */
 	uint64_t received_ns;	/* CLOCK_MONOTONIC when the request arrived */
 };
 

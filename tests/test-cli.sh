@@ -7,7 +7,7 @@
 pick_model
 SOCK="$TMP/s.sock"
 # Settings come from the file, then the command line, which wins: the file
-# sets the model and the context (300); --ctx-size 512 overrides the latter.
+# sets the model and the context (300); --ctx-size 4096 overrides the latter.
 cat >"$TMP/stratad.conf" <<EOC
 # a comment, then settings with the long options' names
 model = $MODEL
@@ -15,14 +15,14 @@ ctx-size = 300
 kv-type = f32
 log-level = info
 EOC
-"$STRATAD" --config "$TMP/stratad.conf" --socket "$SOCK" --ctx-size 512 --threads 2 \
+"$STRATAD" --config "$TMP/stratad.conf" --socket "$SOCK" --ctx-size 4096 --threads 2 \
 	2>"$TMP/stratad.log" &
 DPID=$!
 TAP_PIDS="$DPID"
 check "stratad comes up and answers status" wait_for "$STRATA" --socket "$SOCK" status
 "$STRATA" --socket "$SOCK" status --json >"$TMP/ctx.json"
-grep -q '"n_ctx": *512' "$TMP/ctx.json" && grep -q "settings read from $TMP/stratad.conf" "$TMP/stratad.log"
-ok $? "the settings file is read and the command line overrides it (n_ctx 512)"
+grep -q '"n_ctx": *4096' "$TMP/ctx.json" && grep -q "settings read from $TMP/stratad.conf" "$TMP/stratad.log"
+ok $? "the settings file is read and the command line overrides it (n_ctx 4096)"
 nl=$(sed -n 's/.*"n_layer": *\([0-9]*\).*/\1/p' "$TMP/ctx.json" | head -1)
 lr=$(sed -n 's/.*"layers_resident": *\([0-9]*\).*/\1/p' "$TMP/ctx.json" | head -1)
 [ -n "$nl" ] && [ "$nl" = "$lr" ] && grep -q '"io_mode": *"resident"' "$TMP/ctx.json"
@@ -98,7 +98,7 @@ diag "thread CPU ticks: $(for t in /proc/"$DPID"/task/*; do printf "%s/%s:%s " "
 "$STRATA" --socket "$TMP/nobody.sock" status 2>"$TMP/err.txt"
 [ $? -eq 3 ] && grep -q "nobody.sock" "$TMP/err.txt"
 ok $? "no daemon: exit code 3 and a message naming the socket"
-long=$(i=0; while [ $i -lt 600 ]; do printf "Once upon a time "; i=$((i + 1)); done)
+long=$(i=0; while [ $i -lt 1500 ]; do printf "Once upon a time "; i=$((i + 1)); done)
 "$STRATA" --socket "$SOCK" generate "$long" 2>"$TMP/long.err"
 [ $? -eq 5 ] && grep -q "context" "$TMP/long.err"
 ok $? "a server error (prompt too long): exit code 5 and the server's message ($(cat "$TMP/long.err"))"
@@ -106,13 +106,17 @@ ok $? "a server error (prompt too long): exit code 5 and the server's message ($
 [ $? -eq 2 ]
 ok $? "an unknown command: exit code 2"
 
-# Ctrl-C cancels the request cleanly
-"$STRATA" --socket "$SOCK" generate -n 480 --temperature 1 "$PROMPT" >"$TMP/int.txt" 2>"$TMP/int.err" &
+# Ctrl-C cancels the request cleanly. --ignore-eos and 4000 tokens: the
+# generation is certainly still running when the signal comes.
+"$STRATA" --socket "$SOCK" generate -n 4000 --ignore-eos --temperature 1 "$PROMPT" \
+	>"$TMP/int.txt" 2>"$TMP/int.err" &
 CPID=$!
 wait_for test -s "$TMP/int.txt"
 kill -INT "$CPID"
 wait "$CPID"
 ok $([ $? -eq 130 ] && echo 0 || echo 1) "Ctrl-C: strata exits 130"
+wait_for grep -q "cancelled after" "$TMP/stratad.log"
+ok $? "... and the daemon ended that request as cancelled: $(grep "cancelled after" "$TMP/stratad.log" | tail -1)"
 check "... and the daemon still serves" "$STRATA" --socket "$SOCK" status
 
 kill -TERM "$DPID"

@@ -77,10 +77,10 @@ for io in uring mmap; do
 	ok $? "cut-$io: ... gives text ($(wc -c <"$TMP/ref-$io.txt") bytes; the same in both io modes)"
 
 	# two long requests running when the file is cut: both end, with the error
-	timeout 120 "$STRATA" --socket "$SOCK" generate -n 1000 --temperature 0 "$PROMPT" \
+	timeout 120 "$STRATA" --socket "$SOCK" generate -n 1000 --ignore-eos --temperature 0 "$PROMPT" \
 		>"$TMP/l1.txt" 2>"$TMP/l1.err" &
 	P1=$!
-	timeout 120 "$STRATA" --socket "$SOCK" generate -n 1000 --temperature 0 "$PROMPT" \
+	timeout 120 "$STRATA" --socket "$SOCK" generate -n 1000 --ignore-eos --temperature 0 "$PROMPT" \
 		>"$TMP/l2.txt" 2>"$TMP/l2.err" &
 	P2=$!
 	wait_for test -s "$TMP/l1.txt" -a -s "$TMP/l2.txt"

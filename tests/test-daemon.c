@@ -147,6 +147,8 @@ static int send_status(int fd, uint64_t id)
 	return send_req(fd, &r);
 }
 
+/* greedy: temperature 0; long generations also ignore end-of-generation
+ * tokens (n > 100), so they are surely still running when the test acts. */
 static int send_generate(int fd, uint64_t id, const char *prompt, uint32_t n, bool greedy)
 {
 	Strata__V1__Request r;
@@ -154,6 +156,7 @@ static int send_generate(int fd, uint64_t id, const char *prompt, uint32_t n, bo
 	req_init(&r, id);
 	g.prompt = (char *)prompt;
 	g.max_tokens = n;
+	g.ignore_eos = n > 100;
 	if (greedy) {
 		g.temperature_opt_case = STRATA__V1__GENERATE__TEMPERATURE_OPT_TEMPERATURE;
 		g.temperature = 0.0f;

@@ -148,7 +148,7 @@ static void test_messages(void)
 	f = open_out();
 	json_put_message(f, &gen.base);
 	check(f,
-	      "{\"prompt\":\"hi\",\"max_tokens\":0,\"temperature\":0.7,\"stop\":[\"\\n\"],\"parse_special\":false}",
+	      "{\"prompt\":\"hi\",\"max_tokens\":0,\"temperature\":0.7,\"stop\":[\"\\n\"],\"parse_special\":false,\"ignore_eos\":false}",
 	      "Generate: a set optional float (shortest float form), unset optionals left out, repeated string");
 
 	tr.n_ids = 2;

@@ -85,7 +85,7 @@ def main():
         else:
             ok(False, "the generation has at least three words")
 
-        rid = c.request("generate", prompt=text, max_tokens=400, temperature=1.0)
+        rid = c.request("generate", prompt=text, max_tokens=400, temperature=1.0, ignore_eos=True)
         first = next(c.responses(rid))
         crid = c.request("cancel", target_id=rid)
         kinds = [sc.body_of(r) for r in c.responses(crid)]

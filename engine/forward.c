@@ -111,9 +111,13 @@ int forward_create(const struct model *m, struct weights *w, struct kv_cache *kv
 		rc = st_errf(err, -ENOMEM, "out of memory for a batch of %u tokens", max_batch);
 		goto fail;
 	}
-	/* Embedding rows are read with pread, not through the mapping: the
-	 * page cache keeps them warm, but they never add to our resident set
-	 * (a 256,000-row table touched a row at a time would, in a mapping). */
+	/* Embedding rows are read with pread, not through the mapping, for two
+	 * reasons: the page cache keeps them warm, but they never add to our
+	 * resident set (a 256,000-row table touched a row at a time would, in a
+	 * mapping, and the budget would not hold); and a file truncated or
+	 * unreadable under us is a short read or EIO that fails one request,
+	 * where a touch of the mapping would be SIGBUS in the uring mode, which
+	 * has no handler for the model's mapping. */
 	f->embd_fd = open(m->path, O_RDONLY | O_CLOEXEC);
 	f->embd_row = malloc(st_row_bytes(m->token_embd.type, hp->n_embd));
 	if (f->embd_fd < 0 || !f->embd_row) {

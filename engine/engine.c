@@ -231,8 +231,7 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 	snprintf(buf + n, cap - (size_t)n,
 		 "%s\nunits 0-%u are layers 0-%u (attn_norm, attn_q/k/v/output, ffn_norm, "
 		 "ffn_gate/up/down), unit %u is the head (output_norm, %s), %s; token_embd stays "
-		 "in the file (one row read per token); a pass reads the streamed units once: "
-		 "the disk bytes per generated token at batch 1",
+		 "in the file (one row read per token)",
 		 plan, hp->n_layer - 1, hp->n_layer - 1, hp->n_layer,
 		 m->tied_output ? "output tied to token_embd" : "output",
 		 weights_is_resident(e->w, hp->n_layer) ? "resident" : "streamed");

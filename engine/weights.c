@@ -1438,7 +1438,7 @@ void weights_plan_describe(const struct weights *w, char *buf, size_t cap)
 		W_PUT("streamed: none");
 	} else {
 		w_unit_list(w, false, list, sizeof list);
-		W_PUT("streamed: %u units, %s per pass, through %u buffers of %s (read-ahead %u): %s\n",
+		W_PUT("streamed: %u units, %s read per pass (per token at batch 1), through %u buffers of %s (read-ahead %u): %s\n",
 		      w->n_stream, w_size_str(w->bytes_streamed, b1, sizeof b1), w->n_slots,
 		      w_size_str(w->slot_bytes, b2, sizeof b2), w->n_slots - 1, list);
 		if (w->io == WEIGHTS_IO_URING)

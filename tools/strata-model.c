@@ -45,7 +45,8 @@ static void usage(FILE *f)
 		"      --memory-budget SIZE, --io uring|mmap, --prefetch K, --mlock\n"
 		"      --verbose                 log the memory plan and print timings to stderr\n"
 		"  synth OUT.gguf --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
-		"      --type f32|f16|bf16|q8_0|q4_0 --vocab VOCAB.gguf [--tie] [--seed S] [--ctx N]\n"
+		"      --type f32|f16|bf16|q8_0|q4_0 --vocab VOCAB.gguf [--n-vocab N] [--tie] [--seed S]\n"
+		"      [--ctx N]\n"
 		"                                a random-weight llama model of that shape\n"
 		"\n"
 		"strata-model %s\n",
@@ -463,7 +464,8 @@ done:
 
 static int cmd_synth(int argc, char **argv)
 {
-	enum { O_EMBD = 256, O_LAYER, O_HEAD, O_HEADKV, O_FF, O_TYPE, O_VOCAB, O_TIE, O_SEED, O_CTX, O_NAME };
+	enum { O_EMBD = 256, O_LAYER, O_HEAD, O_HEADKV, O_FF, O_TYPE, O_VOCAB, O_TIE, O_SEED, O_CTX, O_NAME,
+	       O_NVOCAB };
 	static const struct option opts[] = {
 		{ "n-embd", required_argument, NULL, O_EMBD },
 		{ "n-layer", required_argument, NULL, O_LAYER },
@@ -473,6 +475,7 @@ static int cmd_synth(int argc, char **argv)
 		{ "type", required_argument, NULL, O_TYPE },
 		{ "vocab", required_argument, NULL, O_VOCAB },
 		{ "tie", no_argument, NULL, O_TIE },
+		{ "n-vocab", required_argument, NULL, O_NVOCAB },
 		{ "seed", required_argument, NULL, O_SEED },
 		{ "ctx", required_argument, NULL, O_CTX },
 		{ "name", required_argument, NULL, O_NAME },
@@ -491,6 +494,12 @@ static int cmd_synth(int argc, char **argv)
 		case O_HEADKV: rc = parse_u32("--n-head-kv", optarg, &p.n_head_kv); break;
 		case O_FF: rc = parse_u32("--n-ff", optarg, &p.n_ff); break;
 		case O_CTX: rc = parse_u32("--ctx", optarg, &p.n_ctx); break;
+		case O_NVOCAB: {
+			uint32_t nv = 0;
+			rc = parse_u32("--n-vocab", optarg, &nv);
+			p.n_vocab = nv;
+			break;
+		}
 		case O_SEED: rc = parse_u32("--seed", optarg, &seed32); p.seed = seed32; break;
 		case O_TYPE: {
 			enum st_type t;
@@ -511,7 +520,8 @@ static int cmd_synth(int argc, char **argv)
 	}
 	if (argc - optind != 1 || !p.vocab_path || !p.n_embd || !p.n_layer || !p.n_head || !p.n_ff) {
 		fprintf(stderr, "usage: strata-model synth OUT.gguf --n-embd E --n-layer L --n-head H "
-				"[--n-head-kv K] --n-ff F --type T --vocab VOCAB.gguf [--tie] [--seed S]\n");
+				"[--n-head-kv K] --n-ff F --type T --vocab VOCAB.gguf [--n-vocab N] [--tie] "
+				"[--seed S]\n");
 		return EXIT_USAGE;
 	}
 	if (!p.n_head_kv)

@@ -94,7 +94,46 @@ static int add_plan(struct tensor_plan *t, size_t *n, const char *name, uint32_t
  * Scores favour longer pieces, as trained vocabularies do. */
 #define SP "\xe2\x96\x81" /* U+2581, SentencePiece's word-start marker */
 
-static int write_builtin_vocab(struct gguf_writer *w, uint64_t *n_vocab, struct st_err *err)
+/* The three per-token arrays of n tokens, padded to pad_to (when larger) with
+ * "<unused_N>" tokens of type UNUSED (5): they tokenize from no text and print
+ * nothing, and give the model the embedding and head of a larger vocabulary
+ * (ALIA-40b's 256,000) for benchmarks. */
+static int write_token_arrays(struct gguf_writer *w, const char *const *tokens,
+			      const float *scores, const int32_t *types, uint64_t n, uint64_t pad_to)
+{
+	uint64_t total = n > pad_to ? n : pad_to;
+	const char **t = calloc(total, sizeof *t);
+	float *sc = calloc(total, sizeof *sc);
+	int32_t *ty = calloc(total, sizeof *ty);
+	char *names = calloc(total - n + 1, 32); /* "<unused_" + 20 digits + ">" fits */
+	int rc = -ENOMEM;
+	if (!t || !sc || !ty || !names)
+		goto out;
+	memcpy(t, tokens, n * sizeof *t);
+	memcpy(sc, scores, n * sizeof *sc);
+	memcpy(ty, types, n * sizeof *ty);
+	for (uint64_t i = n; i < total; i++) {
+		char *name = names + (i - n) * 32;
+		snprintf(name, 32, "<unused_%llu>", (unsigned long long)(i - n));
+		t[i] = name;
+		sc[i] = -1e4f;
+		ty[i] = 5;
+	}
+	if ((rc = gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", t, total)) < 0 ||
+	    (rc = gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_F32, sc, total)) < 0 ||
+	    (rc = gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, ty, total)) < 0)
+		goto out;
+	rc = 0;
+out:
+	free(t);
+	free(sc);
+	free(ty);
+	free(names);
+	return rc;
+}
+
+static int write_builtin_vocab(struct gguf_writer *w, uint64_t pad_to, uint64_t *n_vocab,
+			       struct st_err *err)
 {
 	static const char *const common[] = {
 		"th", "he", "in", "er", "an", "re", "on", "at", "en", "nd", "ti", "es", "or", "te",
@@ -160,23 +199,59 @@ static int write_builtin_vocab(struct gguf_writer *w, uint64_t *n_vocab, struct 
 		}
 #undef ADD
 	if ((rc = gguf_writer_add_str(w, "tokenizer.ggml.model", "llama")) < 0 ||
-	    (rc = gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", (const char *const *)tokens, n)) < 0 ||
-	    (rc = gguf_writer_add_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_F32, scores, n)) < 0 ||
-	    (rc = gguf_writer_add_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_I32, types, n)) < 0 ||
+	    (rc = write_token_arrays(w, (const char *const *)tokens, scores, types, n, pad_to)) < 0 ||
 	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.unknown_token_id", 0)) < 0 ||
 	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.bos_token_id", 1)) < 0 ||
 	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2)) < 0 ||
 	    (rc = gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true)) < 0)
 		return st_errf(err, rc, "cannot write the built-in vocabulary");
-	*n_vocab = n;
+	*n_vocab = n > pad_to ? n : pad_to;
 	return 0;
 }
 
-static int copy_vocab(struct gguf_writer *w, const char *vocab_path, uint64_t *n_vocab,
-		      struct st_err *err)
+/* The three per-token arrays of v, padded to pad_to (write_token_arrays). */
+static int copy_token_arrays(struct gguf_writer *w, const struct gguf *v, uint64_t pad_to,
+			     struct st_err *err)
+{
+	const struct gguf_kv *tok = NULL, *sco = NULL, *typ = NULL;
+	int rc = gguf_get_arr(v, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &tok, err);
+	if (rc < 0)
+		return rc;
+	uint64_t n = tok->arr_len;
+	sco = gguf_find_kv(v, "tokenizer.ggml.scores");
+	typ = gguf_find_kv(v, "tokenizer.ggml.token_type");
+	if ((sco && (sco->type != GGUF_TYPE_ARRAY || sco->arr_len != n)) ||
+	    (typ && (typ->type != GGUF_TYPE_ARRAY || typ->arr_len != n)))
+		return st_errf(err, -EINVAL, "%s: tokenizer.ggml.scores or token_type does not have "
+			       "one element per token", gguf_path(v));
+	char **t = calloc(n ? n : 1, sizeof *t);
+	float *sc = calloc(n ? n : 1, sizeof *sc);
+	int32_t *ty = calloc(n ? n : 1, sizeof *ty);
+	rc = -ENOMEM;
+	if (!t || !sc || !ty)
+		goto out;
+	for (uint64_t i = 0; i < n; i++) {
+		struct gguf_str str = gguf_arr_str(tok, i);
+		if (!(t[i] = strndup(str.ptr, str.len)))
+			goto out;
+		sc[i] = sco ? (float)gguf_arr_f64(sco, i) : 0.0f;
+		ty[i] = typ ? (int32_t)gguf_arr_i64(typ, i) : 1;
+	}
+	rc = write_token_arrays(w, (const char *const *)t, sc, ty, n, pad_to);
+out:
+	for (uint64_t i = 0; t && i < n; i++)
+		free(t[i]);
+	free(t);
+	free(sc);
+	free(ty);
+	return rc < 0 ? st_errf(err, rc, "cannot write the padded vocabulary") : 0;
+}
+
+static int copy_vocab(struct gguf_writer *w, const char *vocab_path, uint64_t pad_to,
+		      uint64_t *n_vocab, struct st_err *err)
 {
 	if (strcmp(vocab_path, "builtin") == 0)
-		return write_builtin_vocab(w, n_vocab, err);
+		return write_builtin_vocab(w, pad_to, n_vocab, err);
 
 	struct gguf *v;
 	int rc = gguf_open(vocab_path, &v, err);
@@ -188,9 +263,16 @@ static int copy_vocab(struct gguf_writer *w, const char *vocab_path, uint64_t *n
 		st_errf(err, rc, "%s: no tokenizer.ggml.tokens array: not a vocabulary", vocab_path);
 		goto out;
 	}
-	*n_vocab = tokens->arr_len;
+	*n_vocab = tokens->arr_len > pad_to ? tokens->arr_len : pad_to;
+	bool pad = pad_to > tokens->arr_len;
+	if (pad && (rc = copy_token_arrays(w, v, pad_to, err)) < 0)
+		goto out;
 	for (uint64_t i = 0; i < gguf_n_kv(v); i++) {
 		const struct gguf_kv *kv = gguf_kv_at(v, i);
+		if (pad && (gguf_str_eq(kv->key, "tokenizer.ggml.tokens") ||
+			    gguf_str_eq(kv->key, "tokenizer.ggml.scores") ||
+			    gguf_str_eq(kv->key, "tokenizer.ggml.token_type")))
+			continue; /* written padded above */
 		if (kv->key.len > 10 && memcmp(kv->key.ptr, "tokenizer.", 10) == 0) {
 			rc = gguf_writer_copy_kv(w, kv);
 			if (rc < 0) {
@@ -247,7 +329,7 @@ int synth_write(const char *out_path, const struct synth_params *p, struct st_er
 		st_errf(err, rc, "out of memory");
 		goto out;
 	}
-	rc = copy_vocab(w, p->vocab_path, &n_vocab, err);
+	rc = copy_vocab(w, p->vocab_path, p->n_vocab, &n_vocab, err);
 	if (rc < 0)
 		goto out;
 	if ((rc = gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)n_vocab)) < 0) {

@@ -17,6 +17,8 @@ struct synth_params {
 	uint32_t type;		 /* enum st_type of the matrices (norms are f32) */
 	const char *vocab_path;	 /* GGUF whose tokenizer.* keys are copied, or "builtin":
 				  * a 512-token SentencePiece vocabulary of our own */
+	uint64_t n_vocab;	 /* pad the vocabulary to this many tokens with unused ones
+				  * (0, or not more than it has: as it is) */
 	bool tie;		 /* no output.weight: the head reuses token_embd */
 	uint64_t seed;
 	const char *name;	 /* general.name */

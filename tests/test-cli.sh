@@ -114,7 +114,8 @@ CPID=$!
 wait_for test -s "$TMP/int.txt"
 kill -INT "$CPID"
 wait "$CPID"
-ok $([ $? -eq 130 ] && echo 0 || echo 1) "Ctrl-C: strata exits 130"
+[ $? -eq 130 ]
+ok $? "Ctrl-C: strata exits 130"
 wait_for grep -q "cancelled after" "$TMP/stratad.log"
 ok $? "... and the daemon ended that request as cancelled: $(grep "cancelled after" "$TMP/stratad.log" | tail -1)"
 check "... and the daemon still serves" "$STRATA" --socket "$SOCK" status
@@ -124,6 +125,41 @@ wait "$DPID"
 ok $? "stratad exits 0 on SIGTERM"
 [ ! -e "$SOCK" ]
 ok $? "the socket file is gone"
+TAP_PIDS=
+
+# --ignore-eos: find a sampled generation that ends at EOS (on a random model
+# one does within a few seeds), then the same seed with --ignore-eos runs on
+# through the EOS to the full length, with the same text first.
+E="$TMP/eos.gguf"
+"$STRATA_MODEL" synth "$E" --n-embd 64 --n-layer 1 --n-head 4 --n-ff 128 --type f32 \
+	--vocab builtin --seed 5 &&
+	{ "$STRATAD" --config /dev/null --model "$E" --socket "$TMP/e.sock" --threads 1 \
+		2>"$TMP/e.log" & }
+EPID=$!
+TAP_PIDS="$EPID"
+check "stratad serves a small random model" wait_for "$STRATA" --socket "$TMP/e.sock" status
+seed=0
+s=1
+while [ $s -le 40 ]; do
+	"$STRATA" --socket "$TMP/e.sock" generate -v -n 300 --temperature 1 --seed $s "$PROMPT" \
+		>"$TMP/eos.txt" 2>"$TMP/eos.err"
+	grep -q "finish eos" "$TMP/eos.err" && { seed=$s; break; }
+	s=$((s + 1))
+done
+[ $seed -gt 0 ]
+ok $? "a sampled generation ends at EOS (seed $seed): $(cat "$TMP/eos.err")"
+n=$(sed -n 's/^strata: \([0-9]*\) tokens.*/\1/p' "$TMP/eos.err")
+"$STRATA" --socket "$TMP/e.sock" generate -v -n $((n + 20)) --ignore-eos --temperature 1 \
+	--seed $seed "$PROMPT" >"$TMP/noeos.txt" 2>"$TMP/noeos.err"
+grep -q "^strata: $((n + 20)) tokens .*finish length" "$TMP/noeos.err"
+ok $? "--ignore-eos: the same seed runs past the EOS to all $((n + 20)) tokens: $(cat "$TMP/noeos.err")"
+case $(cat "$TMP/noeos.txt") in
+"$(cat "$TMP/eos.txt")"?*) true ;;
+*) false ;;
+esac
+ok $? "... with the text of the run that stopped first, then more"
+kill -TERM "$EPID"
+wait "$EPID"
 TAP_PIDS=
 
 # socket activation

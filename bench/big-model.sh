@@ -104,7 +104,8 @@ END {
 	print ""
 	print "read/tok: bytes read per generated token (llama.cpp: the model, which its mapping touches"
 	print "per token). read MB/s: strata-uring: while reads were in flight; strata-mmap: bytes / wall."
-	print "fio: sequential O_DIRECT 1 MiB reads of the same file, mean of the runs just before and after."
+	print "fio: sequential O_DIRECT reads of the same file, 32 in flight, the better of 1 MiB and 4 MiB"
+	print "reads (fio.txt has both), mean of the runs just before and after."
 	print "tok/s/ideal: tok/s / (fio bytes/s / bytes streamed per token): 1 = as fast as the disk allows"
 	print "(llama.cpp: its whole model per token). peak: the cgroup peak, page cache included."
 	print "per MB/s of fio: each generation speed divided by its own fio figure first, since the disk"
@@ -169,12 +170,20 @@ incap() {
 }
 peak() { cat "$cg/memory.max_usage_in_bytes"; }
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-# fio_mbps: the disk's sequential O_DIRECT read of the model in 1 MiB reads, 32 in flight, MB/s
-fio_mbps() {
+# fio_bs BS: the disk's sequential O_DIRECT read of the model in BS reads, 32 in flight, MB/s
+fio_bs() {
 	drop
-	fio --name=seq --filename="$model" --rw=read --bs=1M --iodepth=32 --ioengine=io_uring \
+	fio --name=seq --filename="$model" --rw=read --bs="$1" --iodepth=32 --ioengine=io_uring \
 		--direct=1 --readonly --runtime=10 --output-format=terse --terse-version=3 2>/dev/null |
 		awk -F';' '$9 > 0 { printf "%.0f\n", $6 * 1.024 / $9 }'
+}
+# fio_mbps: the better of 1 MiB reads (the issue's shape) and 4 MiB reads (strata's): this
+# virtual disk gives more to larger requests, and the disk's figure should be its best
+fio_mbps() {
+	a=$(fio_bs 1M)
+	b=$(fio_bs 4M)
+	echo "$a $b" >>"$out/fio.txt"
+	[ "$a" -gt "$b" ] && echo "$a" || echo "$b"
 }
 jget() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1"; }
 

@@ -220,10 +220,12 @@ static int copy_token_arrays(struct gguf_writer *w, const struct gguf *v, uint64
 	uint64_t n = tok->arr_len;
 	sco = gguf_find_kv(v, "tokenizer.ggml.scores");
 	typ = gguf_find_kv(v, "tokenizer.ggml.token_type");
-	if ((sco && (sco->type != GGUF_TYPE_ARRAY || sco->arr_len != n)) ||
-	    (typ && (typ->type != GGUF_TYPE_ARRAY || typ->arr_len != n)))
-		return st_errf(err, -EINVAL, "%s: tokenizer.ggml.scores or token_type does not have "
-			       "one element per token", gguf_path(v));
+	if ((sco && (sco->type != GGUF_TYPE_ARRAY || sco->arr_type != GGUF_TYPE_F32 ||
+		     sco->arr_len != n)) ||
+	    (typ && (typ->type != GGUF_TYPE_ARRAY || typ->arr_type != GGUF_TYPE_I32 ||
+		     typ->arr_len != n)))
+		return st_errf(err, -EINVAL, "%s: tokenizer.ggml.scores (f32) or token_type (i32) is "
+			       "not an array with one element per token", gguf_path(v));
 	char **t = calloc(n ? n : 1, sizeof *t);
 	float *sc = calloc(n ? n : 1, sizeof *sc);
 	int32_t *ty = calloc(n ? n : 1, sizeof *ty);

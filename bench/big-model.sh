@@ -118,32 +118,19 @@ if [ -n "$table_only" ]; then
 	exit 0
 fi
 
-for b in "$builddir" . "$top" "$top/build"; do
-	[ -n "$b" ] && [ -x "$b/bench/strata-bench" ] && [ -x "$b/tools/strata-model" ] &&
-		{ builddir=$(cd "$b" && pwd); break; }
-done
-[ -x "$builddir/bench/strata-bench" ] || die "build first (no bench/strata-bench; use --builddir)"
+. "$top/bench/lib.sh"
+find_builddir "$builddir"
 [ -z "$llama" ] || [ -x "$llama/bin/llama-bench" ] || die "no $llama/bin/llama-bench"
 [ "$(id -u)" -eq 0 ] || die "needs root (to drop the page cache and make a memory cgroup)"
 [ -d /sys/fs/cgroup/memory ] || die "no cgroup v1 memory controller at /sys/fs/cgroup/memory"
 command -v fio >/dev/null || die "fio is not installed (apt-get install fio)"
-case $data in "$top"|"$top"/*) die "the data directory must be outside the repository" ;; esac
-mkdir -p "$data"
+data_dir "$data"
 
-# ---- the model ----
+# ---- the model: 48 x 801.6 MB layers + 2 x 2.23 GB (embedding, head) ----
 model=$data/alia40b-q8_0.gguf
-if [ ! -f "$model" ]; then
-	# 48 x 801.6 MB layers + 2 x 2.23 GB (embedding, head): 42.9 GB; keep 1 GiB to spare
-	need_kb=$((42936000000 / 1024 + 1048576))
-	avail_kb=$(df -Pk "$data" | awk 'NR == 2 { print $4 }')
-	[ "$avail_kb" -ge "$need_kb" ] ||
-		die "no room in $data for the 42.9 GB model: $((avail_kb / 1048576)) GiB free, $((need_kb / 1048576)) GiB needed"
-	echo "synthesizing $model (42.9 GB, once; a few minutes) ..." >&2
-	"$builddir/tools/strata-model" synth "$model.tmp" --n-embd 8192 --n-layer 48 --n-head 64 \
-		--n-head-kv 8 --n-ff 24576 --type q8_0 --vocab builtin --n-vocab 256000 \
-		--name ALIA-40b-shaped
-	mv "$model.tmp" "$model"
-fi
+synth_once "$model" 42971183392 "42.9 GB; a few minutes" --n-embd 8192 --n-layer 48 \
+	--n-head 64 --n-head-kv 8 --n-ff 24576 --type q8_0 --vocab builtin --n-vocab 256000 \
+	--name ALIA-40b-shaped
 size=$(stat -c %s "$model")
 out=$data/big-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
@@ -169,23 +156,14 @@ incap() {
 	sh -c 'echo $$ >"$1/tasks" && shift && exec "$@"' sh "$cg" "$@"
 }
 peak() { cat "$cg/memory.max_usage_in_bytes"; }
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
-# fio_bs BS: the disk's sequential O_DIRECT read of the model in BS reads, 32 in flight, MB/s
-fio_bs() {
-	drop
-	fio --name=seq --filename="$model" --rw=read --bs="$1" --iodepth=32 --ioengine=io_uring \
-		--direct=1 --readonly --runtime=10 --output-format=terse --terse-version=3 2>/dev/null |
-		awk -F';' '$9 > 0 { printf "%.0f\n", $6 * 1.024 / $9 }'
-}
 # fio_mbps: the better of 1 MiB reads (the issue's shape) and 4 MiB reads (strata's): this
 # virtual disk gives more to larger requests, and the disk's figure should be its best
 fio_mbps() {
-	a=$(fio_bs 1M)
-	b=$(fio_bs 4M)
+	a=$(fio_read "$model" 1M)
+	b=$(fio_read "$model" 4M)
 	echo "$a $b" >>"$out/fio.txt"
 	[ "$a" -gt "$b" ] && echo "$a" || echo "$b"
 }
-jget() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1"; }
 
 {
 	echo "date:    $(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -15,6 +15,7 @@
 # A budget "q" is a quarter of the model's weights (the issue's uring-vs-mmap target).
 # Raw JSON of every run and the fio figures go to DATA_DIR/results-DATE/;
 # `compare.sh --table DATA_DIR/results-DATE` prints the tables of a past run again.
+# shellcheck disable=SC2046,SC2086 # set -- $(...) and $fio_prev split figures into words on purpose
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -158,30 +159,16 @@ if [ -n "$table_only" ]; then
 	tables "$table_only"
 	exit 0
 fi
-for b in "$builddir" . "$top" "$top/build"; do
-	[ -n "$b" ] && [ -x "$b/bench/strata-bench" ] && [ -x "$b/tools/strata-model" ] &&
-		{ builddir=$(cd "$b" && pwd); break; }
-done
-[ -x "$builddir/bench/strata-bench" ] || die "build first (no bench/strata-bench; use --builddir)"
+. "$top/bench/lib.sh"
+find_builddir "$builddir"
 BENCH="$builddir/bench/strata-bench"
-SMODEL="$builddir/tools/strata-model"
 command -v fio >/dev/null || die "fio is not installed (apt-get install fio)"
-case $data in "$top"|"$top"/*) die "the data directory must be outside the repository" ;; esac
-mkdir -p "$data"
+data_dir "$data"
 
-# ---- the model ----
+# ---- the model: 32 x 188.3 MB layers + a 512-token head ----
 model="$data/7b-q8_0.gguf"
-if [ ! -f "$model" ]; then
-	# 32 x 188.3 MB layers + a 512-token head: 6.03 GB; keep 1 GiB to spare
-	need_kb=$((6030667648 / 1024 + 1048576))
-	avail_kb=$(df -Pk "$data" | awk 'NR == 2 { print $4 }')
-	[ "$avail_kb" -ge "$need_kb" ] ||
-		die "no room in $data for the 6.0 GB model: $((avail_kb / 1048576)) GiB free, $((need_kb / 1048576)) GiB needed"
-	echo "synthesizing $model (6.0 GB, once) ..." >&2
-	"$SMODEL" synth "$model.tmp" --n-embd 4096 --n-layer 32 --n-head 32 --n-head-kv 8 \
-		--n-ff 11008 --type q8_0 --vocab builtin
-	mv "$model.tmp" "$model"
-fi
+synth_once "$model" 6030667648 "6.0 GB" --n-embd 4096 --n-layer 32 --n-head 32 --n-head-kv 8 \
+	--n-ff 11008 --type q8_0 --vocab builtin
 size=$(stat -c %s "$model")
 
 stamp=$(date +%Y%m%d-%H%M%S)
@@ -189,9 +176,7 @@ out="$data/results-$stamp"
 mkdir -p "$out"
 
 # ---- the machine ----
-root=yes
-[ "$(id -u)" -eq 0 ] || { root=no; echo "compare.sh: not root: cannot drop the page cache; mmap figures will be flattered" >&2; }
-drop() { sync; [ $root = yes ] && echo 3 >/proc/sys/vm/drop_caches; return 0; }
+[ "$(id -u)" -eq 0 ] || echo "compare.sh: not root: cannot drop the page cache; mmap figures will be flattered" >&2
 dev=$(df -P "$model" | awk 'NR == 2 { print $1 }')
 fstype=$(findmnt -no FSTYPE -T "$model" 2>/dev/null || stat -f -c %T "$model")
 hv=$(dmesg 2>/dev/null | sed -n 's/.*Hypervisor detected: //p' | head -1)
@@ -205,17 +190,9 @@ devname=$(basename "$(readlink -f "$dev")")
 	echo "runs:    prompt $prompt tokens, $warmup warm-up + $gen measured generated tokens, page cache dropped before each"
 } | tee "$out/machine.txt"
 
-# fio_mbps BS: the disk's sequential O_DIRECT read of the model file in BS reads, 32 in
-# flight, MB/s (1e6), at most 10 s
-fio_mbps() {
-	drop
-	fio --name=seq --filename="$model" --rw=read --bs="$1" --iodepth=32 --ioengine=io_uring \
-		--direct=1 --readonly --runtime=10 --output-format=terse --terse-version=3 2>/dev/null |
-		awk -F';' '$9 > 0 { printf "%.0f\n", $6 * 1.024 / $9 }'
-}
 # fio_pair: the issue's shape (1 MiB reads) and strata's own (4 MiB reads), "MB/s MB/s"
 fio_pair() {
-	echo "$(fio_mbps 1M) $(fio_mbps 4M)"
+	echo "$(fio_read "$model" 1M) $(fio_read "$model" 4M)"
 }
 
 # busy_now: percent of the machine's CPU time busy, and disk sectors moved, over 2 s
@@ -246,8 +223,6 @@ quiet() {
 }
 
 
-# jget FILE KEY: a value from strata-bench's JSON (one key per line)
-jget() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1"; }
 
 # run NAME BUDGET IO: one strata-bench run between two fio runs; appends a line to runs.txt
 quarter=$(awk -v s="$size" 'BEGIN { printf "%.0f", s / 4 }')

@@ -4,7 +4,7 @@
 noinst_PROGRAMS += bench/strata-bench
 bench_strata_bench_SOURCES = bench/strata-bench.c
 bench_strata_bench_LDADD = $(ENGINE_LIBS)
-EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh
+EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh
 
 # It runs on a tiny synthesized model and prints both output formats.
 TESTS += tests/test-bench.sh

@@ -28,8 +28,9 @@ lr=$(sed -n 's/.*"layers_resident": *\([0-9]*\).*/\1/p' "$TMP/ctx.json" | head -
 [ -n "$nl" ] && [ "$nl" = "$lr" ] && grep -q '"io_mode": *"resident"' "$TMP/ctx.json"
 ok $? "status: with no budget all $nl layers are resident ($lr), io mode resident"
 grep -q "resident:" "$TMP/stratad.log" && grep -q "streamed:" "$TMP/stratad.log" &&
-	grep -q "KV cache" "$TMP/stratad.log"
-ok $? "the log states the memory plan: resident and streamed weights, the KV cache"
+	grep -q "KV cache" "$TMP/stratad.log" &&
+	grep -q "units 0-$((nl - 1)) are layers 0-$((nl - 1)) .*unit $nl is the head" "$TMP/stratad.log"
+ok $? "the log states the memory plan: resident and streamed weights, what the units are, the KV cache"
 head -c 100000 "$MODEL" >"$TMP/cut.gguf"
 "$STRATAD" --config /dev/null --model "$TMP/cut.gguf" --socket "$TMP/cut.sock" 2>"$TMP/cut.err"
 [ $? -eq 1 ] && grep -q "cut.gguf" "$TMP/cut.err" && [ ! -e "$TMP/cut.sock" ]

@@ -314,7 +314,22 @@ static void test_budget(const char *path, const struct layout *l, enum weights_i
 		   io_name(io), label);
 	char plan[1024];
 	weights_plan_describe(w, plan, sizeof plan);
-	tap_ok(strstr(plan, "units") != NULL, "%s, budget %s: plan described", io_name(io), label);
+	/* the plan says what a person needs: resident and streamed counts, the buffers, the mode */
+	char want_res[64], want_str[64];
+	if (st.n_resident == 0)
+		snprintf(want_res, sizeof want_res, "resident: none");
+	else
+		snprintf(want_res, sizeof want_res, "resident: %u units", st.n_resident);
+	if (st.n_streamed == 0)
+		snprintf(want_str, sizeof want_str, "streamed: none");
+	else
+		snprintf(want_str, sizeof want_str, "streamed: %u units", st.n_streamed);
+	tap_ok(strstr(plan, want_res) && strstr(plan, want_str) &&
+	       (st.n_streamed == 0 ||
+		(strstr(plan, "read per pass") &&
+		 strstr(plan, io == WEIGHTS_IO_URING ? "io: io_uring" : "io: mmap"))),
+	       "%s, budget %s: the plan states '%s', '%s', the bytes per pass and the io mode",
+	       io_name(io), label, want_res, want_str);
 	if (getenv("TEST_VERBOSE"))
 		tap_diag("%s\nread %" PRIu64 " MiB, read %.3f s, stall %.3f s in %" PRIu64 " stalls",
 			 plan, st.bytes_read >> 20, st.read_ns / 1e9, st.stall_ns / 1e9, st.n_stalls);

@@ -11,8 +11,8 @@ MODEL="$TMP/tiny.gguf"
 "$STRATA_MODEL" synth "$MODEL" --n-embd 64 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ff 128 \
 	--type f32 --vocab builtin --ctx 512 --seed 5 || exit 1
 
-# jget FILE KEY: the value of "KEY" in strata-bench's JSON (one key per line)
-jget() { sed -n "s/^  \"$2\": \"\{0,1\}\([^\",]*\)\"\{0,1\},\{0,1\}$/\1/p" "$1"; }
+# jget FILE KEY: the value of "KEY" in strata-bench's JSON (the benchmark scripts' own)
+. "$SRCDIR/bench/lib.sh"
 # within A B TOL: |A - B| <= TOL (integers, awk does the arithmetic)
 within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
 
@@ -76,5 +76,38 @@ ok $? "--gen-tokens 0 is a usage error"
 "$BENCH" --memory-budget 1G >/dev/null 2>&1
 [ $? -eq 2 ]
 ok $? "no --model is a usage error"
+
+# The benchmark scripts' tables. Their runs need root, fio and models of gigabytes; the
+# arithmetic of their tables is checked here, on figures written by hand.
+T="$TMP/big"
+mkdir -p "$T" && echo 8589934592 >"$T/cap"
+# run rep gen-tok/s bytes/token read-MB/s overlap stall peak fio-before fio-after streamed prompt
+cat >"$T/runs.txt" <<EOR
+strata-uring 1 0.1 36000000000 3600 1.0 0.8 6000000000 3600 3600 36000000000 1.0
+strata-mmap 1 0.05 36000000000 1800 1.1 0.1 7000000000 3600 3600 36000000000 0.5
+llama.cpp-mmap 1 0.025 43000000000 - - - 8589934592 1800 1800 43000000000 0.25
+EOR
+sh "$SRCDIR/bench/big-model.sh" --table "$T" >"$T/table.txt" &&
+	grep -q "strata-uring    tok/s / ideal 1.000, read / fio 1.000, peak / cap 0.698" "$T/table.txt" &&
+	grep -q "strata-uring / strata-mmap     generation 2.00x (2.00x per MB/s of fio), prompt 2.00x" "$T/table.txt" &&
+	grep -q "strata-uring / llama.cpp-mmap  generation 4.00x (2.00x per MB/s of fio), prompt 4.00x" "$T/table.txt"
+ok $? "big-model.sh --table: tok/s against the disk, peak against the cap, program against program"
+[ $? -eq 0 ] || sed 's/^/# /' "$T/table.txt"
+
+# compare.sh: a resident run (the compute baseline), uring and mmap at a quarter (q) of 4 GB
+C="$TMP/cmp"
+mkdir -p "$C"
+cat >"$C/runs.txt" <<EOR
+resident-r1 uring 0 3400 3400 0 4000000000 4000000000 0 10 50 100 100 0 0 0 0 0 0 4100000000 4200000000 0 1.0 4000 4000 0 0 4
+q-uring-r1 uring 1000000000 3400 3400 0 600000000 4000000000 2 1.0 20 1000 300 1000 0.7 3400 3400 3400000000 3400000000 1100000000 1200000000 0 1.0 4000 4000 2 200000000 4
+q-mmap-r1 mmap 1000000000 3400 3400 0 600000000 4000000000 0 0.25 10 4000 3600 500 0.1 850 850 3400000000 3400000000 1000000000 1200000000 0 1.1 4000 4000 0 0 4
+EOR
+sh "$SRCDIR/bench/compare.sh" --table "$C" >"$C/table.txt" &&
+	grep -Eq "effective read bandwidth / fio .* 1\.000 +1\.000 +1\.000 +>= 0\.85 met in 1 of 1 runs" "$C/table.txt" &&
+	grep -Eq "wall / ideal .* 1\.176 +1\.176 +1\.176 +<= 1\.15 met in 0 of 1 runs" "$C/table.txt" &&
+	grep -Eq "bytes read per token .* 1\.000 +1\.000 +1\.000 += 1 +met in 2 of 2 runs" "$C/table.txt" &&
+	grep -Eq "uring tok/s / mmap tok/s .* 4\.000 +4\.000 +4\.000 +>= 1\.5 +met in 1 of 1 runs" "$C/table.txt"
+ok $? "compare.sh --table: bandwidth against fio, wall against the ideal, bytes against the plan, uring against mmap"
+[ $? -eq 0 ] || sed 's/^/# /' "$C/table.txt"
 
 done_testing

@@ -17,13 +17,14 @@ tap_cleanup() {
 }
 TAP_PIDS=
 
-ok() { # ok CONDITION-STATUS DESCRIPTION
+ok() { # ok CONDITION-STATUS DESCRIPTION; returns 0 when the condition held, else 1
 	TAP_N=$((TAP_N + 1))
 	if [ "$1" -eq 0 ]; then
 		echo "ok $TAP_N - $2"
 	else
 		echo "not ok $TAP_N - $2"
 		TAP_FAILED=$((TAP_FAILED + 1))
+		return 1
 	fi
 }
 check() { # check DESCRIPTION COMMAND...: runs the command, ok if it succeeds

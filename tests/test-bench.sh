@@ -25,8 +25,8 @@ grep -q "^prompt: *4 tokens in " "$TMP/text.txt" &&
 	grep -q "^  per token: wall .* ms, compute .* ms, I/O .* ms" "$TMP/text.txt" &&
 	grep -q "^  bandwidth: .* MB/s while reads were in flight" "$TMP/text.txt" &&
 	grep -q "^memory: *peak RSS .* MiB; budget 0.4 MiB + KV cache" "$TMP/text.txt"
-ok $? "the text names prompt, generation, per-token times, bandwidth and memory"
-[ $? -eq 0 ] || { cat "$TMP/text.txt" "$TMP/text.err" | sed 's/^/# /'; }
+ok $? "the text names prompt, generation, per-token times, bandwidth and memory" ||
+	sed 's/^/# /' "$TMP/text.txt" "$TMP/text.err"
 
 for io in uring mmap; do
 	J="$TMP/$io.json"
@@ -91,8 +91,8 @@ sh "$SRCDIR/bench/big-model.sh" --table "$T" >"$T/table.txt" &&
 	grep -q "strata-uring    tok/s / ideal 1.000, read / fio 1.000, peak / cap 0.698" "$T/table.txt" &&
 	grep -q "strata-uring / strata-mmap     generation 2.00x (2.00x per MB/s of fio), prompt 2.00x" "$T/table.txt" &&
 	grep -q "strata-uring / llama.cpp-mmap  generation 4.00x (2.00x per MB/s of fio), prompt 4.00x" "$T/table.txt"
-ok $? "big-model.sh --table: tok/s against the disk, peak against the cap, program against program"
-[ $? -eq 0 ] || sed 's/^/# /' "$T/table.txt"
+ok $? "big-model.sh --table: tok/s against the disk, peak against the cap, program against program" ||
+	sed 's/^/# /' "$T/table.txt"
 
 # compare.sh: a resident run (the compute baseline), uring and mmap at a quarter (q) of 4 GB
 C="$TMP/cmp"
@@ -107,7 +107,7 @@ sh "$SRCDIR/bench/compare.sh" --table "$C" >"$C/table.txt" &&
 	grep -Eq "wall / ideal .* 1\.176 +1\.176 +1\.176 +<= 1\.15 met in 0 of 1 runs" "$C/table.txt" &&
 	grep -Eq "bytes read per token .* 1\.000 +1\.000 +1\.000 += 1 +met in 2 of 2 runs" "$C/table.txt" &&
 	grep -Eq "uring tok/s / mmap tok/s .* 4\.000 +4\.000 +4\.000 +>= 1\.5 +met in 1 of 1 runs" "$C/table.txt"
-ok $? "compare.sh --table: bandwidth against fio, wall against the ideal, bytes against the plan, uring against mmap"
-[ $? -eq 0 ] || sed 's/^/# /' "$C/table.txt"
+ok $? "compare.sh --table: bandwidth against fio, wall against the ideal, bytes against the plan, uring against mmap" ||
+	sed 's/^/# /' "$C/table.txt"
 
 done_testing

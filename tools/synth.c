@@ -205,7 +205,7 @@ static int write_builtin_vocab(struct gguf_writer *w, uint64_t pad_to, uint64_t 
 	    (rc = gguf_writer_add_u32(w, "tokenizer.ggml.eos_token_id", 2)) < 0 ||
 	    (rc = gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", true)) < 0)
 		return st_errf(err, rc, "cannot write the built-in vocabulary");
-	*n_vocab = n > pad_to ? n : pad_to;
+	*n_vocab = n;
 	return 0;
 }
 
@@ -265,7 +265,7 @@ static int copy_vocab(struct gguf_writer *w, const char *vocab_path, uint64_t pa
 		st_errf(err, rc, "%s: no tokenizer.ggml.tokens array: not a vocabulary", vocab_path);
 		goto out;
 	}
-	*n_vocab = tokens->arr_len > pad_to ? tokens->arr_len : pad_to;
+	*n_vocab = tokens->arr_len;
 	bool pad = pad_to > tokens->arr_len;
 	if (pad && (rc = copy_token_arrays(w, v, pad_to, err)) < 0)
 		goto out;
@@ -334,6 +334,8 @@ int synth_write(const char *out_path, const struct synth_params *p, struct st_er
 	rc = copy_vocab(w, p->vocab_path, p->n_vocab, &n_vocab, err);
 	if (rc < 0)
 		goto out;
+	if (p->n_vocab > n_vocab)
+		n_vocab = p->n_vocab; /* copy_vocab padded the arrays to it */
 	if ((rc = gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)n_vocab)) < 0) {
 		st_errf(err, rc, "out of memory");
 		goto out;

@@ -136,25 +136,9 @@ out=$data/big-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 
 # ---- the cap ----
-cg=/sys/fs/cgroup/memory/strata-big-$$
-cleanup() {
-	if [ -d "$cg" ]; then
-		echo 0 >"$cg/memory.force_empty" 2>/dev/null || true
-		rmdir "$cg" 2>/dev/null || echo "big-model.sh: could not remove $cg" >&2
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-mkdir "$cg"
-echo "$cap" >"$cg/memory.limit_in_bytes"
+cap_begin "strata-big-$$" "$cap"
 cap_bytes=$(cat "$cg/memory.limit_in_bytes")
 echo "$cap_bytes" >"$out/cap"
-# incap CMD...: run CMD inside the cgroup, its peak usage reset first
-incap() {
-	echo 0 >"$cg/memory.force_empty" 2>/dev/null || true
-	echo 0 >"$cg/memory.max_usage_in_bytes"
-	sh -c 'echo $$ >"$1/tasks" && shift && exec "$@"' sh "$cg" "$@"
-}
 peak() { cat "$cg/memory.max_usage_in_bytes"; }
 # fio_mbps: the better of 1 MiB reads (the shape) and 4 MiB reads (strata's): this
 # virtual disk gives more to larger requests, and the disk's figure should be its best

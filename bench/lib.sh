@@ -41,6 +41,30 @@ drop() {
 	[ "$(id -u)" -ne 0 ] || echo 3 >/proc/sys/vm/drop_caches
 }
 
+# cap_begin NAME SIZE: a cgroup v1 memory group NAME capped at SIZE (its path in cg), removed
+# when the script exits
+cap_begin() {
+	cg=/sys/fs/cgroup/memory/$1
+	mkdir "$cg"
+	trap cap_end EXIT
+	trap 'exit 130' INT TERM
+	echo "$2" >"$cg/memory.limit_in_bytes"
+}
+# cap_end: empty and remove the group of cap_begin, if any (twice is harmless)
+cap_end() {
+	if [ -n "${cg:-}" ] && [ -d "$cg" ]; then
+		echo 0 >"$cg/memory.force_empty" 2>/dev/null || true
+		rmdir "$cg" 2>/dev/null || echo "$(basename "$0"): could not remove $cg" >&2
+	fi
+	cg=
+}
+# incap CMD...: run CMD inside the group of cap_begin, its peak usage reset first
+incap() {
+	echo 0 >"$cg/memory.force_empty" 2>/dev/null || true
+	echo 0 >"$cg/memory.max_usage_in_bytes"
+	sh -c 'echo $$ >"$1/tasks" && shift && exec "$@"' sh "$cg" "$@"
+}
+
 # fio_read FILE BS: the disk's sequential O_DIRECT read of FILE in BS reads, 32 in flight,
 # MB/s (1e6), at most 10 s, the page cache dropped first
 fio_read() {

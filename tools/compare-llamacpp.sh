@@ -211,7 +211,8 @@ de línea: ¿qué tal? ¡Olé!" \
 
 # ---- speed ----
 
-drop() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+# drop, cap_begin, cap_end, incap
+. "$top/bench/lib.sh"
 # quiet: wait (up to 2 minutes) until other processes leave the CPUs alone (< 10% busy over 2 s)
 quiet() {
 	i=0
@@ -227,21 +228,6 @@ quiet() {
 		i=$((i + 1))
 	done
 	echo "  (the machine is still ${busy}% busy; measuring anyway)" >&2
-}
-cg=
-cleanup() {
-	if [ -n "$cg" ] && [ -d "$cg" ]; then
-		echo 0 >"$cg/memory.force_empty" 2>/dev/null || true
-		rmdir "$cg" 2>/dev/null || echo "compare-llamacpp.sh: could not remove $cg" >&2
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-# incap CMD...: run CMD inside the memory cgroup (its peak usage reset first)
-incap() {
-	echo 0 >"$cg/memory.force_empty" 2>/dev/null || true
-	echo 0 >"$cg/memory.max_usage_in_bytes"
-	sh -c 'echo $$ >"$1/tasks" && shift && exec "$@"' sh "$cg" "$@"
 }
 # llama_bench CAPPED N: "prompt_tok/s gen_tok/s" of llama-bench (mmap, its own warm-up runs)
 llama_bench() {
@@ -314,9 +300,7 @@ speed() {
 	echo "generation $gen tokens ($capgen under the cap) after 1 warm-up; environment OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)}."
 	res=$work/speed-$(date +%Y%m%d-%H%M%S).txt
 	: >"$res"
-	cg=/sys/fs/cgroup/memory/strata-compare-$$
-	mkdir "$cg"
-	echo "$cap" >"$cg/memory.limit_in_bytes"
+	cap_begin "strata-compare-$$" "$cap"
 	for r in $(seq "$repeat"); do
 		# (a) unconstrained: each program warms up on its own after the page cache is dropped
 		rec free llama.cpp-mmap - llama_free
@@ -335,8 +319,7 @@ speed() {
 		echo "  (repeat $r of $repeat done)" >&2
 	done
 	drop
-	cleanup
-	cg=
+	cap_end
 	table "$res"
 	echo "raw figures: $res"
 }

@@ -1,10 +1,29 @@
-# rules for bench/ (included by the top Makefile.am)
-# strata-bench: the engine's throughput under a memory budget (see bench/README.md).
-# Built with everything else so `make check` can show that it runs; not installed.
+# bench/: every benchmark program and script, and their results (README.md).
+# The programs are built with everything else so `make check` can show that
+# they run; they are not installed and assert nothing.
+
+# strata-bench: the engine's throughput under a memory budget.
 noinst_PROGRAMS += bench/strata-bench
 bench_strata_bench_SOURCES = bench/strata-bench.c
 bench_strata_bench_LDADD = $(ENGINE_LIBS)
-EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh
+
+# weights-bench: the weight source alone (read bandwidth, queue depth, chunk size).
+noinst_PROGRAMS += bench/weights-bench
+bench_weights_bench_SOURCES = bench/weights-bench.c
+bench_weights_bench_LDADD = $(ENGINE_LIBS)
+
+# kernels-bench: each dot kernel per instruction set.
+noinst_PROGRAMS += bench/kernels-bench
+bench_kernels_bench_SOURCES = bench/kernels-bench.c
+bench_kernels_bench_LDADD = $(ENGINE_LIBS)
+
+# matmul-bench: GFLOP/s of the GEMM path and GB/s of the GEMV path.
+noinst_PROGRAMS += bench/matmul-bench
+bench_matmul_bench_SOURCES = bench/matmul-bench.c
+bench_matmul_bench_LDADD = $(ENGINE_LIBS)
+
+EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh \
+	bench/compare-llamacpp.sh
 
 # It runs on a tiny synthesized model and prints both output formats.
 TESTS += tests/test-bench.sh

@@ -25,9 +25,9 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
-#include "engine/log.h"
+#include "common/log.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/blas.h"
 #include "kernels/types.h"
 

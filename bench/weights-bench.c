@@ -21,8 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/log.h"
-#include "engine/weights.h"
+#include "common/log.h"
+#include "weights/weights.h"
 
 static double now_s(void)
 {

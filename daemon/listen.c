@@ -13,7 +13,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
-#include "engine/log.h"
+#include "common/log.h"
 
 static int take_activated(struct listener *l, struct st_err *err)
 {

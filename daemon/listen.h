@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct listener {
 	int fd;		   /* non-blocking, close-on-exec, listening */

@@ -14,7 +14,7 @@
 #include "daemon/settings.h"
 #include "daemon/signals.h"
 #include "engine/engine.h"
-#include "engine/log.h"
+#include "common/log.h"
 #include "kernels/blas.h"
 
 int main(int argc, char **argv)

@@ -18,10 +18,10 @@
 #include "daemon/sched.h"
 #include "daemon/settings.h"
 #include "engine/engine.h"
-#include "engine/gguf.h"
-#include "engine/log.h"
+#include "gguf/gguf.h"
+#include "common/log.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/types.h"
 
 /* Limits on stop strings: enough for chat templates, bounded for the matcher. */

@@ -17,9 +17,9 @@
 #include <unistd.h>
 
 #include "engine/engine.h"
-#include "engine/log.h"
+#include "common/log.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 struct seq {
 	bool used;

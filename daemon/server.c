@@ -31,8 +31,8 @@
 #include "daemon/sched.h"
 #include "daemon/signals.h"
 #include "engine/engine.h"
-#include "engine/gguf.h"
-#include "engine/log.h"
+#include "gguf/gguf.h"
+#include "common/log.h"
 #include "engine/model.h"
 #include "proto/frame.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/weights.h"
+#include "weights/weights.h"
 #include "kernels/types.h"
 
 enum opt_id {

@@ -9,8 +9,8 @@
 #include <stdio.h>
 
 #include "engine/engine.h"
-#include "engine/err.h"
-#include "engine/log.h"
+#include "common/err.h"
+#include "common/log.h"
 
 #define STRATAD_DEFAULT_CONFIG "/etc/strata/stratad.conf"
 

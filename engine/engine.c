@@ -9,11 +9,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 #include "engine/kv.h"
-#include "engine/log.h"
+#include "common/log.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/blas.h"
 #include "kernels/dot.h"
 #include "kernels/pool.h"

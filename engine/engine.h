@@ -10,9 +10,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 #include "engine/forward.h"
-#include "engine/weights.h"
+#include "weights/weights.h"
 
 struct model;
 struct tokenizer;

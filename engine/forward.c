@@ -15,10 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 #include "engine/kv.h"
 #include "engine/model.h"
-#include "engine/weights.h"
+#include "weights/weights.h"
 #include "kernels/attn.h"
 #include "kernels/matmul.h"
 #include "kernels/ops.h"

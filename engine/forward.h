@@ -12,7 +12,7 @@
 
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct model;
 struct weights;

@@ -8,7 +8,7 @@
 
 #include "engine/engine.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 static uint64_t now_ns(void)
 {

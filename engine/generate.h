@@ -7,7 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 #include "engine/sampler.h"
 
 struct engine;

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct kv_cache {
 	uint32_t type;	    /* ST_F32 or ST_F16 */

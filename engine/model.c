@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 #include "kernels/types.h"
 
 static int is_matrix_type_supported(uint32_t type)

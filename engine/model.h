@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct gguf;
 

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct sampler_params {
 	float temperature;	/* <= 0: greedy */

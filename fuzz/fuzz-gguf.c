@@ -14,7 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 #include "fuzz/fuzz.h"
 
 #define CHECK(cond)                                                                       \

@@ -16,9 +16,6 @@ tests_test_quant_SOURCES = tests/test-quant.c
 tests_test_quant_LDADD = $(TEST_LIBS)
 tests_test_dot_SOURCES = tests/test-dot.c
 tests_test_dot_LDADD = $(TEST_LIBS)
-noinst_PROGRAMS += bench/kernels-bench
-bench_kernels_bench_SOURCES = bench/kernels-bench.c
-bench_kernels_bench_LDADD = $(ENGINE_LIBS)
 
 # pool, blas, matmul, ops, attn
 kernels_libkernels_a_SOURCES += kernels/pool.c kernels/blas.c kernels/matmul.c \
@@ -34,7 +31,3 @@ tests_test_ops_SOURCES = tests/test-ops.c
 tests_test_ops_LDADD = $(TEST_LIBS)
 tests_test_attn_SOURCES = tests/test-attn.c
 tests_test_attn_LDADD = $(TEST_LIBS)
-# GFLOP/s of the GEMM path and GB/s of the GEMV path (run by hand).
-noinst_PROGRAMS += bench/matmul-bench
-bench_matmul_bench_SOURCES = bench/matmul-bench.c
-bench_matmul_bench_LDADD = $(ENGINE_LIBS)

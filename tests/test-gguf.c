@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
 

@@ -12,7 +12,7 @@
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
 

@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/gguf.h"
-#include "engine/tok_internal.h"
-#include "engine/tokenizer.h"
-#include "engine/utf8.h"
+#include "gguf/gguf.h"
+#include "tokenizer/tok_internal.h"
+#include "tokenizer/tokenizer.h"
+#include "common/utf8.h"
 #include "tests/tap.h"
 
 #define MAX_IDS 8192

@@ -1,11 +1,11 @@
-/* test-utf8.c: engine/utf8 against the well-formed byte sequence table of the
+/* test-utf8.c: common/utf8 against the well-formed byte sequence table of the
  * Unicode standard: every code point round-trips, and overlongs, surrogates,
  * values above U+10FFFF, stray continuation bytes and truncated characters
  * are told apart (invalid vs. incomplete) with the right lengths. */
 #include <stdio.h>
 #include <string.h>
 
-#include "engine/utf8.h"
+#include "common/utf8.h"
 #include "tests/tap.h"
 
 struct dcase {

@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/log.h"
-#include "engine/weights.h"
+#include "common/log.h"
+#include "weights/weights.h"
 #include "tests/tap.h"
 
 /* ---- file contents, as in test-weights.c: word q at byte 8q ---- */

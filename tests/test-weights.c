@@ -20,8 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "engine/log.h"
-#include "engine/weights.h"
+#include "common/log.h"
+#include "weights/weights.h"
 #include "tests/tap.h"
 
 /* AddressSanitizer makes mlock a no-op that succeeds, and shadows what we read. */

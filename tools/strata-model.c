@@ -13,11 +13,11 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
-#include "engine/gguf.h"
-#include "engine/log.h"
+#include "gguf/gguf.h"
+#include "common/log.h"
 #include "kernels/blas.h"
 #include "engine/model.h"
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "kernels/types.h"
 #include "tools/synth.h"
 

@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct synth_params {
 	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff;

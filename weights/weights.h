@@ -3,14 +3,14 @@
  * a ring of buffers (io_uring, O_DIRECT) or pages them through a mapping; the caller only
  * sees acquire / pointer / release. Knows byte ranges, a budget and an order; not GGUF,
  * not tensors, not transformers. */
-#ifndef STRATA_ENGINE_WEIGHTS_H
-#define STRATA_ENGINE_WEIGHTS_H
+#ifndef STRATA_WEIGHTS_WEIGHTS_H
+#define STRATA_WEIGHTS_WEIGHTS_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct weights;
 

@@ -2,7 +2,7 @@
  * table of the Unicode standard (table 3-7): the allowed range of the second
  * byte depends on the first, which is what rules out overlongs, surrogates
  * and code points above U+10FFFF without decoding first. */
-#include "engine/utf8.h"
+#include "common/utf8.h"
 
 #include <string.h>
 

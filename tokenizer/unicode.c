@@ -1,7 +1,7 @@
 /* unicode.c: lookups over the generated tables of unicode_data.c (see
  * unicode.h). Everything is a binary search over a few thousand sorted
  * entries, with a direct table for ASCII, which most text is. */
-#include "engine/unicode.h"
+#include "tokenizer/unicode.h"
 
 static uint16_t flags_search(uint32_t cp)
 {

@@ -12,7 +12,7 @@
  *  - a missing or unknown tokenizer.ggml.pre selects the GPT-2 pre-tokenizer
  *    (llama.cpp: its "default" regex set, or an error);
  *  - decoding does not apply llama.cpp's optional clean-up of spaces. */
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -20,11 +20,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/gguf.h"
-#include "engine/log.h"
-#include "engine/tok_internal.h"
-#include "engine/unicode.h"
-#include "engine/utf8.h"
+#include "gguf/gguf.h"
+#include "common/log.h"
+#include "tokenizer/tok_internal.h"
+#include "tokenizer/unicode.h"
+#include "common/utf8.h"
 
 /* The longest text tokenizer_encode accepts: SPM triples a text's size when
  * it spells spaces as "▁", and offsets inside it are 32-bit. */

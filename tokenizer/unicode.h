@@ -3,8 +3,8 @@
  * them, so the pre-tokenizers split text as it does), simple lowercase, and
  * GPT-2's byte <-> code point map. Not a Unicode library: no normalization,
  * no case folding beyond single code points, no UTF-8 (see utf8.h). */
-#ifndef STRATA_ENGINE_UNICODE_H
-#define STRATA_ENGINE_UNICODE_H
+#ifndef STRATA_TOKENIZER_UNICODE_H
+#define STRATA_TOKENIZER_UNICODE_H
 
 #include <stddef.h>
 #include <stdint.h>
@@ -39,7 +39,7 @@ uint32_t unicode_byte_to_cp(uint8_t byte);
 /* The byte `cp` stands for, or -1 if cp is not one of the 256 images. */
 int unicode_cp_to_byte(uint32_t cp);
 
-/* ---- generated tables (engine/unicode_data.c); use the functions above ---- */
+/* ---- generated tables (tokenizer/unicode_data.c); use the functions above ---- */
 struct unicode_range {
 	uint32_t start; /* first code point of the run */
 	uint16_t flags;

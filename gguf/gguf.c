@@ -2,7 +2,7 @@
  * count, type and offset against the bytes that remain before using it, and
  * indexes what callers look up. It does not interpret keys (model.c does),
  * except general.alignment, and never reads tensor data. Writer: gguf_write.c. */
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 
 #include <assert.h>
 #include <errno.h>

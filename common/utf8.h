@@ -3,8 +3,8 @@
  * incomplete character at the end of a buffer, which streaming output needs.
  * Byte strings in, code points out; no allocation. Not a Unicode library:
  * character properties live in unicode.h. */
-#ifndef STRATA_ENGINE_UTF8_H
-#define STRATA_ENGINE_UTF8_H
+#ifndef STRATA_COMMON_UTF8_H
+#define STRATA_COMMON_UTF8_H
 
 #include <stdbool.h>
 #include <stddef.h>

@@ -3,8 +3,8 @@
  * turns into the record's priority; no timestamps (journald adds them).
  * Off a terminal or under systemd the prefix is written; on a terminal a
  * short level word is written instead so people can read it. */
-#ifndef STRATA_ENGINE_LOG_H
-#define STRATA_ENGINE_LOG_H
+#ifndef STRATA_COMMON_LOG_H
+#define STRATA_COMMON_LOG_H
 
 #include <stdbool.h>
 

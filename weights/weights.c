@@ -3,7 +3,7 @@
  * by uring_reader (or by madvise on a mapping). Byte ranges only: no GGUF, no tensors. */
 #include "config.h"
 
-#include "engine/weights.h"
+#include "weights/weights.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/log.h"
-#include "engine/uring_reader.h"
+#include "common/log.h"
+#include "weights/uring_reader.h"
 
 /* Ranges of one unit closer than this (after rounding to blocks) are read as one extent:
  * a few KiB of padding cost less than another read. */

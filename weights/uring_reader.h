@@ -2,14 +2,14 @@
  * thread of its own, so the disk stays busy while the caller computes. Splits ranges into
  * chunks, keeps a fixed number in flight, re-queues short reads and -EAGAIN, and reports
  * errors with the file offset. Knows nothing of weights or budgets; not for writes. */
-#ifndef STRATA_ENGINE_URING_READER_H
-#define STRATA_ENGINE_URING_READER_H
+#ifndef STRATA_WEIGHTS_URING_READER_H
+#define STRATA_WEIGHTS_URING_READER_H
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct uring_reader;
 

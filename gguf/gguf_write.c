@@ -2,7 +2,7 @@
  * table are built in memory; tensor data is streamed through a small buffer,
  * so converting a model never holds it in memory. The layout is llama.cpp's:
  * tensors in table order, each padded with zeros to the alignment. */
-#include "engine/gguf.h"
+#include "gguf/gguf.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,14 +2,14 @@
  * special tokens, pieces), tok_spm.c and tok_bpe.c, and by the tests that
  * check the pre-tokenizer split functions directly. Not a public API: the
  * rest of strata uses tokenizer.h. */
-#ifndef STRATA_ENGINE_TOK_INTERNAL_H
-#define STRATA_ENGINE_TOK_INTERNAL_H
+#ifndef STRATA_TOKENIZER_TOK_INTERNAL_H
+#define STRATA_TOKENIZER_TOK_INTERNAL_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 
 /* Token attributes, as llama.cpp's llama_token_attr bits (a token may carry
  * several: a NORMAL token found to be an end-of-turn marker gains CONTROL). */

@@ -2,8 +2,8 @@
  * Functions that can fail for reasons a person must act on (a corrupt file,
  * a bad request) take a `struct st_err *` and fill it; the return value stays
  * the usual `>= 0` success / `-errno` failure. Not a logging facility. */
-#ifndef STRATA_ENGINE_ERR_H
-#define STRATA_ENGINE_ERR_H
+#ifndef STRATA_COMMON_ERR_H
+#define STRATA_COMMON_ERR_H
 
 #define ST_ERR_MAX 512
 

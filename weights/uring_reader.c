@@ -3,7 +3,7 @@
  * and waits on them under one mutex. Not a general I/O layer: reads of one file only. */
 #include "config.h"
 
-#include "engine/uring_reader.h"
+#include "weights/uring_reader.h"
 
 #include <errno.h>
 #include <liburing.h>
@@ -15,7 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "engine/log.h"
+#include "common/log.h"
 
 /* The kernel refuses to register one buffer over 1 GiB. */
 #define UR_MAX_REG_BYTES (1ull << 30)

@@ -3,14 +3,14 @@
  * the GPT-2 or the Llama 3 pre-tokenizer). Encoding matches llama.cpp token
  * for token. Also turns ids back into text, one token at a time or streamed
  * so that no UTF-8 character is ever split. Not a chat template engine. */
-#ifndef STRATA_ENGINE_TOKENIZER_H
-#define STRATA_ENGINE_TOKENIZER_H
+#ifndef STRATA_TOKENIZER_TOKENIZER_H
+#define STRATA_TOKENIZER_TOKENIZER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 struct gguf;
 struct tokenizer;

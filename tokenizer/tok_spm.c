@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/tok_internal.h"
+#include "tokenizer/tok_internal.h"
 
 struct spm {
 	const struct tokenizer *t;

@@ -4,11 +4,11 @@
 # speed, unconstrained and under a cgroup memory cap. Not run by `make check`: it needs a
 # llama.cpp build (never part of this repository) and, for the speed half, root.
 #
-#   tools/compare-llamacpp.sh LLAMA_BUILD_DIR [--builddir DIR] [--logits-dump PROG]
+#   bench/compare-llamacpp.sh LLAMA_BUILD_DIR [--builddir DIR] [--logits-dump PROG]
 #        [--shared DIR] [--work-dir DIR] [--model-7b FILE] [--only outputs|speed]
 #        [--repeat R] [--threads T] [--prompt-tokens P] [--gen-tokens N]
 #        [--capped-gen-tokens N] [--cap SIZE] [--budget SIZE]
-#   tools/compare-llamacpp.sh LLAMA_BUILD_DIR --table WORK_DIR/speed-DATE.txt   (a past run's table)
+#   bench/compare-llamacpp.sh LLAMA_BUILD_DIR --table WORK_DIR/speed-DATE.txt   (a past run's table)
 #
 # LLAMA_BUILD_DIR holds bin/llama-bench and bin/llama-tokenize (bin/llama-quantize and
 # bin/llama-cli are used when present). --builddir is strata's build directory (default: the

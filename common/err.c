@@ -1,5 +1,5 @@
 /* err.c: see err.h. */
-#include "engine/err.h"
+#include "common/err.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -1,5 +1,5 @@
 /* log.c: see log.h. One fprintf per line so concurrent threads do not interleave. */
-#include "engine/log.h"
+#include "common/log.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -3,14 +3,14 @@
  * count, type and offset before anything else looks at it; afterwards the
  * pointers it hands out are safe to follow. It knows nothing of models:
  * model.h interprets the keys and tensors. */
-#ifndef STRATA_ENGINE_GGUF_H
-#define STRATA_ENGINE_GGUF_H
+#ifndef STRATA_GGUF_GGUF_H
+#define STRATA_GGUF_GGUF_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/err.h"
+#include "common/err.h"
 
 #define GGUF_MAGIC 0x46554747u /* "GGUF" read as a little-endian u32 */
 #define GGUF_DEFAULT_ALIGNMENT 32

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/tok_internal.h"
-#include "engine/unicode.h"
-#include "engine/utf8.h"
+#include "tokenizer/tok_internal.h"
+#include "tokenizer/unicode.h"
+#include "common/utf8.h"
 
 /* ---- pre-tokenizers ----
  * Both matchers read the text through cpt_at/flags_at, which give

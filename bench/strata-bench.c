@@ -20,9 +20,10 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/parse.h"
+#include "common/clock.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "common/log.h"
@@ -38,13 +39,6 @@
  * scratch, thread stacks, OpenBLAS buffers, the mapped file header). */
 #define RSS_SLACK_BYTES ((uint64_t)100 << 20)
 #define MAX_TOKENS (1u << 20) /* per option: more than any context */
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- counters outside the engine ---- */
 
@@ -216,7 +210,7 @@ static void snap_take(struct run *r, struct snap *s)
 	s->disk_bytes = disk_read_bytes(r->disk_stat);
 	s->proc_bytes = proc_read_bytes();
 	cpu_ns(&s->user_ns, &s->sys_ns);
-	s->t_ns = now_ns(); /* last: the other reads cost a little time themselves */
+	s->t_ns = clock_now_ns(); /* last: the other reads cost a little time themselves */
 }
 
 /* generate() calls this after sampling each token, so between two calls there is
@@ -322,16 +316,12 @@ static void usage(FILE *f)
 		"strata-bench %s\n", PACKAGE_VERSION);
 }
 
-static int parse_u32(const char *opt, const char *s, uint32_t *out)
+static int arg_u32(const char *opt, const char *s, uint32_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > UINT32_MAX || s[0] == '-') {
+	if (parse_u32(s, out) < 0) {
 		fprintf(stderr, "strata-bench: %s: '%s' is not a non-negative integer\n", opt, s);
 		return -EINVAL;
 	}
-	*out = (uint32_t)v;
 	return 0;
 }
 
@@ -363,7 +353,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		switch (c) {
 		case O_MODEL: o->model = optarg; break;
 		case O_BUDGET:
-			rc = weights_parse_size(optarg, &o->budget);
+			rc = parse_size(optarg, &o->budget);
 			if (rc < 0)
 				fprintf(stderr, "strata-bench: --memory-budget: '%s' is not a size like "
 					"512M or 2G\n", optarg);
@@ -378,13 +368,13 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				rc = -EINVAL;
 			}
 			break;
-		case O_PROMPT: rc = parse_u32("--prompt-tokens", optarg, &o->prompt_tokens); break;
-		case O_GEN: rc = parse_u32("--gen-tokens", optarg, &o->gen_tokens); break;
-		case O_WARM: rc = parse_u32("--warmup", optarg, &o->warmup); break;
-		case O_THREADS: rc = parse_u32("--threads", optarg, &u); o->threads = (int)u; break;
-		case O_PREFETCH: rc = parse_u32("--prefetch", optarg, &u); o->prefetch = (int)u; break;
-		case O_CTX: rc = parse_u32("--ctx-size", optarg, &o->ctx_size); break;
-		case O_BATCH: rc = parse_u32("--batch-size", optarg, &o->batch_size); break;
+		case O_PROMPT: rc = arg_u32("--prompt-tokens", optarg, &o->prompt_tokens); break;
+		case O_GEN: rc = arg_u32("--gen-tokens", optarg, &o->gen_tokens); break;
+		case O_WARM: rc = arg_u32("--warmup", optarg, &o->warmup); break;
+		case O_THREADS: rc = arg_u32("--threads", optarg, &u); o->threads = (int)u; break;
+		case O_PREFETCH: rc = arg_u32("--prefetch", optarg, &u); o->prefetch = (int)u; break;
+		case O_CTX: rc = arg_u32("--ctx-size", optarg, &o->ctx_size); break;
+		case O_BATCH: rc = arg_u32("--batch-size", optarg, &o->batch_size); break;
 		case O_JSON: o->json = true; break;
 		case O_HELP: usage(stdout); exit(0);
 		default: return -EINVAL;
@@ -637,13 +627,13 @@ int main(int argc, char **argv)
 		snprintf(r.disk_stat, sizeof r.disk_stat, "/sys/dev/block/%u:%u/stat",
 			 major(st.st_dev), minor(st.st_dev));
 
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_now_ns();
 	if (engine_open(&cfg, &e, &err) < 0) {
 		fprintf(stderr, "strata-bench: %s\n", err.msg);
 		return 1;
 	}
 	r.e = e;
-	double open_s = (double)(now_ns() - t0) / 1e9;
+	double open_s = (double)(clock_now_ns() - t0) / 1e9;
 	const struct model *m = engine_model(e);
 	const struct tokenizer *tok = engine_tokenizer(e);
 

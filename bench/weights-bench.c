@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/parse.h"
 #include "common/log.h"
 #include "weights/weights.h"
 
@@ -157,7 +158,7 @@ int main(int argc, char **argv)
 		if (!strcmp(a, "--file") && v) {
 			o.file = v;
 		} else if (!strcmp(a, "--size") && v) {
-			if (weights_parse_size(v, &o.size) < 0)
+			if (parse_size(v, &o.size) < 0)
 				return fprintf(stderr, "bad size %s\n", v), 2;
 		} else if (!strcmp(a, "--units") && v) {
 			o.n_units = (uint32_t)atoi(v);
@@ -167,7 +168,7 @@ int main(int argc, char **argv)
 			o.qd = (uint32_t)atoi(v);
 		} else if (!strcmp(a, "--chunk") && v) {
 			uint64_t c;
-			if (weights_parse_size(v, &c) < 0)
+			if (parse_size(v, &c) < 0)
 				return fprintf(stderr, "bad size %s\n", v), 2;
 			o.chunk = (uint32_t)c;
 		} else if (!strcmp(a, "--compute") && v) {

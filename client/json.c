@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "proto/frame.h"
 
 void json_put_string(FILE *f, const char *str, size_t len)
@@ -20,7 +21,6 @@ void json_put_string(FILE *f, const char *str, size_t len)
 	fputc('"', f);
 	while (i < len) {
 		uint8_t c = s[i];
-		int k;
 
 		if (c >= 0x20 && c < 0x7F && c != '"' && c != '\\') {
 			fputc(c, f);
@@ -42,8 +42,9 @@ void json_put_string(FILE *f, const char *str, size_t len)
 			i++;
 			continue;
 		}
-		k = frame_utf8_char(s + i, len - i);
-		if (k < 0) {
+		uint32_t cp;
+		size_t k;
+		if (utf8_decode((const char *)s + i, len - i, &cp, &k) != UTF8_OK) {
 			/* One U+FFFD per bad byte: simple, and never swallows a
 			 * good character that follows. */
 			fputs("\\ufffd", f);
@@ -54,8 +55,8 @@ void json_put_string(FILE *f, const char *str, size_t len)
 		if (k == 3 && s[i] == 0xE2 && s[i + 1] == 0x80 && (s[i + 2] == 0xA8 || s[i + 2] == 0xA9))
 			fprintf(f, "\\u%04x", 0x2028 + (s[i + 2] - 0xA8));
 		else
-			fwrite(s + i, 1, (size_t)k, f);
-		i += (size_t)k;
+			fwrite(s + i, 1, k, f);
+		i += k;
 	}
 	fputc('"', f);
 }

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "client/conn.h"
+#include "common/utf8.h"
 #include "client/json.h"
 #include "proto/frame.h"
 
@@ -139,10 +140,11 @@ static bool parse_float(const char *s, float *out)
 static long utf8_bad_offset(const char *s, size_t n)
 {
 	for (size_t i = 0; i < n;) {
-		int k = frame_utf8_char((const uint8_t *)s + i, n - i);
-		if (k < 0)
+		uint32_t cp;
+		size_t k;
+		if (utf8_decode(s + i, n - i, &cp, &k) != UTF8_OK)
 			return (long)i;
-		i += (size_t)k;
+		i += k;
 	}
 	return -1;
 }

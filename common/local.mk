@@ -4,6 +4,8 @@
 noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \
 	common/err.c common/err.h \
+	common/clock.c common/clock.h \
+	common/parse.c common/parse.h \
 	common/log.c common/log.h \
 	common/utf8.c common/utf8.h
 
@@ -11,3 +13,8 @@ check_PROGRAMS += tests/test-utf8
 TESTS += tests/test-utf8
 tests_test_utf8_SOURCES = tests/test-utf8.c
 tests_test_utf8_LDADD = $(TEST_LIBS)
+
+check_PROGRAMS += tests/test-parse
+TESTS += tests/test-parse
+tests_test_parse_SOURCES = tests/test-parse.c
+tests_test_parse_LDADD = $(TEST_LIBS)

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "daemon/sched.h"
 #include "daemon/settings.h"
 #include "engine/engine.h"
@@ -27,13 +27,6 @@
 /* Limits on stop strings: enough for chat templates, bounded for the matcher. */
 #define MAX_STOPS 16
 #define MAX_STOP_BYTES 256
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- a connection's unfinished Generates ---- */
 
@@ -129,7 +122,7 @@ static uint64_t random_seed(void)
 {
 	uint64_t seed;
 	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed)
-		seed = now_ns() ^ ((uint64_t)getpid() << 32);
+		seed = clock_now_ns() ^ ((uint64_t)getpid() << 32);
 	return seed;
 }
 
@@ -231,7 +224,7 @@ static void handle_generate(const struct request_env *env, struct gen_ids *gens,
 	r->max_tokens = max_tokens;
 	r->sampling = sp;
 	r->ignore_eos = g->ignore_eos;
-	r->received_ns = now_ns();
+	r->received_ns = clock_now_ns();
 	if (g->n_stop) {
 		r->stops = calloc(g->n_stop, sizeof *r->stops);
 		for (size_t i = 0; r->stops && i < g->n_stop; i++) {
@@ -428,7 +421,6 @@ static void handle_status(const struct request_env *env, const struct reply_to *
 	mem.budget_bytes = env->cfg->engine.memory_budget;
 	mem.rss_bytes = read_rss_bytes();
 
-
 	Strata__V1__StatusReply sr = STRATA__V1__STATUS_REPLY__INIT;
 	sr.daemon_version = (char *)PACKAGE_VERSION;
 	sr.protocol_version = STRATA_PROTOCOL_VERSION;
@@ -474,7 +466,6 @@ static void handle_cancel(const struct request_env *env, struct gen_ids *gens, c
 	r.cancel = &cr;
 	to->send(to->user, &r);
 }
-
 
 void request_handle(const struct request_env *env, struct gen_ids *gens,
 		    const Strata__V1__Request *req, const struct reply_to *to)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "engine/engine.h"
 #include "common/log.h"
 #include "engine/model.h"
@@ -82,13 +83,6 @@ struct sched {
 	size_t piece_cap;
 	double tok_s_ewma;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 void sched_request_free(struct sched_request *r)
 {
@@ -241,7 +235,7 @@ void sched_drain(struct sched *s, uint64_t grace_ns)
 	pthread_mutex_lock(&s->mu);
 	if (!s->draining) {
 		s->draining = true;
-		s->drain_deadline = now_ns() + grace_ns;
+		s->drain_deadline = clock_now_ns() + grace_ns;
 	}
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mu);
@@ -361,7 +355,7 @@ static int emit_piece(struct sched *s, struct seq *q, size_t n, const int32_t *i
 static void finish_seq(struct sched *s, struct seq *q, enum sched_finish finish,
 		       enum sched_error error, const char *message, int stop_index)
 {
-	uint64_t now = now_ns();
+	uint64_t now = clock_now_ns();
 	struct sched_event *ev = done_event(q->req, finish);
 
 	if (ev) {
@@ -417,7 +411,7 @@ static void flush_text(struct sched *s, struct seq *q)
 static void on_token(struct sched *s, struct seq *q, int32_t t)
 {
 	const struct tokenizer *tok = engine_tokenizer(s->e);
-	uint64_t now = now_ns();
+	uint64_t now = clock_now_ns();
 
 	if (!q->t_first)
 		q->t_first = now;
@@ -541,7 +535,7 @@ static bool any_active(const struct sched *s)
 static void step(struct sched *s)
 {
 	uint32_t n = 0, rows = 0;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_now_ns();
 
 	/* decode tokens first: every generating sequence advances each pass */
 	for (uint32_t i = 0; i < s->n_slots; i++) {
@@ -595,7 +589,7 @@ static void step(struct sched *s)
 	int rc = engine_decode(s->e, &b, s->logits, &err);
 
 	engine_get_stats(s->e, &after);
-	uint64_t pass_ns = now_ns() - t0;
+	uint64_t pass_ns = clock_now_ns() - t0;
 	uint64_t read = after.io.bytes_read - before.io.bytes_read;
 	uint64_t stall = after.io.stall_ns - before.io.stall_ns;
 	uint64_t compute = pass_ns > stall ? pass_ns - stall : 0;
@@ -626,7 +620,7 @@ static void step(struct sched *s)
 			generated++;
 		}
 	}
-	uint64_t dt = now_ns() - t0;
+	uint64_t dt = clock_now_ns() - t0;
 	if (generated && dt) {
 		double tok_s = generated / ((double)dt / 1e9);
 		s->tok_s_ewma = s->tok_s_ewma ? 0.8 * s->tok_s_ewma + 0.2 * tok_s : tok_s;
@@ -651,7 +645,7 @@ static void *sched_main(void *arg)
 		mark_cancels_locked(s);
 		if (!s->draining)
 			admit_locked(s);
-		bool deadline = s->draining && now_ns() >= s->drain_deadline;
+		bool deadline = s->draining && clock_now_ns() >= s->drain_deadline;
 		bool stopping = s->stopping;
 		pthread_mutex_unlock(&s->mu);
 

@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "daemon/notify.h"
 #include "daemon/requests.h"
 #include "daemon/sched.h"
@@ -83,13 +84,6 @@ struct server {
 static uint64_t tag_data(enum watch_tag t)
 {
 	return (uint64_t)t;
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- output ---- */
@@ -330,7 +324,7 @@ static void handle_frame(struct server *s, struct conn *c, const uint8_t *buf, s
 	}
 	struct request_env env = {
 		.cfg = s->cfg, .e = s->e, .sched = s->sched, .draining = s->draining,
-		.n_conns = s->n_conns, .uptime_ms = (now_ns() - s->t_start) / 1000000, .arch = s->arch,
+		.n_conns = s->n_conns, .uptime_ms = (clock_now_ns() - s->t_start) / 1000000, .arch = s->arch,
 	};
 	request_handle(&env, &c->gens, req, &to);
 out:
@@ -406,7 +400,7 @@ static void on_timer(struct server *s)
 	if (read(s->timer_fd, &expirations, sizeof expirations) < 0) {
 		/* EAGAIN on a spurious wake-up */
 	}
-	uint64_t now = now_ns();
+	uint64_t now = clock_now_ns();
 	struct sched_stats st;
 	sched_get_stats(s->sched, &st);
 
@@ -458,7 +452,7 @@ static void begin_drain(struct server *s, int signo)
 	}
 	uint64_t grace = (uint64_t)s->cfg->shutdown_timeout * 1000000000ull;
 	sched_drain(s->sched, grace);
-	s->drain_deadline = now_ns() + grace + 5000000000ull;
+	s->drain_deadline = clock_now_ns() + grace + 5000000000ull;
 }
 
 static bool all_flushed(const struct server *s)
@@ -483,7 +477,7 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 	struct server *s = &srv;
 	int rc = 0;
 
-	s->t_start = now_ns();
+	s->t_start = clock_now_ns();
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -526,14 +520,14 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 		log_notice("listening on %s", l->path);
 	snprintf(s->status_line, sizeof s->status_line, "Serving %s: ready", m->name);
 	notify_ready(s->status_line);
-	s->wd_progress_at = now_ns();
+	s->wd_progress_at = clock_now_ns();
 	if (s->wd_interval_us) {
 		notify_watchdog();
-		s->wd_last_ping = now_ns();
+		s->wd_last_ping = clock_now_ns();
 	}
 
 	while (!s->draining || !sched_drained(s->sched) || !all_flushed(s)) {
-		if (s->draining && now_ns() > s->drain_deadline) {
+		if (s->draining && clock_now_ns() > s->drain_deadline) {
 			log_warn("stopping with replies still unsent to slow clients");
 			break;
 		}

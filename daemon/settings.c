@@ -2,6 +2,7 @@
  * and the file, so the two cannot drift apart. */
 #include "config.h"
 
+#include "common/parse.h"
 #include "daemon/settings.h"
 
 #include <errno.h>
@@ -121,34 +122,26 @@ void daemon_default_socket(char *buf, size_t cap)
 	}
 }
 
-static int parse_u32(const char *name, const char *s, uint32_t min, uint32_t *out, struct st_err *err)
+static int opt_u32(const char *name, const char *s, uint32_t min, uint32_t *out, struct st_err *err)
 {
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || s[0] == '-' || v > UINT32_MAX || v < min)
+	uint32_t v;
+	if (parse_u32(s, &v) < 0 || v < min)
 		return st_errf(err, -EINVAL, "%s: '%s' is not an integer >= %u", name, s, min);
-	*out = (uint32_t)v;
+	*out = v;
 	return 0;
 }
 
-static int parse_bool(const char *name, const char *s, bool *out, struct st_err *err)
+static int opt_bool(const char *name, const char *s, bool *out, struct st_err *err)
 {
-	if (!s || !strcmp(s, "yes") || !strcmp(s, "true") || !strcmp(s, "1") || !strcmp(s, "on")) {
-		*out = true;
-		return 0;
-	}
-	if (!strcmp(s, "no") || !strcmp(s, "false") || !strcmp(s, "0") || !strcmp(s, "off")) {
-		*out = false;
-		return 0;
-	}
-	return st_errf(err, -EINVAL, "%s: '%s' is not yes or no", name, s);
+	if (parse_bool(s, out) < 0)
+		return st_errf(err, -EINVAL, "%s: '%s' is not yes or no", name, s);
+	return 0;
 }
 
 /* Apply one option, from either source. `name` is for messages. */
 static int apply(struct daemon_config *c, int id, const char *name, const char *val, struct st_err *err)
 {
-	uint32_t u;
+	uint32_t u = 0;
 	int rc = 0;
 
 	switch (id) {
@@ -163,17 +156,17 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 				       name, val, sizeof c->socket - 1);
 		snprintf(c->socket, sizeof c->socket, "%s", val);
 		break;
-	case OPT_CTX: rc = parse_u32(name, val, 2, &c->engine.ctx_size, err); break;
-	case OPT_PARALLEL: rc = parse_u32(name, val, 1, &c->engine.n_slots, err); break;
-	case OPT_BATCH: rc = parse_u32(name, val, 1, &c->engine.batch_size, err); break;
+	case OPT_CTX: rc = opt_u32(name, val, 2, &c->engine.ctx_size, err); break;
+	case OPT_PARALLEL: rc = opt_u32(name, val, 1, &c->engine.n_slots, err); break;
+	case OPT_BATCH: rc = opt_u32(name, val, 1, &c->engine.batch_size, err); break;
 	case OPT_THREADS:
-		rc = parse_u32(name, val, 1, &u, err);
+		rc = opt_u32(name, val, 1, &u, err);
 		if (rc == 0 && u > 1024)
 			rc = st_errf(err, -EINVAL, "%s: %u threads is too many", name, u);
 		c->engine.threads = (int)u;
 		break;
 	case OPT_BUDGET:
-		if (weights_parse_size(val, &c->engine.memory_budget) < 0)
+		if (parse_size(val, &c->engine.memory_budget) < 0)
 			rc = st_errf(err, -EINVAL, "%s: '%s' is not a size like 512M or 6G", name, val);
 		break;
 	case OPT_IO:
@@ -185,10 +178,10 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 			rc = st_errf(err, -EINVAL, "%s: '%s' is not uring or mmap", name, val);
 		break;
 	case OPT_PREFETCH:
-		rc = parse_u32(name, val, 0, &u, err);
+		rc = opt_u32(name, val, 0, &u, err);
 		c->engine.prefetch = (int)u;
 		break;
-	case OPT_MLOCK: rc = parse_bool(name, val, &c->engine.mlock, err); break;
+	case OPT_MLOCK: rc = opt_bool(name, val, &c->engine.mlock, err); break;
 	case OPT_KV_TYPE: {
 		enum st_type t;
 		if (st_type_parse(val, &t) < 0 || (t != ST_F16 && t != ST_F32))
@@ -196,11 +189,11 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 		c->engine.kv_type = t;
 		break;
 	}
-	case OPT_MAX_CLIENTS: rc = parse_u32(name, val, 1, &c->max_clients, err); break;
-	case OPT_MAX_QUEUE: rc = parse_u32(name, val, 0, &c->max_queue, err); break;
-	case OPT_MAX_FRAME: rc = parse_u32(name, val, 64, &c->max_frame, err); break;
-	case OPT_MAX_TOKENS: rc = parse_u32(name, val, 0, &c->max_tokens, err); break;
-	case OPT_SHUTDOWN_TIMEOUT: rc = parse_u32(name, val, 0, &c->shutdown_timeout, err); break;
+	case OPT_MAX_CLIENTS: rc = opt_u32(name, val, 1, &c->max_clients, err); break;
+	case OPT_MAX_QUEUE: rc = opt_u32(name, val, 0, &c->max_queue, err); break;
+	case OPT_MAX_FRAME: rc = opt_u32(name, val, 64, &c->max_frame, err); break;
+	case OPT_MAX_TOKENS: rc = opt_u32(name, val, 0, &c->max_tokens, err); break;
+	case OPT_SHUTDOWN_TIMEOUT: rc = opt_u32(name, val, 0, &c->shutdown_timeout, err); break;
 	case OPT_LOG_LEVEL:
 		if (log_parse_level(val, &c->log_level) < 0)
 			rc = st_errf(err, -EINVAL, "%s: '%s' is not err, warning, notice, info or debug",

@@ -12,9 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "gguf/gguf.h"
 #include "engine/kv.h"
 #include "engine/model.h"
@@ -52,13 +52,6 @@ struct forward {
 	struct forward_stats stats;
 	_Atomic uint64_t progress; /* layers completed, ever */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void *alloc_floats(size_t n)
 {
@@ -381,7 +374,7 @@ int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
 		struct st_err *err)
 {
 	const struct model *m = f->m;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = clock_now_ns();
 	int rc;
 
 	if (b->n == 0 || b->n > f->max_batch)
@@ -411,7 +404,7 @@ int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
 	}
 	f->stats.passes++;
 	f->stats.tokens += b->n;
-	f->stats.run_ns += now_ns() - t0;
+	f->stats.run_ns += clock_now_ns() - t0;
 	return 0;
 }
 

@@ -4,18 +4,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "common/clock.h"
 #include "engine/engine.h"
 #include "engine/model.h"
 #include "tokenizer/tokenizer.h"
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 int generate(struct engine *e, const struct gen_request *req, gen_token_fn on_token, void *user,
 	     struct gen_result *res, struct st_err *err)
@@ -29,7 +22,7 @@ int generate(struct engine *e, const struct gen_request *req, gen_token_fn on_to
 	uint8_t *want = NULL;
 	float *logits = NULL, *raw = NULL;
 	struct sampler *smp = NULL;
-	uint64_t t0 = now_ns(), t_first = 0;
+	uint64_t t0 = clock_now_ns(), t_first = 0;
 	int rc;
 
 	memset(res, 0, sizeof *res);
@@ -80,7 +73,7 @@ int generate(struct engine *e, const struct gen_request *req, gen_token_fn on_to
 		memcpy(raw, logits, (size_t)n_vocab * sizeof *raw);
 		int32_t t = sampler_sample(smp, logits, hist, n_hist);
 		if (g == 0) {
-			t_first = now_ns();
+			t_first = clock_now_ns();
 			res->prompt_ns = t_first - t0;
 		}
 		hist[n_hist++] = t;
@@ -103,7 +96,7 @@ int generate(struct engine *e, const struct gen_request *req, gen_token_fn on_to
 			goto out;
 	}
 	if (t_first)
-		res->gen_ns = now_ns() - t_first;
+		res->gen_ns = clock_now_ns() - t_first;
 	rc = 0;
 out:
 	sampler_free(smp);

@@ -32,7 +32,7 @@ fuzz_fuzz_frame_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 if FUZZING
 noinst_PROGRAMS += fuzz/fuzz-frame
 # frame.c and the generated code compiled in, for coverage (as above)
-fuzz_fuzz_frame_SOURCES = $(FUZZ_FRAME_SOURCES) proto/frame.c
+fuzz_fuzz_frame_SOURCES = $(FUZZ_FRAME_SOURCES) proto/frame.c common/utf8.c
 nodist_fuzz_fuzz_frame_SOURCES = proto/strata.pb-c.c proto/strata.pb-c.h
 fuzz_fuzz_frame_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
 fuzz_fuzz_frame_LDADD = $(PROTOBUF_C_LIBS)

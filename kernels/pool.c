@@ -13,11 +13,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
+
+#include "common/clock.h"
 #define cpu_relax() _mm_pause()
 #else
 #define cpu_relax() atomic_signal_fence(memory_order_seq_cst)
@@ -64,13 +65,6 @@ static void futex_wake(_Atomic uint32_t *addr, int n)
 	syscall(SYS_futex, (uint32_t *)addr, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* Spin until *addr != val or the spin budget is spent; returns the last value
  * seen (acquire). Reads the clock every 64 pauses only. */
 static uint32_t spin_while_equal(_Atomic uint32_t *addr, uint32_t val)
@@ -82,7 +76,7 @@ static uint32_t spin_while_equal(_Atomic uint32_t *addr, uint32_t val)
 			return v;
 		cpu_relax();
 		if ((i & 63) == 0) {
-			uint64_t t = now_ns();
+			uint64_t t = clock_now_ns();
 			if (deadline == 0)
 				deadline = t + POOL_SPIN_NS;
 			else if (t >= deadline)

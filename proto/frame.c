@@ -11,6 +11,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "common/utf8.h"
+
 static void put_be32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);
@@ -348,58 +350,6 @@ int frame_pack(const ProtobufCMessage *msg, size_t cap, uint8_t **out, size_t *o
 	return 0;
 }
 
-int frame_utf8_char(const uint8_t *s, size_t n)
-{
-	uint8_t c = s[0];
-	int len;
-	uint8_t lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-
-	if (c < 0x80)
-		return 1;
-	if (c < 0xC2) /* a continuation byte, or an overlong 2-byte form */
-		return -EILSEQ;
-	if (c < 0xE0) {
-		len = 2;
-	} else if (c < 0xF0) {
-		len = 3;
-		if (c == 0xE0)
-			lo = 0xA0; /* overlong */
-		else if (c == 0xED)
-			hi = 0x9F; /* UTF-16 surrogates */
-	} else if (c < 0xF5) {
-		len = 4;
-		if (c == 0xF0)
-			lo = 0x90; /* overlong */
-		else if (c == 0xF4)
-			hi = 0x8F; /* above U+10FFFF */
-	} else {
-		return -EILSEQ;
-	}
-	if (n < (size_t)len)
-		return -EILSEQ;
-	if (s[1] < lo || s[1] > hi)
-		return -EILSEQ;
-	for (int i = 2; i < len; i++)
-		if ((s[i] & 0xC0) != 0x80)
-			return -EILSEQ;
-	return len;
-}
-
-static bool utf8_valid(const char *str)
-{
-	const uint8_t *s = (const uint8_t *)str;
-	size_t n = strlen(str);
-
-	while (n > 0) {
-		int k = frame_utf8_char(s, n);
-		if (k < 0)
-			return false;
-		s += k;
-		n -= (size_t)k;
-	}
-	return true;
-}
-
 static int check_message(const ProtobufCMessage *m, const char **field);
 
 /* One value of field f: a string to check or a sub-message to descend into. */
@@ -409,7 +359,7 @@ static int check_value(const ProtobufCFieldDescriptor *f, const void *v, const c
 		return 0;
 	if (f->type == PROTOBUF_C_TYPE_MESSAGE)
 		return check_message(v, field);
-	if (utf8_valid(v))
+	if (utf8_valid(v, strlen(v)))
 		return 0;
 	if (field)
 		*field = f->name;

@@ -144,9 +144,4 @@ ssize_t frame_pack_into(const ProtobufCMessage *msg, size_t cap, uint8_t *dst, s
  * spells it, e.g. "prompt". (protobuf-c strings also end at the first NUL.) */
 int frame_check_utf8(const ProtobufCMessage *msg, const char **field);
 
-/* Length in bytes (1..4) of the valid UTF-8 character that starts s[0..n),
- * or -EILSEQ when s starts with an invalid or truncated sequence (overlong
- * forms, surrogates and code points above U+10FFFF are invalid). n > 0. */
-int frame_utf8_char(const uint8_t *s, size_t n);
-
 #endif

@@ -223,44 +223,6 @@ static const char *io_name(enum weights_io io)
 
 static uint64_t status_kb(const char *key);
 
-static void test_parse_size(void)
-{
-	static const struct {
-		const char *s;
-		int rc;
-		uint64_t v;
-	} cases[] = {
-		{ "0", 0, 0 },
-		{ "4096", 0, 4096 },
-		{ "512M", 0, 512ull << 20 },
-		{ "2G", 0, 2ull << 30 },
-		{ "1.5G", 0, 3ull << 29 },
-		{ "1.5GiB", 0, 3ull << 29 },
-		{ "64k", 0, 64ull << 10 },
-		{ "3T", 0, 3ull << 40 },
-		{ "10MB", 0, 10ull << 20 },
-		{ "0.5K", 0, 512 },
-		{ "18446744073709551615", 0, UINT64_MAX },
-		{ "18446744073709551616", -ERANGE, 0 },
-		{ "16777216T", -ERANGE, 0 },
-		{ "", -EINVAL, 0 },
-		{ "G", -EINVAL, 0 },
-		{ "-1G", -EINVAL, 0 },
-		{ "12X", -EINVAL, 0 },
-		{ "1.5.G", -EINVAL, 0 },
-		{ " 1G", -EINVAL, 0 },
-	};
-	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-		uint64_t v = 0;
-		int rc = weights_parse_size(cases[i].s, &v);
-		if (cases[i].rc == 0)
-			tap_ok(rc == 0 && v == cases[i].v, "parse_size(\"%s\") = %" PRIu64 " (got %d, %" PRIu64 ")",
-			       cases[i].s, cases[i].v, rc, v);
-		else
-			tap_is_int(rc, cases[i].rc, "parse_size(\"%s\") fails", cases[i].s);
-	}
-}
-
 struct shape {
 	uint32_t queue_depth, chunk_bytes, prefetch;
 };
@@ -760,7 +722,6 @@ static void test_rss(const char *dir, enum weights_io io)
 int main(void)
 {
 	log_set_level(LOG_LVL_WARNING);
-	test_parse_size();
 
 	const char *dir = tap_tmpdir();
 	char path[512];

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/parse.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
 #include "gguf/gguf.h"
@@ -53,29 +54,22 @@ static void usage(FILE *f)
 		PACKAGE_VERSION);
 }
 
-static int parse_u32(const char *opt, const char *s, uint32_t *out)
+/* An option's value, or a message naming the option and usage's exit. */
+static int arg_u32(const char *opt, const char *s, uint32_t *out)
 {
-	char *end;
-	errno = 0;
-	unsigned long v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > UINT32_MAX || s[0] == '-') {
+	if (parse_u32(s, out) < 0) {
 		fprintf(stderr, "strata-model: %s: '%s' is not a non-negative integer\n", opt, s);
 		return -EINVAL;
 	}
-	*out = (uint32_t)v;
 	return 0;
 }
 
-static int parse_float(const char *opt, const char *s, float *out)
+static int arg_float(const char *opt, const char *s, float *out)
 {
-	char *end;
-	errno = 0;
-	float v = strtof(s, &end);
-	if (errno || end == s || *end) {
+	if (parse_float(s, out) < 0) {
 		fprintf(stderr, "strata-model: %s: '%s' is not a number\n", opt, s);
 		return -EINVAL;
 	}
-	*out = v;
 	return 0;
 }
 
@@ -298,14 +292,14 @@ static int cmd_generate(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "n:t:s:p:", opts, NULL)) != -1) {
 		int rc = 0;
 		switch (c) {
-		case 'n': rc = parse_u32("-n", optarg, &n_predict); break;
+		case 'n': rc = arg_u32("-n", optarg, &n_predict); break;
 		case O_PROMPT: case 'p': prompt = optarg; break;
-		case O_TEMP: rc = parse_float("--temperature", optarg, &sp.temperature); break;
-		case O_TOPK: rc = parse_u32("--top-k", optarg, &u); sp.top_k = (int32_t)u; break;
-		case O_TOPP: rc = parse_float("--top-p", optarg, &sp.top_p); break;
-		case O_MINP: rc = parse_float("--min-p", optarg, &sp.min_p); break;
-		case O_REPP: rc = parse_float("--repeat-penalty", optarg, &sp.repeat_penalty); break;
-		case O_REPN: rc = parse_u32("--repeat-last-n", optarg, &u); sp.repeat_last_n = (int32_t)u; break;
+		case O_TEMP: rc = arg_float("--temperature", optarg, &sp.temperature); break;
+		case O_TOPK: rc = arg_u32("--top-k", optarg, &u); sp.top_k = (int32_t)u; break;
+		case O_TOPP: rc = arg_float("--top-p", optarg, &sp.top_p); break;
+		case O_MINP: rc = arg_float("--min-p", optarg, &sp.min_p); break;
+		case O_REPP: rc = arg_float("--repeat-penalty", optarg, &sp.repeat_penalty); break;
+		case O_REPN: rc = arg_u32("--repeat-last-n", optarg, &u); sp.repeat_last_n = (int32_t)u; break;
 		case O_SEED: case 's': {
 			char *end;
 			errno = 0;
@@ -322,9 +316,9 @@ static int cmd_generate(int argc, char **argv)
 		case O_NOBOS: bos = 0; break;
 		case O_ECHO: echo = true; break;
 		case O_IGNEOS: ignore_eos = true; break;
-		case O_THREADS: case 't': rc = parse_u32("--threads", optarg, &u); cfg.threads = (int)u; break;
-		case O_CTX: rc = parse_u32("--ctx-size", optarg, &cfg.ctx_size); break;
-		case O_BATCH: rc = parse_u32("--batch-size", optarg, &cfg.batch_size); break;
+		case O_THREADS: case 't': rc = arg_u32("--threads", optarg, &u); cfg.threads = (int)u; break;
+		case O_CTX: rc = arg_u32("--ctx-size", optarg, &cfg.ctx_size); break;
+		case O_BATCH: rc = arg_u32("--batch-size", optarg, &cfg.batch_size); break;
 		case O_KVTYPE: {
 			enum st_type t;
 			if (st_type_parse(optarg, &t) < 0 || (t != ST_F16 && t != ST_F32)) {
@@ -335,7 +329,7 @@ static int cmd_generate(int argc, char **argv)
 			break;
 		}
 		case O_BUDGET:
-			rc = weights_parse_size(optarg, &cfg.memory_budget);
+			rc = parse_size(optarg, &cfg.memory_budget);
 			if (rc < 0)
 				fprintf(stderr, "strata-model: --memory-budget: '%s' is not a size like 512M or 2G\n", optarg);
 			break;
@@ -349,7 +343,7 @@ static int cmd_generate(int argc, char **argv)
 				rc = -EINVAL;
 			}
 			break;
-		case O_PREFETCH: rc = parse_u32("--prefetch", optarg, &u); cfg.prefetch = (int)u; break;
+		case O_PREFETCH: rc = arg_u32("--prefetch", optarg, &u); cfg.prefetch = (int)u; break;
 		case O_MLOCK: cfg.mlock = true; break;
 		case O_VERBOSE: verbose = true; log_set_level(LOG_LVL_INFO); break;
 		default: return EXIT_USAGE;
@@ -488,19 +482,19 @@ static int cmd_synth(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		int rc = 0;
 		switch (c) {
-		case O_EMBD: rc = parse_u32("--n-embd", optarg, &p.n_embd); break;
-		case O_LAYER: rc = parse_u32("--n-layer", optarg, &p.n_layer); break;
-		case O_HEAD: rc = parse_u32("--n-head", optarg, &p.n_head); break;
-		case O_HEADKV: rc = parse_u32("--n-head-kv", optarg, &p.n_head_kv); break;
-		case O_FF: rc = parse_u32("--n-ff", optarg, &p.n_ff); break;
-		case O_CTX: rc = parse_u32("--ctx", optarg, &p.n_ctx); break;
+		case O_EMBD: rc = arg_u32("--n-embd", optarg, &p.n_embd); break;
+		case O_LAYER: rc = arg_u32("--n-layer", optarg, &p.n_layer); break;
+		case O_HEAD: rc = arg_u32("--n-head", optarg, &p.n_head); break;
+		case O_HEADKV: rc = arg_u32("--n-head-kv", optarg, &p.n_head_kv); break;
+		case O_FF: rc = arg_u32("--n-ff", optarg, &p.n_ff); break;
+		case O_CTX: rc = arg_u32("--ctx", optarg, &p.n_ctx); break;
 		case O_NVOCAB: {
 			uint32_t nv = 0;
-			rc = parse_u32("--n-vocab", optarg, &nv);
+			rc = arg_u32("--n-vocab", optarg, &nv);
 			p.n_vocab = nv;
 			break;
 		}
-		case O_SEED: rc = parse_u32("--seed", optarg, &seed32); p.seed = seed32; break;
+		case O_SEED: rc = arg_u32("--seed", optarg, &seed32); p.seed = seed32; break;
 		case O_TYPE: {
 			enum st_type t;
 			if (st_type_parse(optarg, &t) < 0) {

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 /* The kernel refuses to register one buffer over 1 GiB. */
@@ -70,13 +71,6 @@ struct uring_reader {
 	uint64_t busy_since_ns;	 /* when busy last went from 0 to 1 */
 	struct uring_reader_stats st;
 };
-
-static uint64_t ur_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* ---- ring setup (runs on the reader thread) ---- */
 
@@ -283,7 +277,7 @@ static void ur_chunk_release(struct uring_reader *r, struct ur_chunk *c)
 	c->req = NULL;
 	r->free_idx[r->n_free++] = (uint32_t)(c - r->chunks);
 	if (--r->busy == 0)
-		r->st.busy_ns += ur_now_ns() - r->busy_since_ns;
+		r->st.busy_ns += clock_now_ns() - r->busy_since_ns;
 	q->inflight--;
 	ur_maybe_finish(r, q);
 }
@@ -318,7 +312,7 @@ static void ur_fill(struct uring_reader *r)
 				break;
 			r->n_free--;
 			if (r->busy++ == 0)
-				r->busy_since_ns = ur_now_ns();
+				r->busy_since_ns = clock_now_ns();
 		} else {
 			break;
 		}
@@ -559,7 +553,7 @@ void uring_reader_get_stats(struct uring_reader *r, struct uring_reader_stats *o
 	pthread_mutex_lock(&r->mu);
 	*out = r->st;
 	if (r->busy > 0)
-		out->busy_ns += ur_now_ns() - r->busy_since_ns;
+		out->busy_ns += clock_now_ns() - r->busy_since_ns;
 	pthread_mutex_unlock(&r->mu);
 }
 

@@ -17,9 +17,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "weights/uring_reader.h"
 
@@ -105,13 +105,6 @@ struct weights {
 	uint64_t stall_ns, mmap_bytes, mmap_ns, n_acquires, n_stalls, n_misses, n_read_errors;
 };
 
-static uint64_t w_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static uint64_t w_align_down(uint64_t x, uint64_t a)
 {
 	return x / a * a;
@@ -137,59 +130,6 @@ static const char *w_size_str(uint64_t n, char *buf, size_t cap)
 	else
 		snprintf(buf, cap, "%.*f %s", v < 10 ? 2 : 1, v, units[u]);
 	return buf;
-}
-
-/* ---- sizes ---- */
-
-int weights_parse_size(const char *s, uint64_t *out)
-{
-	if (!s || !((*s >= '0' && *s <= '9') || *s == '.'))
-		return -EINVAL;
-	const char *p = s;
-	uint64_t whole = 0;
-	bool digits = false;
-	for (; *p >= '0' && *p <= '9'; p++) {
-		unsigned d = (unsigned)(*p - '0');
-		if (whole > (UINT64_MAX - d) / 10)
-			return -ERANGE;
-		whole = whole * 10 + d;
-		digits = true;
-	}
-	double frac = 0, scale = 0.1;
-	if (*p == '.') {
-		for (p++; *p >= '0' && *p <= '9'; p++) {
-			frac += (*p - '0') * scale;
-			scale /= 10;
-			digits = true;
-		}
-	}
-	if (!digits)
-		return -EINVAL;
-	unsigned shift = 0;
-	switch (*p) {
-	case 'k': case 'K': shift = 10; p++; break;
-	case 'm': case 'M': shift = 20; p++; break;
-	case 'g': case 'G': shift = 30; p++; break;
-	case 't': case 'T': shift = 40; p++; break;
-	default: break;
-	}
-	if (shift && *p == 'i')
-		p++;
-	if (*p == 'B' || *p == 'b')
-		p++;
-	if (*p != '\0')
-		return -EINVAL;
-	if (shift && whole > (UINT64_MAX >> shift))
-		return -ERANGE;
-	uint64_t v = whole << shift;
-	if (frac > 0) {
-		double f = floor(frac * (double)(1ull << shift));
-		if ((double)(UINT64_MAX - v) < f)
-			return -ERANGE;
-		v += (uint64_t)f;
-	}
-	*out = v;
-	return 0;
 }
 
 /* ---- the plan ---- */
@@ -920,7 +860,7 @@ static int w_slot_collect(struct weights *w, uint32_t s, uint64_t *bad_off, uint
 	struct w_slot *sl = &w->slots[s];
 	if (!sl->reading)
 		return 0;
-	uint64_t t0 = w_now_ns();
+	uint64_t t0 = clock_now_ns();
 	int rc = 0;
 	if (w->io == WEIGHTS_IO_URING) {
 		if (!uring_reader_done(w->reader, &sl->req))
@@ -945,13 +885,13 @@ static int w_slot_collect(struct weights *w, uint32_t s, uint64_t *bad_off, uint
 			rc = w_mmap_populate(w, w->ext[wu->first_ext + i].file_off,
 					     w->ext[wu->first_ext + i].need, bad_off);
 		*bad_end = w_align_down(*bad_off, w->page) + w->page;
-		w->mmap_ns += w_now_ns() - t0;
+		w->mmap_ns += clock_now_ns() - t0;
 		w->n_stalls++;
 		if (rc == 0)
 			for (uint32_t i = 0; i < wu->n_ext; i++)
 				w->mmap_bytes += w_ext_file_bytes(w, &w->ext[wu->first_ext + i]);
 	}
-	w->stall_ns += w_now_ns() - t0;
+	w->stall_ns += clock_now_ns() - t0;
 	sl->reading = false;
 	return rc;
 }

@@ -129,9 +129,4 @@ void weights_get_stats(const struct weights *w, struct weights_stats *out);
  * have been released (pointers die here). */
 void weights_close(struct weights *w);
 
-/* Parse a size for --memory-budget: bytes ("123456"), or a number with a binary suffix
- * K, M, G, T (1024-based; "KiB", "MB", "g" also accepted), fractions allowed ("1.5G").
- * Returns 0, or -EINVAL (not a size) / -ERANGE (over 2^64). */
-int weights_parse_size(const char *s, uint64_t *out);
-
 #endif

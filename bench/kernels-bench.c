@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/quant.h"
 
 static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
@@ -91,9 +92,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: %s [rows [cols]]  (cols a multiple of 32)\n", argv[0]);
 		return 2;
 	}
-	dot_force_isa(NULL);
+	isa_force(NULL);
 	printf("# %lld x %lld matrix-vector product, one thread; best ISA here: %s\n", (long long)rows,
-	       (long long)cols, dot_isa());
+	       (long long)cols, isa_name());
 	printf("# GB/s = weight bytes / second (1 GB = 1e9 B); memcpy GB/s = bytes copied / second\n");
 	printf("# x read: against a read-only pass over the same bytes (the ceiling for a GEMV)\n");
 	printf("# rel dif: max |y - y_scalar| / max |y_scalar|; deq GB/s: quant_dequantize_row, weight bytes\n");
@@ -140,7 +141,7 @@ int main(int argc, char **argv)
 			t_copy = fmin(t_copy, now() - t0);
 			t_read = fmin(t_read, time_read(w, bytes));
 			for (size_t k = 0; k < N_ISAS; k++) {
-				if ((k == 0 && r >= 2) || dot_force_isa(isas[k]) != 0)
+				if ((k == 0 && r >= 2) || isa_force(isas[k]) != 0)
 					continue; /* scalar: 2 rounds are plenty */
 				dot_prepare_act(type, x, act, cols);
 				t_dot[k] = fmin(t_dot[k], time_gemv(dot_get(type), w, row_bytes, act,
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
 		free(copy);
 		free(w);
 	}
-	dot_force_isa(NULL);
+	isa_force(NULL);
 	free(act);
 	free(row);
 	free(y);

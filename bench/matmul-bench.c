@@ -15,6 +15,7 @@
 
 #include "kernels/blas.h"
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
 #include "kernels/quant.h"
@@ -122,7 +123,7 @@ int main(int argc, char **argv)
 	const struct matmul_w wf32 = { ST_F32, n_in, n_out, wf };
 
 	printf("matmul-bench: %lldx%lld (n_out x n_in), dot kernels: %s\n", (long long)n_out,
-	       (long long)n_in, dot_isa());
+	       (long long)n_in, isa_name());
 	for (int nth = 1; nth <= 2; nth++) {
 		struct pool *pool;
 		struct matmul_ctx *c;

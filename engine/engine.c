@@ -16,6 +16,7 @@
 #include "tokenizer/tokenizer.h"
 #include "kernels/blas.h"
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/pool.h"
 #include "kernels/types.h"
 
@@ -223,7 +224,7 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
 		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), st_type_name(m->main_type),
 		     e->cfg.ctx_size, e->cfg.n_slots, st_type_name(e->kv->type),
-		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, dot_isa(),
+		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, isa_name(),
 		     blas_core_name());
 	if (n < 0 || (size_t)n >= cap)
 		return;

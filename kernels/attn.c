@@ -1,7 +1,7 @@
 /* attn.c: single-query grouped-query attention over an F32/F16 KV cache (see
  * attn.h): scores = q·k * scale, softmax, weighted sum of v. The q·k loop and
  * the v accumulation have AVX2 and AVX-512 versions (target attributes, run
- * on the instruction set dot_isa() names); attn_ref is the double-precision
+ * on the instruction set isa_name() names); attn_ref is the double-precision
  * scalar definition. Not a place for masks, ALiBi or batched queries. */
 #include "kernels/attn.h"
 
@@ -9,8 +9,9 @@
 #include <math.h>
 #include <string.h>
 
-#include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/ops.h"
+#include "kernels/simd_x86.h"
 #include "kernels/types.h"
 
 #if defined(__x86_64__)
@@ -78,14 +79,6 @@ static void wsum_f16_scalar(const struct attn_args *a, const float *p, int64_t o
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 
-T_AVX2 static inline float hsum256(__m256 v)
-{
-	__m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	x = _mm_add_ps(x, _mm_movehl_ps(x, x));
-	x = _mm_add_ss(x, _mm_movehdup_ps(x));
-	return _mm_cvtss_f32(x);
-}
-
 T_AVX2 static inline __m256 load8_f16(const uint16_t *p)
 {
 	return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
@@ -102,7 +95,7 @@ T_AVX2 static inline __m256 load8_f16(const uint16_t *p)
 			__m256 acc = _mm256_setzero_ps();                                \
 			for (int64_t i = 0; i < n8; i += 8)                              \
 				acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), LOAD8(k + i), acc); \
-			float r = hsum256(acc);                                          \
+			float r = simd_hsum256(acc);                                          \
 			for (int64_t i = n8; i < n; i++)                                 \
 				r += q[i] * TO_F32(k[i]);                                \
 			s[t] = r * a->scale;                                             \
@@ -224,11 +217,11 @@ WSUM_AVX512(wsum_f16_avx512, uint16_t, load16_f16, st_fp16_to_f32)
 
 enum attn_isa { ISA_SCALAR, ISA_AVX2, ISA_AVX512 };
 
-/* Follow the dot kernels' choice (dot_isa), so one dot_force_isa() moves
- * every kernel of the process and tests can run each path on one CPU. */
+/* Follow the one choice of instruction set (isa.h), so one isa_force()
+ * moves every kernel of the process and tests can run each path on one CPU. */
 static enum attn_isa attn_isa(void)
 {
-	const char *isa = dot_isa();
+	const char *isa = isa_name();
 	if (strncmp(isa, "avx512", 6) == 0)
 		return ISA_AVX512;
 	if (strcmp(isa, "avx2") == 0)

@@ -1,19 +1,15 @@
 /* dot.c: the scalar reference dot products (the definition each SIMD kernel
- * is tested against), activation preparation, and the one-time choice of
- * instruction set. The SIMD kernels live in dot_avx2.c and dot_avx512.c;
- * nothing here knows about matrices or threads. */
+ * is tested against), activation preparation, and the lookup of the kernel
+ * for the instruction set in use (isa.h). The SIMD kernels live in
+ * dot_avx2.c and dot_avx512.c; nothing here knows about matrices or threads. */
 #include "kernels/dot.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <string.h>
 
-#include "kernels/dot_isa.h"
+#include "kernels/isa.h"
 #include "kernels/quant.h"
-
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
 
 /* ---- references: plain loops, read them as the definition ---- */
 
@@ -82,110 +78,14 @@ static float dot_q4_0_ref(const void *vw, const void *vx, int64_t n)
 	return sum;
 }
 
-static const struct dot_isa dot_isa_scalar = {
-	.name = "scalar",
-	.dot = {
-		[ST_F32] = dot_f32_ref,
-		[ST_F16] = dot_f16_ref,
-		[ST_BF16] = dot_bf16_ref,
-		[ST_Q8_0] = dot_q8_0_ref,
-		[ST_Q4_0] = dot_q4_0_ref,
-	},
-	/* dequant and quant_q8_0 all NULL: quant.c runs its references */
+/* The references by weight type: what a NULL entry of a kernel set means. */
+static const dot_fn dot_refs[ST_TYPE_COUNT] = {
+	[ST_F32] = dot_f32_ref,
+	[ST_F16] = dot_f16_ref,
+	[ST_BF16] = dot_bf16_ref,
+	[ST_Q8_0] = dot_q8_0_ref,
+	[ST_Q4_0] = dot_q4_0_ref,
 };
-
-/* ---- choosing the instruction set ---- */
-
-static bool cpu_scalar(void)
-{
-	return true;
-}
-
-#if defined(__x86_64__)
-/* __builtin_cpu_supports checks that the OS saves the wide registers too;
- * F16C is read from CPUID because clang's builtin does not know its name. */
-static bool cpu_avx2(void)
-{
-	unsigned eax, ebx, ecx, edx;
-	if (!__get_cpuid(1, &eax, &ebx, &ecx, &edx) || !(ecx & bit_F16C))
-		return false;
-	return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-
-static bool cpu_avx512(void)
-{
-	return cpu_avx2() && __builtin_cpu_supports("avx512f") &&
-	       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-}
-
-static bool cpu_avx512vnni(void)
-{
-	return cpu_avx512() && __builtin_cpu_supports("avx512vnni");
-}
-#endif
-
-/* Best first: auto-detection takes the first one the CPU runs. */
-static const struct {
-	const struct dot_isa *isa;
-	bool (*runs)(void);
-} dot_isas[] = {
-#if defined(__x86_64__)
-	{ &dot_isa_avx512vnni, cpu_avx512vnni },
-	{ &dot_isa_avx512, cpu_avx512 },
-	{ &dot_isa_avx2, cpu_avx2 },
-#endif
-	{ &dot_isa_scalar, cpu_scalar },
-};
-
-#define N_ISAS (sizeof dot_isas / sizeof dot_isas[0])
-
-/* Written once by the first caller (threads racing there compute the same
- * answer) or by dot_force_isa(); read by every kernel lookup. */
-static const struct dot_isa *dot_active;
-
-static const struct dot_isa *dot_isa_best(void)
-{
-	for (size_t i = 0; i < N_ISAS; i++)
-		if (dot_isas[i].runs())
-			return dot_isas[i].isa;
-	return &dot_isa_scalar;
-}
-
-const struct dot_isa *dot_isa_active(void)
-{
-	const struct dot_isa *isa = __atomic_load_n(&dot_active, __ATOMIC_ACQUIRE);
-	if (isa == NULL) {
-		isa = dot_isa_best();
-		__atomic_store_n(&dot_active, isa, __ATOMIC_RELEASE);
-	}
-	return isa;
-}
-
-int dot_force_isa(const char *name)
-{
-	if (name == NULL) {
-		__atomic_store_n(&dot_active, dot_isa_best(), __ATOMIC_RELEASE);
-		return 0;
-	}
-	for (size_t i = 0; i < N_ISAS; i++) {
-		if (strcmp(dot_isas[i].isa->name, name) != 0)
-			continue;
-		if (!dot_isas[i].runs())
-			return -ENOTSUP;
-		__atomic_store_n(&dot_active, dot_isas[i].isa, __ATOMIC_RELEASE);
-		return 0;
-	}
-	/* a name we know of but this build has no code for (non-x86) */
-	if (strcmp(name, "avx2") == 0 || strcmp(name, "avx512") == 0 ||
-	    strcmp(name, "avx512vnni") == 0)
-		return -ENOTSUP;
-	return -EINVAL;
-}
-
-const char *dot_isa(void)
-{
-	return dot_isa_active()->name;
-}
 
 /* ---- the public lookups ---- */
 
@@ -193,13 +93,13 @@ dot_fn dot_get(uint32_t wtype)
 {
 	if (wtype >= ST_TYPE_COUNT)
 		return NULL;
-	dot_fn fn = dot_isa_active()->dot[wtype];
-	return fn ? fn : dot_isa_scalar.dot[wtype];
+	dot_fn fn = isa_active()->dot[wtype];
+	return fn ? fn : dot_refs[wtype];
 }
 
 dot_fn dot_get_ref(uint32_t wtype)
 {
-	return wtype < ST_TYPE_COUNT ? dot_isa_scalar.dot[wtype] : NULL;
+	return wtype < ST_TYPE_COUNT ? dot_refs[wtype] : NULL;
 }
 
 uint32_t dot_act_type(uint32_t wtype)

@@ -2,7 +2,9 @@
  * activation quantization). Built without global -m flags: each function
  * carries its target, and dot.c calls them only on a CPU that has it.
  * Not here: the definitions (the references in dot.c and quant.c). */
-#include "kernels/dot_isa.h"
+#include "kernels/isa.h"
+#include "kernels/quant_ref.h"
+#include "kernels/simd_x86.h"
 
 #if defined(__x86_64__)
 
@@ -11,14 +13,6 @@
 #include <immintrin.h>
 
 #define TARGET __attribute__((target("avx2,fma,f16c")))
-
-static inline TARGET float hsum_ps(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
 
 static inline TARGET float f16(uint16_t h)
 {
@@ -46,7 +40,7 @@ static TARGET float dot_f32(const void *vw, const void *vx, int64_t n)
 		a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
 		a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
 	}
-	return hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	return simd_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 static TARGET float dot_f16(const void *vw, const void *vx, int64_t n)
@@ -63,7 +57,7 @@ static TARGET float dot_f16(const void *vw, const void *vx, int64_t n)
 		a3 = _mm256_fmadd_ps(W(24), _mm256_loadu_ps(x + i + 24), a3);
 #undef W
 	}
-	return hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	return simd_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 static TARGET float dot_bf16(const void *vw, const void *vx, int64_t n)
@@ -78,7 +72,7 @@ static TARGET float dot_bf16(const void *vw, const void *vx, int64_t n)
 		a2 = _mm256_fmadd_ps(load_bf16(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
 		a3 = _mm256_fmadd_ps(load_bf16(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
 	}
-	return hsum_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+	return simd_hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 /* ---- quantized weights, Q8_0 activations ---- */
@@ -124,7 +118,7 @@ static TARGET float dot_q8_0(const void *vw, const void *vx, int64_t n)
 					      _mm256_loadu_si256((const __m256i *)x[b].qs));
 		a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(w[b].d) * f16(x[b].d)), _mm256_cvtepi32_ps(s0), a0);
 	}
-	return hsum_ps(_mm256_add_ps(a0, a1));
+	return simd_hsum256(_mm256_add_ps(a0, a1));
 }
 
 static TARGET float dot_q4_0(const void *vw, const void *vx, int64_t n)
@@ -147,7 +141,7 @@ static TARGET float dot_q4_0(const void *vw, const void *vx, int64_t n)
 		const __m256i s0 = mul_sum_i8(q4_0_bytes(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
 		a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(w[b].d) * f16(x[b].d)), _mm256_cvtepi32_ps(s0), a0);
 	}
-	return hsum_ps(_mm256_add_ps(a0, a1));
+	return simd_hsum256(_mm256_add_ps(a0, a1));
 }
 
 /* ---- dequantization: the same single rounding (q * d) as the reference,
@@ -255,7 +249,7 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 	}
 }
 
-const struct dot_isa dot_isa_avx2 = {
+const struct kernel_set kernels_avx2 = {
 	.name = "avx2",
 	.dot = {
 		[ST_F32] = dot_f32,

@@ -7,7 +7,9 @@
  * and our activations are f32 by contract; widening bf16 weights is two
  * cheap integer ops and the kernel is bound by memory, not arithmetic
  * (bench/kernels-bench.c measures it). */
-#include "kernels/dot_isa.h"
+#include "kernels/isa.h"
+#include "kernels/quant_ref.h"
+#include "kernels/simd_x86.h"
 
 #if defined(__x86_64__)
 
@@ -239,19 +241,11 @@ static inline TARGET __m512 pick2(__m512 s8, int k)
 		if (b < nb) {                                                                    \
 			const __m256i i0 = DOT256(WLOAD1(w[b].qs),                               \
 						  _mm256_loadu_si256((const __m256i *)x[b].qs));   \
-			sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(i0),                     \
+			sum += simd_hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(i0),                     \
 						     _mm256_set1_ps(f16(w[b].d) * f16(x[b].d))));  \
 		}                                                                                \
 		return sum;                                                                      \
 	}
-
-static inline TARGET float hsum256(__m256 v)
-{
-	__m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-	s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-	s = _mm_add_ss(s, _mm_movehdup_ps(s));
-	return _mm_cvtss_f32(s);
-}
 
 #define LOAD_Q8_2(a, b) load2x32(a, b)
 #define LOAD_Q8_1(a) _mm256_loadu_si256((const __m256i *)(a))
@@ -362,7 +356,7 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 	},                                       \
 	.quant_q8_0 = quant_q8_0
 
-const struct dot_isa dot_isa_avx512 = {
+const struct kernel_set kernels_avx512 = {
 	.name = "avx512",
 	.dot = {
 		[ST_F32] = dot_f32,
@@ -374,7 +368,7 @@ const struct dot_isa dot_isa_avx512 = {
 	COMMON_ENTRIES,
 };
 
-const struct dot_isa dot_isa_avx512vnni = {
+const struct kernel_set kernels_avx512vnni = {
 	.name = "avx512vnni",
 	.dot = {
 		[ST_F32] = dot_f32,

@@ -6,9 +6,11 @@ kernels_libkernels_a_SOURCES = \
 
 kernels_libkernels_a_SOURCES += kernels/types.c
 
-# quant, dot (per-ISA kernels). The SIMD files need no -m flags: each
-# function names its target and dot.c dispatches on the running CPU.
-kernels_libkernels_a_SOURCES += kernels/quant.c kernels/dot.c kernels/dot_isa.h \
+# isa (which instruction set), quant_ref (the definitions), quant and dot
+# (per-ISA kernels). The SIMD files need no -m flags: each function names its
+# target and isa.c picks the set the running CPU runs.
+kernels_libkernels_a_SOURCES += kernels/isa.c kernels/isa.h kernels/simd_x86.h \
+	kernels/quant_ref.c kernels/quant_ref.h kernels/quant.c kernels/dot.c \
 	kernels/dot_avx2.c kernels/dot_avx512.c
 check_PROGRAMS += tests/test-quant tests/test-dot
 TESTS += tests/test-quant tests/test-dot

@@ -16,6 +16,7 @@
 #include "kernels/dot.h"
 #include "kernels/pool.h"
 #include "kernels/quant.h"
+#include "kernels/quant_ref.h"
 #include "kernels/types.h"
 
 /* f32 bytes of one thread's dequantized panel. Each sgemm call packs x

@@ -1,5 +1,5 @@
 /* test-attn.c: attn_heads on every instruction set this CPU runs (chosen
- * with dot_force_isa) against attn_ref for F32 and F16 caches, GQA groupings
+ * with isa_force) against attn_ref for F32 and F16 caches, GQA groupings
  * 8/4, 8/8, 64/8, n_kv 1..300, odd head dims and padded row strides; plus a
  * hand case and the head split. */
 #include <math.h>
@@ -9,6 +9,7 @@
 
 #include "kernels/attn.h"
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
 
@@ -91,7 +92,7 @@ static void test_vs_ref(uint32_t type, int64_t n_head, int64_t n_head_kv, int64_
 		free(k);
 	}
 	tap_ok(bad == 0, "attn %s %s %lld/%lld heads, head_dim %lld, n_kv 1..300: max rel err %.3g <= 1e-5",
-	       dot_isa(), type == ST_F16 ? "f16" : "f32", (long long)n_head, (long long)n_head_kv,
+	       isa_name(), type == ST_F16 ? "f16" : "f32", (long long)n_head, (long long)n_head_kv,
 	       (long long)hd, worst);
 }
 
@@ -117,8 +118,8 @@ static void test_hand(uint32_t type)
 	attn_heads(&a, 0, 1);
 	/* f16 rounds ln 3 to 1.0986328 (p1 = 0.74998), hence the tolerance. */
 	const double tol = f16 ? 2e-4 : 1e-6;
-	tap_is_near(out[0], 1.0, tol, "attn %s %s hand case: out[0] = 4/4", dot_isa(), f16 ? "f16" : "f32");
-	tap_is_near(out[1], -1.0, tol, "attn %s %s hand case: out[1] = 8/4 - 4*3/4", dot_isa(),
+	tap_is_near(out[0], 1.0, tol, "attn %s %s hand case: out[0] = 4/4", isa_name(), f16 ? "f16" : "f32");
+	tap_is_near(out[1], -1.0, tol, "attn %s %s hand case: out[1] = 8/4 - 4*3/4", isa_name(),
 		    f16 ? "f16" : "f32");
 }
 
@@ -168,7 +169,7 @@ int main(void)
 	};
 	static const char *const isas[] = { "scalar", "avx2", "avx512" };
 	for (size_t ii = 0; ii < sizeof isas / sizeof isas[0]; ii++) {
-		if (dot_force_isa(isas[ii]) != 0) {
+		if (isa_force(isas[ii]) != 0) {
 			tap_skip("%s: this CPU or build cannot run it", isas[ii]);
 			continue;
 		}
@@ -180,6 +181,6 @@ int main(void)
 		}
 		test_range();
 	}
-	dot_force_isa(NULL);
+	isa_force(NULL);
 	return tap_done();
 }

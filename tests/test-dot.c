@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/quant.h"
+#include "kernels/quant_ref.h"
 #include "tests/tap.h"
 
 /* Tolerances on random data, |fast - ref| <= tol, with u = 2^-24 (the f32
@@ -119,7 +121,7 @@ static void test_contract(void)
 	tap_is_int((int64_t)dot_act_bytes(ST_F16, 4096), 4096 * 4, "act bytes for f16, n=4096");
 	tap_ok(dot_get(ST_Q4_K) == NULL && dot_get_ref(ST_Q5_0) == NULL && dot_get(99) == NULL,
 	       "no kernel for q4_k, q5_0 or an unknown id");
-	tap_is_int(dot_force_isa("sse9"), -EINVAL, "dot_force_isa of an unknown name: -EINVAL");
+	tap_is_int(isa_force("sse9"), -EINVAL, "isa_force of an unknown name: -EINVAL");
 
 	float x[4096];
 	uint8_t a[4096 * 4], b[4096 * 4];
@@ -271,14 +273,14 @@ int main(void)
 
 	test_contract();
 	for (size_t i = 0; i < N_ISAS; i++) {
-		int rc = dot_force_isa(isas[i]);
+		int rc = isa_force(isas[i]);
 		if (rc == -ENOTSUP) {
 			tap_skip("%s: this CPU or build cannot run it", isas[i]);
 			continue;
 		}
-		if (!tap_is_int(rc, 0, "dot_force_isa(%s)", isas[i]))
+		if (!tap_is_int(rc, 0, "isa_force(%s)", isas[i]))
 			continue;
-		tap_is_str(dot_isa(), isas[i], "%s is in use", isas[i]);
+		tap_is_str(isa_name(), isas[i], "%s is in use", isas[i]);
 		for (size_t ti = 0; ti < N_TYPES; ti++) {
 			if (!tap_ok(dot_get(types[ti]) != NULL, "%s %s: has a kernel", isas[i],
 				    st_type_name(types[ti])))
@@ -288,7 +290,18 @@ int main(void)
 			test_nonfinite(isas[i], types[ti], w, act, x);
 		}
 	}
-	tap_is_int(dot_force_isa(NULL), 0, "back to the best set: %s", dot_isa());
+	tap_is_int(isa_force(NULL), 0, "back to the best set: %s", isa_name());
+
+	/* STRATA_ISA forces a lower set for the whole process (tests of the
+	 * lower paths on a machine that has a higher one) */
+	setenv("STRATA_ISA", "scalar", 1);
+	isa_force(NULL);
+	tap_is_str(isa_name(), "scalar", "STRATA_ISA=scalar is obeyed");
+	setenv("STRATA_ISA", "sse9", 1);
+	isa_force(NULL);
+	tap_ok(strcmp(isa_name(), "scalar") != 0, "an unknown STRATA_ISA is ignored: %s", isa_name());
+	unsetenv("STRATA_ISA");
+	isa_force(NULL);
 
 	free(x);
 	free(act);

@@ -13,6 +13,7 @@
 #include "gguf/gguf.h"
 #include "engine/model.h"
 #include "kernels/quant.h"
+#include "kernels/quant_ref.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
 #include "tools/synth.h"

@@ -26,6 +26,7 @@
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
 #include "kernels/quant.h"
+#include "kernels/quant_ref.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
 

@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/quant.h"
+#include "kernels/quant_ref.h"
 #include "tests/tap.h"
 
 static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
@@ -440,16 +442,16 @@ int main(void)
 	test_special_blocks();
 	test_error_bounds();
 	for (size_t i = 0; i < N_ISAS; i++) {
-		int rc = dot_force_isa(isas[i]);
+		int rc = isa_force(isas[i]);
 		if (rc == -ENOTSUP) {
 			tap_skip("%s: this CPU or build cannot run it", isas[i]);
 			continue;
 		}
-		if (!tap_is_int(rc, 0, "dot_force_isa(%s)", isas[i]))
+		if (!tap_is_int(rc, 0, "isa_force(%s)", isas[i]))
 			continue;
-		tap_is_str(dot_isa(), isas[i], "%s is in use", isas[i]);
+		tap_is_str(isa_name(), isas[i], "%s is in use", isas[i]);
 		test_isa(isas[i]);
 	}
-	tap_is_int(dot_force_isa(NULL), 0, "back to the best set: %s", dot_isa());
+	tap_is_int(isa_force(NULL), 0, "back to the best set: %s", isa_name());
 	return tap_done();
 }

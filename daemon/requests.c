@@ -21,6 +21,7 @@
 #include "gguf/gguf.h"
 #include "common/log.h"
 #include "engine/model.h"
+#include "tokenizer/detok.h"
 #include "tokenizer/tokenizer.h"
 #include "kernels/types.h"
 

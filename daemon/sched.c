@@ -20,6 +20,7 @@
 #include "engine/engine.h"
 #include "common/log.h"
 #include "engine/model.h"
+#include "tokenizer/detok.h"
 #include "tokenizer/tokenizer.h"
 
 struct seq {

@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "gguf/gguf.h"
-#include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_bpe.h"
+#include "tokenizer/tok_vocab.h"
+#include "tokenizer/detok.h"
 #include "tokenizer/tokenizer.h"
 #include "common/utf8.h"
 #include "tests/tap.h"

@@ -5,7 +5,11 @@
 noinst_LIBRARIES += tokenizer/libtokenizer.a
 tokenizer_libtokenizer_a_SOURCES = \
 	tokenizer/tokenizer.c tokenizer/tokenizer.h tokenizer/tok_internal.h \
-	tokenizer/tok_spm.c tokenizer/tok_bpe.c \
+	tokenizer/detok.c tokenizer/detok.h \
+	tokenizer/tok_vocab.c tokenizer/tok_vocab.h \
+	tokenizer/tok_merge.c tokenizer/tok_merge.h \
+	tokenizer/tok_spm.c tokenizer/tok_spm.h \
+	tokenizer/tok_bpe.c tokenizer/tok_bpe.h \
 	tokenizer/unicode.c tokenizer/unicode.h tokenizer/unicode_data.c
 EXTRA_DIST += tools/gen-unicode.py
 

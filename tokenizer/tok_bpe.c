@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_bpe.h"
+#include "tokenizer/tok_merge.h"
+#include "tokenizer/tok_vocab.h"
 #include "tokenizer/unicode.h"
 #include "common/utf8.h"
 

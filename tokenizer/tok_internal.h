@@ -1,7 +1,8 @@
-/* tok_internal.h: the tokenizer's insides, shared by tokenizer.c (loading,
- * special tokens, pieces), tok_spm.c and tok_bpe.c, and by the tests that
- * check the pre-tokenizer split functions directly. Not a public API: the
- * rest of strata uses tokenizer.h. */
+/* tok_internal.h: the tokenizer's data (struct tokenizer: the vocabulary,
+ * its attributes, special ids, pieces) and the small inline helpers every
+ * file of tokenizer/ reads it with. Declarations only: the functions live in
+ * tok_vocab.h, tok_merge.h, tok_spm.h and tok_bpe.h. Not a public API: the
+ * rest of strata uses tokenizer.h and detok.h. */
 #ifndef STRATA_TOKENIZER_TOK_INTERNAL_H
 #define STRATA_TOKENIZER_TOK_INTERNAL_H
 
@@ -102,12 +103,6 @@ static inline const char *tok_text(const struct tokenizer *t, int32_t id, size_t
 	return t->text + t->text_off[id];
 }
 
-/* The id of the token whose text is s[0..n), or -1. */
-int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n);
-
-/* The rank of the merge (left, right) in a BPE vocabulary, or -1. */
-int32_t tok_merge_rank(const struct tokenizer *t, int32_t left, int32_t right);
-
 /* Length in bytes of the UTF-8 sequence that lead byte c announces, judged by
  * its high four bits only, as llama.cpp's unicode_len_utf8 does (so a stray
  * continuation byte counts 1). Both tokenizers cut text into symbols with it. */
@@ -116,58 +111,5 @@ static inline size_t tok_utf8_len(char c)
 	static const uint8_t len[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
 	return len[(uint8_t)c >> 4];
 }
-
-/* Both encoders cut text into symbols (initially one UTF-8 character each)
- * kept in a doubly linked chain, and merge adjacent pairs in priority order. */
-struct tok_sym {
-	int32_t prev, next; /* neighbours in the chain, -1 at the ends */
-	uint32_t off, n;    /* bytes text[off .. off + n); n == 0 once merged away */
-	int32_t id;	    /* BPE: the token with this text, or -1 (SPM: unused) */
-};
-
-/* A candidate merge of symbols left and right, adjacent when queued. */
-struct tok_bigram {
-	double key;	     /* lower first: SPM -score, BPE merge rank */
-	int32_t left, right; /* ties: the leftmost pair first */
-	uint32_t size;	     /* bytes of the pair when queued: stale once it differs */
-};
-
-/* A binary min-heap of bigrams on (key, left), as llama.cpp's priority queues
- * order them; grows as needed. */
-struct tok_heap {
-	struct tok_bigram *v; /* (cap) */
-	size_t n, cap;
-};
-
-int tok_heap_push(struct tok_heap *h, struct tok_bigram b); /* 0 or -ENOMEM */
-struct tok_bigram tok_heap_pop(struct tok_heap *h);	     /* h->n must be > 0 */
-
-/* Chain s[0..len) into one symbol per UTF-8 character (see tok_utf8_len; a
- * cut-off character at the end keeps the bytes there are), ids -1. sym needs
- * room for len entries. Returns the number of symbols. */
-int32_t tok_sym_chain(const char *s, size_t len, struct tok_sym *sym);
-
-/* Fold symbol `right` into its left neighbour `left`. */
-static inline void tok_sym_merge(struct tok_sym *sym, int32_t left, int32_t right)
-{
-	struct tok_sym *l = &sym[left], *r = &sym[right];
-	l->n += r->n;
-	r->n = 0;
-	l->next = r->next;
-	if (r->next >= 0)
-		sym[r->next].prev = left;
-}
-
-/* Encode one stretch of plain text (no special tokens in it), appending ids. */
-int tok_spm_encode(const struct tokenizer *t, const char *text, size_t n, bool space_prefix,
-		   struct tok_out *out);
-int tok_bpe_encode(const struct tokenizer *t, const char *text, size_t n, struct tok_out *out);
-
-/* Pre-tokenizers: split cps[0..n) into words, writing each word's length in
- * code points to lens[] (room for n entries) and returning the word count.
- * Hand-written matchers equivalent to llama.cpp's unicode_regex_split custom
- * paths for these two regexes (see enum tok_pre). */
-size_t tok_split_gpt2(const uint32_t *cps, size_t n, uint32_t *lens);
-size_t tok_split_llama3(const uint32_t *cps, size_t n, uint32_t *lens);
 
 #endif

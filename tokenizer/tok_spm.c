@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_merge.h"
+#include "tokenizer/tok_spm.h"
+#include "tokenizer/tok_vocab.h"
 
 struct spm {
 	const struct tokenizer *t;

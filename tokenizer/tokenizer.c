@@ -22,7 +22,10 @@
 
 #include "gguf/gguf.h"
 #include "common/log.h"
+#include "tokenizer/tok_bpe.h"
 #include "tokenizer/tok_internal.h"
+#include "tokenizer/tok_spm.h"
+#include "tokenizer/tok_vocab.h"
 #include "tokenizer/unicode.h"
 #include "common/utf8.h"
 
@@ -40,156 +43,6 @@ enum {
 	GGUF_TOK_UNUSED = 5,
 	GGUF_TOK_BYTE = 6,
 };
-
-/* ---- hash maps ---- */
-
-static uint32_t hash_bytes(const char *s, size_t n)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-	for (size_t i = 0; i < n; i++) {
-		h ^= (uint8_t)s[i];
-		h *= 16777619u;
-	}
-	return h ^ (h >> 15);
-}
-
-static uint32_t slots_for(size_t n)
-{
-	uint32_t s = 16;
-	while (s < 2 * n) /* keep the load factor at or below 1/2 */
-		s <<= 1;
-	return s;
-}
-
-/* The slot holding the token whose text is s[0..n), or the empty slot where
- * it would go (linear probing; the maps are at most half full). */
-static uint32_t strmap_slot(const struct tokenizer *t, const char *s, size_t n)
-{
-	const struct tok_strmap *m = &t->by_text;
-	for (uint32_t i = hash_bytes(s, n) & m->mask;; i = (i + 1) & m->mask) {
-		int32_t id = m->slots[i];
-		if (id < 0)
-			return i;
-		size_t len;
-		const char *txt = tok_text(t, id, &len);
-		if (len == n && memcmp(txt, s, n) == 0)
-			return i;
-	}
-}
-
-int32_t tok_lookup(const struct tokenizer *t, const char *s, size_t n)
-{
-	return t->by_text.slots[strmap_slot(t, s, n)];
-}
-
-/* Insert token id; returns the id already holding that text, or -1. */
-static int32_t strmap_insert(struct tokenizer *t, int32_t id)
-{
-	size_t n;
-	const char *s = tok_text(t, id, &n);
-	uint32_t i = strmap_slot(t, s, n);
-	if (t->by_text.slots[i] >= 0)
-		return t->by_text.slots[i];
-	t->by_text.slots[i] = id;
-	return -1;
-}
-
-/* The slot holding the merge (left, right), or the empty slot for it. */
-static uint32_t pairmap_slot(const struct tok_pairmap *m, uint64_t key)
-{
-	uint64_t h = key * 0x9E3779B97F4A7C15ull; /* Fibonacci hashing */
-	for (uint32_t i = (uint32_t)(h >> 32) & m->mask;; i = (i + 1) & m->mask) {
-		if (m->keys[i] == key || m->keys[i] == UINT64_MAX)
-			return i;
-	}
-}
-
-static inline uint64_t pair_key(int32_t left, int32_t right)
-{
-	return (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
-}
-
-int32_t tok_merge_rank(const struct tokenizer *t, int32_t left, int32_t right)
-{
-	uint64_t key = pair_key(left, right);
-	uint32_t i = pairmap_slot(&t->merges, key);
-	return t->merges.keys[i] == key ? t->merges.vals[i] : -1;
-}
-
-/* Insert unless present (the first rank of a repeated merge wins, as in llama.cpp). */
-static void pairmap_put(struct tok_pairmap *m, int32_t left, int32_t right, int32_t rank)
-{
-	uint64_t key = pair_key(left, right);
-	uint32_t i = pairmap_slot(m, key);
-	if (m->keys[i] == UINT64_MAX) {
-		m->keys[i] = key;
-		m->vals[i] = rank;
-	}
-}
-
-/* ---- the pieces both encoders share ---- */
-
-static inline bool bigram_before(const struct tok_bigram *a, const struct tok_bigram *b)
-{
-	return a->key < b->key || (a->key == b->key && a->left < b->left);
-}
-
-int tok_heap_push(struct tok_heap *h, struct tok_bigram b)
-{
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? 2 * h->cap : 64;
-		struct tok_bigram *v = realloc(h->v, cap * sizeof *v);
-		if (!v)
-			return -ENOMEM;
-		h->v = v;
-		h->cap = cap;
-	}
-	size_t i = h->n++;
-	while (i > 0) {
-		size_t parent = (i - 1) / 2;
-		if (!bigram_before(&b, &h->v[parent]))
-			break;
-		h->v[i] = h->v[parent];
-		i = parent;
-	}
-	h->v[i] = b;
-	return 0;
-}
-
-struct tok_bigram tok_heap_pop(struct tok_heap *h)
-{
-	struct tok_bigram top = h->v[0];
-	struct tok_bigram last = h->v[--h->n];
-	size_t i = 0, n = h->n;
-	for (;;) {
-		size_t c = 2 * i + 1;
-		if (c >= n)
-			break;
-		if (c + 1 < n && bigram_before(&h->v[c + 1], &h->v[c]))
-			c++;
-		if (!bigram_before(&h->v[c], &last))
-			break;
-		h->v[i] = h->v[c];
-		i = c;
-	}
-	if (n > 0)
-		h->v[i] = last;
-	return top;
-}
-
-int32_t tok_sym_chain(const char *s, size_t len, struct tok_sym *sym)
-{
-	int32_t ns = 0;
-	for (size_t off = 0; off < len; ns++) {
-		size_t cl = tok_utf8_len(s[off]);
-		if (cl > len - off)
-			cl = len - off;
-		sym[ns] = (struct tok_sym){ ns - 1, off + cl == len ? -1 : ns + 1, (uint32_t)off,
-					    (uint32_t)cl, -1 };
-		off += cl;
-	}
-	return ns;
-}
 
 /* ---- loading ---- */
 
@@ -384,11 +237,9 @@ static int load_vocab(struct tokenizer *t, const struct gguf *g, struct st_err *
 	t->text_off = malloc(((size_t)n + 1) * sizeof *t->text_off);
 	t->scores = calloc((size_t)n, sizeof *t->scores);
 	t->attr = malloc((size_t)n * sizeof *t->attr);
-	t->by_text.mask = slots_for((size_t)n) - 1;
-	t->by_text.slots = malloc(((size_t)t->by_text.mask + 1) * sizeof *t->by_text.slots);
-	if (!t->text || !t->text_off || !t->scores || !t->attr || !t->by_text.slots)
+	if (!t->text || !t->text_off || !t->scores || !t->attr ||
+	    tok_strmap_alloc(&t->by_text, (size_t)n) < 0)
 		return st_errf(err, -ENOMEM, "tokenizer: out of memory for %d tokens", n);
-	memset(t->by_text.slots, 0xFF, ((size_t)t->by_text.mask + 1) * sizeof *t->by_text.slots);
 
 	size_t off = 0;
 	for (int32_t i = 0; i < n; i++) {
@@ -418,7 +269,7 @@ static int load_vocab(struct tokenizer *t, const struct gguf *g, struct st_err *
 			default: t->attr[i] = TOK_ATTR_UNDEFINED; break;
 			}
 		}
-		int32_t dup = strmap_insert(t, i);
+		int32_t dup = tok_strmap_insert(t, i);
 		if (dup >= 0) {
 			char buf[64];
 			size_t len;
@@ -454,13 +305,8 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, struct st_err 
 		return st_errf(err, -EINVAL, "tokenizer.ggml.merges: %llu merges is too many",
 			       (unsigned long long)m->arr_len);
 	size_t n = (size_t)m->arr_len;
-	t->merges.mask = slots_for(n) - 1;
-	size_t slots = (size_t)t->merges.mask + 1;
-	t->merges.keys = malloc(slots * sizeof *t->merges.keys);
-	t->merges.vals = malloc(slots * sizeof *t->merges.vals);
-	if (!t->merges.keys || !t->merges.vals)
+	if (tok_pairmap_alloc(&t->merges, n) < 0)
 		return st_errf(err, -ENOMEM, "tokenizer: out of memory for %zu merges", n);
-	memset(t->merges.keys, 0xFF, slots * sizeof *t->merges.keys);
 
 	for (size_t i = 0; i < n; i++) {
 		struct gguf_str s = gguf_arr_str(m, i);
@@ -477,7 +323,7 @@ static int load_merges(struct tokenizer *t, const struct gguf *g, struct st_err 
 			return st_errf(err, -EINVAL, "tokenizer.ggml.merges[%zu] '%s': '%s' is not a token",
 				       i, shown(s.ptr, s.len, buf),
 				       l < 0 ? shown(s.ptr, nl, buf2) : shown(sp + 1, nr, buf2));
-		pairmap_put(&t->merges, l, r, (int32_t)i);
+		tok_pairmap_put(&t->merges, l, r, (int32_t)i);
 	}
 	return 0;
 }
@@ -744,12 +590,11 @@ void tokenizer_free(struct tokenizer *t)
 	free(t->text_off);
 	free(t->scores);
 	free(t->attr);
-	free(t->by_text.slots);
+	tok_strmap_free(&t->by_text);
 	free(t->piece);
 	free(t->piece_off);
 	free(t->specials);
-	free(t->merges.keys);
-	free(t->merges.vals);
+	tok_pairmap_free(&t->merges);
 	free(t);
 }
 
@@ -927,8 +772,10 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n, bool
 
 /* ---- decoding ---- */
 
-static const char *piece_ptr(const struct tokenizer *t, int32_t id, bool special, size_t *len)
+const char *tokenizer_piece_ref(const struct tokenizer *t, int32_t id, bool special, size_t *len)
 {
+	if (id < 0 || id >= t->n_vocab)
+		return NULL;
 	if (!special && (t->attr[id] & (TOK_ATTR_CONTROL | TOK_ATTR_UNKNOWN))) {
 		*len = 0;
 		return t->piece;
@@ -942,7 +789,7 @@ int tokenizer_piece(const struct tokenizer *t, int32_t id, bool special, char *b
 	if (id < 0 || id >= t->n_vocab)
 		return -EINVAL;
 	size_t len;
-	const char *p = piece_ptr(t, id, special, &len);
+	const char *p = tokenizer_piece_ref(t, id, special, &len);
 	if (len <= cap && len > 0)
 		memcpy(buf, p, len);
 	return (int)len;
@@ -961,7 +808,7 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
 		if (ids[i] < 0 || ids[i] >= t->n_vocab)
 			return -EINVAL;
 		size_t len;
-		const char *p = piece_ptr(t, ids[i], special, &len);
+		const char *p = tokenizer_piece_ref(t, ids[i], special, &len);
 		if (i == 0 && t->add_space_prefix && len > 0 && p[0] == ' ') {
 			p++; /* the space the encoder added */
 			len--;
@@ -973,104 +820,4 @@ int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bo
 			return -EOVERFLOW;
 	}
 	return (int)o;
-}
-
-void detok_init(struct detok *d, const struct tokenizer *t, bool special)
-{
-	d->t = t;
-	d->special = special;
-	d->n_pending = 0;
-}
-
-size_t detok_out_max(const struct tokenizer *t)
-{
-	/* worst case: every held-back and new byte becomes a 3-byte U+FFFD */
-	return 3 * ((size_t)t->max_piece + sizeof ((struct detok *)0)->pending);
-}
-
-/* Emit `n` bytes at out + *o if they fit in cap; count them anyway. */
-static void emit(char *out, size_t cap, size_t *o, const char *s, size_t n)
-{
-	if (*o + n <= cap)
-		memcpy(out + *o, s, n);
-	*o += n;
-}
-
-static const char fffd[3] = { (char)0xEF, (char)0xBF, (char)0xBD };
-
-int detok_push(struct detok *d, int32_t id, char *out, size_t cap)
-{
-	const struct tokenizer *t = d->t;
-	if (id < 0 || id >= t->n_vocab)
-		return -EINVAL;
-	size_t n;
-	const char *p = piece_ptr(t, id, d->special, &n);
-	size_t o = 0, i = 0;
-	char pend[sizeof d->pending];
-	size_t npend = 0;
-
-	/* First finish the character held back from before: it is a valid
-	 * beginning, so it either completes, turns out invalid at a byte of p,
-	 * or is still incomplete after all of p. */
-	if (d->n_pending > 0) {
-		char buf[UTF8_MAX_LEN];
-		size_t k = d->n_pending, take = n < UTF8_MAX_LEN - k ? n : UTF8_MAX_LEN - k;
-		memcpy(buf, d->pending, k);
-		memcpy(buf + k, p, take);
-		uint32_t cp;
-		size_t len;
-		switch (utf8_decode(buf, k + take, &cp, &len)) {
-		case UTF8_OK:
-			emit(out, cap, &o, buf, len);
-			i = len - k;
-			break;
-		case UTF8_INVALID:
-			emit(out, cap, &o, fffd, sizeof fffd);
-			i = len - k; /* len >= k: the held bytes were a valid start */
-			break;
-		case UTF8_TRUNCATED:
-			if (k + take > sizeof pend)
-				return -EINVAL; /* cannot happen: a prefix is at most 3 bytes */
-			memcpy(pend, buf, k + take);
-			npend = k + take;
-			i = n;
-			break;
-		}
-	}
-	while (i < n) {
-		uint32_t cp;
-		size_t len;
-		switch (utf8_decode(p + i, n - i, &cp, &len)) {
-		case UTF8_OK:
-			emit(out, cap, &o, p + i, len);
-			break;
-		case UTF8_INVALID:
-			emit(out, cap, &o, fffd, sizeof fffd);
-			break;
-		case UTF8_TRUNCATED:
-			memcpy(pend, p + i, len); /* len = n - i <= 3 */
-			npend = len;
-			break;
-		}
-		i += len;
-	}
-	if (o > cap)
-		return -ENOSPC;
-	if (o > INT_MAX)
-		return -EOVERFLOW;
-	memcpy(d->pending, pend, npend);
-	d->n_pending = (uint8_t)npend;
-	return (int)o;
-}
-
-int detok_flush(struct detok *d, char *out, size_t cap)
-{
-	if (d->n_pending == 0)
-		return 0;
-	if (cap < sizeof fffd)
-		return -ENOSPC;
-	/* the held bytes are one incomplete character: one maximal subpart */
-	memcpy(out, fffd, sizeof fffd);
-	d->n_pending = 0;
-	return (int)sizeof fffd;
 }

@@ -53,8 +53,11 @@ int tokenizer_encode(const struct tokenizer *t, const char *text, size_t n, bool
  * byte-to-unicode map. Control and unknown tokens give "" unless special is
  * true (then their text, e.g. "</s>"). Returns the length, which may exceed
  * cap (then nothing useful was written), or -EINVAL for a bad id. A piece may
- * be a fragment of a UTF-8 character (byte tokens): see struct detok. */
+ * be a fragment of a UTF-8 character (byte tokens): see detok.h. */
 int tokenizer_piece(const struct tokenizer *t, int32_t id, bool special, char *buf, size_t cap);
+/* The same piece in place: *len bytes owned by t (not NUL-terminated), or
+ * NULL for a bad id. */
+const char *tokenizer_piece_ref(const struct tokenizer *t, int32_t id, bool special, size_t *len);
 /* The longest piece of any token, in bytes. */
 size_t tokenizer_max_piece(const struct tokenizer *t);
 
@@ -66,31 +69,5 @@ size_t tokenizer_max_piece(const struct tokenizer *t);
  * -EINVAL for a bad id. The bytes may end inside a character when the ids do. */
 int tokenizer_decode(const struct tokenizer *t, const int32_t *ids, size_t n, bool special,
 		     char *buf, size_t cap);
-
-/* Streaming detokenizer: push the ids of a reply one at a time and get back
- * only whole UTF-8 characters, so a streamed reply never splits a character,
- * even when byte-fallback tokens carry one in pieces. Bytes that can never
- * become valid UTF-8 are replaced by U+FFFD (one per maximal ill-formed
- * subsequence). A plain struct the caller owns (on the stack, in a request);
- * it holds no memory, only a pointer to the tokenizer, which must outlive it. */
-struct detok {
-	const struct tokenizer *t;
-	bool special;	   /* show control tokens as their text */
-	uint8_t n_pending; /* bytes held back: a character not yet complete */
-	char pending[3];
-};
-
-void detok_init(struct detok *d, const struct tokenizer *t, bool special);
-/* Add token `id`; write the text now complete into out[0..cap) and return its
- * length (0 when everything is held back). -ENOSPC if cap is too small (then
- * nothing was consumed: retry with a bigger buffer; detok_out_max() always
- * suffices), -EINVAL for a bad id. */
-int detok_push(struct detok *d, int32_t id, char *out, size_t cap);
-/* End of stream: the held-back bytes, which can no longer be completed, come
- * out as U+FFFD (0 or 3 bytes; -ENOSPC if cap < 3 and there are some). The
- * detok is then empty and can be reused. */
-int detok_flush(struct detok *d, char *out, size_t cap);
-/* A cap that is always enough for one detok_push of this tokenizer's tokens. */
-size_t detok_out_max(const struct tokenizer *t);
 
 #endif

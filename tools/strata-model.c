@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "kernels/blas.h"
 #include "engine/model.h"
+#include "tokenizer/detok.h"
 #include "tokenizer/tokenizer.h"
 #include "kernels/types.h"
 #include "tools/synth.h"

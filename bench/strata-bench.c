@@ -24,13 +24,12 @@
 
 #include "common/parse.h"
 #include "common/clock.h"
+#include "common/log.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
-#include "common/log.h"
-#include "engine/model.h"
+#include "engine/options.h"
 #include "tokenizer/tokenizer.h"
-#include "kernels/blas.h"
-#include "kernels/types.h"
+#include "weights/weights.h"
 
 #define EXIT_USAGE 2
 #define MB 1e6 /* bandwidths are decimal, like fio's and the disk vendors' */
@@ -188,7 +187,8 @@ struct snap {
 	uint64_t user_ns, sys_ns;
 	int64_t disk_bytes;
 	int64_t proc_bytes;
-	struct engine_stats st;
+	struct engine_stats es;
+	struct weights_stats io;
 };
 
 struct run {
@@ -206,18 +206,21 @@ struct run {
 
 static void snap_take(struct run *r, struct snap *s)
 {
-	engine_get_stats(r->e, &s->st);
+	engine_get_stats(r->e, &s->es);
+	engine_weights_stats(r->e, &s->io);
 	s->disk_bytes = disk_read_bytes(r->disk_stat);
 	s->proc_bytes = proc_read_bytes();
 	cpu_ns(&s->user_ns, &s->sys_ns);
 	s->t_ns = clock_now_ns(); /* last: the other reads cost a little time themselves */
 }
 
-/* generate() calls this after sampling each token, so between two calls there is
- * exactly one forward pass (and one sample). */
-static int on_token(void *user, int32_t token, const float *logits, uint32_t n_vocab)
+/* The generation core calls this after sampling each token, so between two calls
+ * there is exactly one forward pass (and one sample). */
+static void on_token(void *user, struct seq *s, int32_t token, const float *logits,
+		     uint32_t n_vocab)
 {
 	struct run *r = user;
+	(void)s;
 	(void)token;
 	(void)logits;
 	(void)n_vocab;
@@ -238,7 +241,6 @@ static int on_token(void *user, int32_t token, const float *logits, uint32_t n_v
 		machine_cpu(r->cpu1);
 	}
 	r->n_seen++;
-	return 0;
 }
 
 /* A phase between two snapshots, as the figures we print. */
@@ -262,17 +264,17 @@ static struct phase phase_of(const struct snap *a, const struct snap *b, uint32_
 		.wall_s = (double)(b->t_ns - a->t_ns) / 1e9,
 		.cpu_s = (double)(b->user_ns - a->user_ns + b->sys_ns - a->sys_ns) / 1e9,
 		.sys_s = (double)(b->sys_ns - a->sys_ns) / 1e9,
-		.bytes_read = b->st.io.bytes_read - a->st.io.bytes_read,
+		.bytes_read = b->io.bytes_read - a->io.bytes_read,
 		.disk_bytes = a->disk_bytes >= 0 && b->disk_bytes >= 0 ? b->disk_bytes - a->disk_bytes
 								      : -1,
 		.proc_bytes = a->proc_bytes >= 0 && b->proc_bytes >= 0 ? b->proc_bytes - a->proc_bytes
 								      : -1,
-		.read_s = (double)(b->st.io.read_ns - a->st.io.read_ns) / 1e9,
-		.stall_s = (double)(b->st.io.stall_ns - a->st.io.stall_ns) / 1e9,
-		.passes = b->st.fwd.passes - a->st.fwd.passes,
-		.acquires = b->st.io.n_acquires - a->st.io.n_acquires,
-		.stalls = b->st.io.n_stalls - a->st.io.n_stalls,
-		.misses = b->st.io.n_misses - a->st.io.n_misses,
+		.read_s = (double)(b->io.read_ns - a->io.read_ns) / 1e9,
+		.stall_s = (double)(b->io.stall_ns - a->io.stall_ns) / 1e9,
+		.passes = b->es.passes - a->es.passes,
+		.acquires = b->io.n_acquires - a->io.n_acquires,
+		.stalls = b->io.n_stalls - a->io.n_stalls,
+		.misses = b->io.n_misses - a->io.n_misses,
 	};
 	return p;
 }
@@ -291,10 +293,8 @@ static double max2(double a, double b)
 
 struct opts {
 	const char *model;
-	uint64_t budget;
-	enum weights_io io;
-	uint32_t prompt_tokens, gen_tokens, warmup, ctx_size, batch_size;
-	int threads, prefetch;
+	struct engine_config cfg;  /* the engine's options (engine/options.h) */
+	uint32_t prompt_tokens, gen_tokens, warmup;
 	bool json;
 };
 
@@ -302,18 +302,13 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: strata-bench --model FILE [OPTIONS]\n"
-		"  --memory-budget SIZE  bytes of weights held in memory (512M, 2G; 0 = the whole\n"
-		"                        model, the default)\n"
-		"  --io uring|mmap       how streamed weights are read (default uring)\n"
 		"  --prompt-tokens P     prompt length, synthesized token ids (default 16)\n"
 		"  --gen-tokens N        generated tokens measured, one pass each (default 4)\n"
 		"  --warmup W            generated tokens before the measured ones (default 1)\n"
-		"  --threads T           compute threads (default: online cores)\n"
-		"  --prefetch K          streamed units read ahead (default: from the budget)\n"
-		"  --ctx-size C          KV cache positions (default P + W + N + 1)\n"
-		"  --batch-size B        most prompt tokens per pass (default 512)\n"
 		"  --json                one JSON object, one key per line\n"
-		"strata-bench %s\n", PACKAGE_VERSION);
+		"the engine's options (--ctx-size defaults to P + W + N + 1 here):\n");
+	engine_options_usage(f, true);
+	fprintf(f, "strata-bench %s\n", PACKAGE_VERSION);
 }
 
 static int arg_u32(const char *opt, const char *s, uint32_t *out)
@@ -327,57 +322,41 @@ static int arg_u32(const char *opt, const char *s, uint32_t *out)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { O_MODEL = 256, O_BUDGET, O_IO, O_PROMPT, O_GEN, O_WARM, O_THREADS, O_PREFETCH,
-	       O_CTX, O_BATCH, O_JSON, O_HELP };
-	static const struct option lo[] = {
+	enum { O_MODEL = 256, O_PROMPT, O_GEN, O_WARM, O_JSON, O_HELP, O_ENGINE = 1000 };
+	static const struct option own[] = {
 		{ "model", required_argument, NULL, O_MODEL },
-		{ "memory-budget", required_argument, NULL, O_BUDGET },
-		{ "io", required_argument, NULL, O_IO },
 		{ "prompt-tokens", required_argument, NULL, O_PROMPT },
 		{ "gen-tokens", required_argument, NULL, O_GEN },
 		{ "warmup", required_argument, NULL, O_WARM },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "prefetch", required_argument, NULL, O_PREFETCH },
-		{ "ctx-size", required_argument, NULL, O_CTX },
-		{ "batch-size", required_argument, NULL, O_BATCH },
 		{ "json", no_argument, NULL, O_JSON },
 		{ "help", no_argument, NULL, O_HELP },
-		{ NULL, 0, NULL, 0 },
 	};
-	uint32_t u;
+	struct option lo[64];
+	struct st_err err = { "" };
 	int c;
-	*o = (struct opts){ .io = WEIGHTS_IO_URING, .prompt_tokens = 16, .gen_tokens = 4,
-			    .warmup = 1 };
+	memcpy(lo, own, sizeof own);
+	engine_options_getopt(lo + sizeof own / sizeof own[0],
+			      sizeof lo / sizeof lo[0] - sizeof own / sizeof own[0], O_ENGINE);
+	*o = (struct opts){ .prompt_tokens = 16, .gen_tokens = 4, .warmup = 1 };
+	engine_config_default(&o->cfg);
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
 		int rc = 0;
 		switch (c) {
 		case O_MODEL: o->model = optarg; break;
-		case O_BUDGET:
-			rc = parse_size(optarg, &o->budget);
-			if (rc < 0)
-				fprintf(stderr, "strata-bench: --memory-budget: '%s' is not a size like "
-					"512M or 2G\n", optarg);
-			break;
-		case O_IO:
-			if (strcmp(optarg, "uring") == 0) {
-				o->io = WEIGHTS_IO_URING;
-			} else if (strcmp(optarg, "mmap") == 0) {
-				o->io = WEIGHTS_IO_MMAP;
-			} else {
-				fprintf(stderr, "strata-bench: --io: '%s' is not uring or mmap\n", optarg);
-				rc = -EINVAL;
-			}
-			break;
 		case O_PROMPT: rc = arg_u32("--prompt-tokens", optarg, &o->prompt_tokens); break;
 		case O_GEN: rc = arg_u32("--gen-tokens", optarg, &o->gen_tokens); break;
 		case O_WARM: rc = arg_u32("--warmup", optarg, &o->warmup); break;
-		case O_THREADS: rc = arg_u32("--threads", optarg, &u); o->threads = (int)u; break;
-		case O_PREFETCH: rc = arg_u32("--prefetch", optarg, &u); o->prefetch = (int)u; break;
-		case O_CTX: rc = arg_u32("--ctx-size", optarg, &o->ctx_size); break;
-		case O_BATCH: rc = arg_u32("--batch-size", optarg, &o->batch_size); break;
 		case O_JSON: o->json = true; break;
 		case O_HELP: usage(stdout); exit(0);
-		default: return -EINVAL;
+		default:
+			rc = engine_options_getopt_apply(&o->cfg, c, O_ENGINE, optarg, &err);
+			if (rc == -ENOENT) {
+				usage(stderr);
+				return -EINVAL;
+			}
+			if (rc < 0)
+				fprintf(stderr, "strata-bench: %s\n", err.msg);
+			break;
 		}
 		if (rc < 0)
 			return rc;
@@ -396,10 +375,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			MAX_TOKENS);
 		return -EINVAL;
 	}
-	if (o->threads > 1024) {
-		fprintf(stderr, "strata-bench: --threads: %d is too many\n", o->threads);
-		return -EINVAL;
-	}
+	o->cfg.model_path = o->model;
+	if (o->cfg.ctx_size == 0)
+		o->cfg.ctx_size = o->prompt_tokens + o->warmup + o->gen_tokens + 1;
 	return 0;
 }
 
@@ -407,8 +385,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 
 struct result {
 	const struct opts *o;
-	const struct model *m;
+	const struct engine_info *m;
 	struct engine_stats end;	/* counters after the run: the plan */
+	struct weights_stats io_end;
 	int threads;
 	uint32_t n_ctx;
 	double open_s;
@@ -450,21 +429,21 @@ static void json_str(const char *s)
 /* The JSON: flat, one "key": value per line, so shell scripts read it with sed. */
 static void print_json(const struct result *r)
 {
-	const struct weights_stats *io = &r->end.io;
+	const struct weights_stats *io = &r->io_end;
 	const struct phase *g = &r->gen, *p = &r->prompt;
 	double n = g->tokens;
 	double compute = g->wall_s - g->stall_s;
-	uint64_t budget = r->o->budget ? r->o->budget : io->bytes_units;
+	uint64_t budget = r->o->cfg.memory_budget ? r->o->cfg.memory_budget : io->bytes_units;
 	printf("{\n");
 	printf("  \"model\": ");
 	json_str(r->o->model);
 	printf(",\n");
-	printf("  \"n_layer\": %u,\n", r->m->hp.n_layer);
-	printf("  \"weight_type\": \"%s\",\n", st_type_name(r->m->main_type));
+	printf("  \"n_layer\": %u,\n", r->m->n_layer);
+	printf("  \"weight_type\": \"%s\",\n", r->m->types[0].name);
 	printf("  \"model_weight_bytes\": %" PRIu64 ",\n", r->m->weight_bytes);
-	printf("  \"budget_bytes\": %" PRIu64 ",\n", r->o->budget);
+	printf("  \"budget_bytes\": %" PRIu64 ",\n", r->o->cfg.memory_budget);
 	printf("  \"io\": \"%s\",\n", io->io == WEIGHTS_IO_URING ? "uring" : "mmap");
-	printf("  \"io_asked\": \"%s\",\n", r->o->io == WEIGHTS_IO_URING ? "uring" : "mmap");
+	printf("  \"io_asked\": \"%s\",\n", r->o->cfg.io == ENGINE_IO_URING ? "uring" : "mmap");
 	printf("  \"direct\": %s,\n", io->direct ? "true" : "false");
 	printf("  \"registered\": %s,\n", io->registered ? "true" : "false");
 	printf("  \"threads\": %d,\n", r->threads);
@@ -480,7 +459,7 @@ static void print_json(const struct result *r)
 	printf("  \"prefetch\": %u,\n", io->prefetch);
 	printf("  \"queue_depth\": %u,\n", io->queue_depth);
 	printf("  \"chunk_bytes\": %u,\n", io->chunk_bytes);
-	printf("  \"kv_bytes\": %zu,\n", r->end.kv_bytes);
+	printf("  \"kv_bytes\": %" PRIu64 ",\n", r->end.kv_bytes);
 	printf("  \"open_s\": %.4f,\n", r->open_s);
 	printf("  \"prompt_tokens\": %u,\n", p->tokens);
 	printf("  \"prompt_s\": %.4f,\n", p->wall_s);
@@ -525,11 +504,11 @@ static void print_json(const struct result *r)
 
 static void print_text(const struct result *r, const char *plan)
 {
-	const struct weights_stats *io = &r->end.io;
+	const struct weights_stats *io = &r->io_end;
 	const struct phase *g = &r->gen, *p = &r->prompt;
 	double n = g->tokens;
 	double compute = g->wall_s - g->stall_s;
-	uint64_t budget = r->o->budget ? r->o->budget : io->bytes_units;
+	uint64_t budget = r->o->cfg.memory_budget ? r->o->cfg.memory_budget : io->bytes_units;
 	uint64_t bound = budget + r->end.kv_bytes + RSS_SLACK_BYTES;
 
 	printf("%s\n", plan);
@@ -600,26 +579,17 @@ static void print_text(const struct result *r, const char *plan)
 
 int main(int argc, char **argv)
 {
-	blas_setup_process(argv); /* as stratad does: may re-execute with OpenBLAS set up */
+	engine_setup_process(argv); /* as stratad does: may re-execute with OpenBLAS set up */
 	struct opts o;
-	struct engine_config cfg;
 	struct st_err err = { "" };
 	struct engine *e = NULL;
+	struct seq *sq = NULL;
 	int32_t *prompt = NULL;
 	int rc = 1;
 
 	if (parse_opts(argc, argv, &o) < 0)
 		return EXIT_USAGE;
 	log_set_level(LOG_LVL_WARNING);
-
-	engine_config_default(&cfg);
-	cfg.model_path = o.model;
-	cfg.memory_budget = o.budget;
-	cfg.io = o.io;
-	cfg.threads = o.threads;
-	cfg.prefetch = o.prefetch;
-	cfg.batch_size = o.batch_size;
-	cfg.ctx_size = o.ctx_size ? o.ctx_size : o.prompt_tokens + o.warmup + o.gen_tokens + 1;
 
 	struct run r = { .warmup = o.warmup, .n_gen = o.gen_tokens };
 	struct stat st;
@@ -628,13 +598,13 @@ int main(int argc, char **argv)
 			 major(st.st_dev), minor(st.st_dev));
 
 	uint64_t t0 = clock_now_ns();
-	if (engine_open(&cfg, &e, &err) < 0) {
+	if (engine_open(&o.cfg, &e, &err) < 0) {
 		fprintf(stderr, "strata-bench: %s\n", err.msg);
 		return 1;
 	}
 	r.e = e;
 	double open_s = (double)(clock_now_ns() - t0) / 1e9;
-	const struct model *m = engine_model(e);
+	const struct engine_info *m = engine_info(e);
 	const struct tokenizer *tok = engine_tokenizer(e);
 
 	/* A fixed prompt: BOS, then ids spread over the vocabulary (the weights do not care
@@ -645,28 +615,31 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (uint32_t i = 0; i < o.prompt_tokens; i++)
-		prompt[i] = (int32_t)((i * 7919u + 13u) % m->hp.n_vocab);
+		prompt[i] = (int32_t)((i * 7919u + 13u) % m->n_vocab);
 	if (tokenizer_bos(tok) >= 0)
 		prompt[0] = tokenizer_bos(tok);
 
-	struct gen_request req = {
+	struct seq_params p = {
 		.prompt = prompt,
 		.n_prompt = o.prompt_tokens,
 		.max_tokens = o.warmup + o.gen_tokens + 1, /* the first comes from the prompt pass */
-		.slot = 0,
-		.stop_at_eog = false, /* random weights may well say EOS: keep going */
+		.ignore_eos = true, /* random weights may well say EOS: keep going */
 	};
-	sampler_params_default(&req.sampling);
-	req.sampling.temperature = 0; /* greedy: the sampler costs next to nothing */
-	struct gen_result gr;
-	snap_take(&r, &r.start);
-	if (generate(e, &req, on_token, &r, &gr, &err) < 0) {
+	sampler_params_default(&p.sampling);
+	p.sampling.temperature = 0; /* greedy: the sampler costs next to nothing */
+	if (seq_create(e, &p, 0, &sq, &err) < 0) {
 		fprintf(stderr, "strata-bench: %s\n", err.msg);
 		goto out;
 	}
-	if (r.n_seen != req.max_tokens) {
+	struct seq_sink sink = { .logits = on_token, .user = &r };
+	snap_take(&r, &r.start);
+	if (generate_run(e, sq, &sink, &err) < 0) {
+		fprintf(stderr, "strata-bench: %s\n", err.msg);
+		goto out;
+	}
+	if (r.n_seen != p.max_tokens) {
 		fprintf(stderr, "strata-bench: generated %u tokens, expected %u (context %u)\n",
-			r.n_seen, req.max_tokens, engine_n_ctx(e));
+			r.n_seen, p.max_tokens, engine_n_ctx(e));
 		goto out;
 	}
 
@@ -682,6 +655,7 @@ int main(int argc, char **argv)
 		.run = &r,
 	};
 	engine_get_stats(e, &res.end);
+	engine_weights_stats(e, &res.io_end);
 	if (o.json) {
 		print_json(&res);
 	} else {
@@ -691,6 +665,7 @@ int main(int argc, char **argv)
 	}
 	rc = fflush(stdout) == 0 ? 0 : 1;
 out:
+	seq_free(sq);
 	free(prompt);
 	engine_close(e);
 	return rc;

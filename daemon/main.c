@@ -15,7 +15,6 @@
 #include "daemon/signals.h"
 #include "engine/engine.h"
 #include "common/log.h"
-#include "kernels/blas.h"
 
 int main(int argc, char **argv)
 {
@@ -25,7 +24,7 @@ int main(int argc, char **argv)
 	struct listener lis = { .fd = -1 };
 	int rc;
 
-	blas_setup_process(argv); /* may re-execute us with OpenBLAS set up (blas.h) */
+	engine_setup_process(argv); /* may re-execute us with OpenBLAS set up */
 	/* First of all: a SIGTERM while the model loads is then seen by the
 	 * event loop as soon as it starts, and it stops cleanly. */
 	rc = signals_init();

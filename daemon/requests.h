@@ -42,9 +42,6 @@ struct request_env {
 	bool draining;	   /* SIGTERM came: no new Generates */
 	uint32_t n_conns;  /* connections open now */
 	uint64_t uptime_ms;
-	const char *arch;  /* general.architecture, copied at start (Status must not
-			    * read the model's mapping: a page that fails to read
-			    * would raise SIGBUS) */
 };
 
 /* An Error reply. */

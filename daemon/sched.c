@@ -1,9 +1,10 @@
 /* sched.c: the scheduler thread (see sched.h).
  *
- * One mutex guards the queue, the cancel marks, the event list and the
- * published stats; the thread drops it for the forward pass itself, so the
- * server can submit and cancel while a pass runs. Sequence state (tokens,
- * sampler, detokenizer) belongs to the scheduler thread alone. */
+ * One mutex guards the queue, the cancel marks, the event list and what is
+ * published for Status (stats, each slot's progress); the thread drops it
+ * for the forward pass itself, so the server can submit and cancel while a
+ * pass runs. The sequences (engine/seq.h) belong to the scheduler thread
+ * alone. */
 #include "config.h"
 
 #include "daemon/sched.h"
@@ -17,33 +18,20 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "engine/engine.h"
 #include "common/log.h"
-#include "engine/model.h"
-#include "tokenizer/detok.h"
-#include "tokenizer/tokenizer.h"
 
-struct seq {
-	bool used;
-	uint32_t slot;
-	struct sched_request *req;
-	int32_t *tokens;	 /* (n_prompt + max_tokens) prompt then generated ids */
-	uint32_t n_tokens;
-	uint32_t n_past;	 /* tokens already in the KV cache */
-	uint32_t n_gen;
-	struct sampler *smp;
-	struct detok dt;
-	char *hold;		 /* text held back: it may be the start of a stop string */
-	size_t hold_len;
-	size_t hold_cap;
-	bool cancel;
-	uint64_t t_start;	 /* first pass */
-	uint64_t t_first;	 /* first generated token */
-	uint64_t t_last;
-	uint64_t bytes_read;
-	uint64_t stall_ns;
-	uint64_t compute_ns;
-	int logits_row;		 /* row of this pass's logits, or -1 */
+/* Wake at least this often when idle, so the watchdog sees progress. */
+#define SCHED_IDLE_WAKE_S 1
+
+/* A KV slot and the request on it. */
+struct sched;
+
+struct slot {
+	struct sched *s;		/* the scheduler it belongs to (for the sink) */
+	struct seq *seq;		/* NULL: the slot is free */
+	struct sched_request *req;	/* owned while seq is set */
+	bool cancel;			/* end it before the next pass */
+	bool in_pass;			/* its rows are in the pass being run */
 };
 
 struct queued {
@@ -64,24 +52,19 @@ struct sched {
 	struct sched_event *ev_head, **ev_tail;
 	struct { uint64_t client, request; bool all; } *cancels;
 	size_t n_cancels, cap_cancels;
-	struct { uint64_t client, request; bool used; } *running; /* (n_slots) who holds each slot */
+	struct sched_req_info *running; /* (n_slots) published progress; used = state valid */
+	bool *running_used;		/* (n_slots) */
 	bool stopping;
 	bool draining;
 	uint64_t drain_deadline;
 	struct sched_stats stats;
 
 	/* scheduler thread only */
-	struct seq *seqs;	 /* (n_slots) */
+	struct slot *slots;	 /* (n_slots) */
 	uint32_t n_slots;
 	uint32_t n_vocab;
-	uint32_t n_ctx;
-	uint32_t max_batch;
-	int32_t *b_token;	 /* (max_batch) */
-	uint32_t *b_pos, *b_slot;
-	uint8_t *b_want;
-	float *logits;		 /* (n_slots, n_vocab) */
-	char *piece;		 /* (piece_cap) text of one token */
-	size_t piece_cap;
+	struct batch batch;	 /* the pass being built */
+	float *logits;		 /* (n_slots, n_vocab): one logits row per sequence at most */
 	double tok_s_ewma;
 };
 
@@ -108,13 +91,21 @@ void sched_event_free(struct sched_event *ev)
 	}
 }
 
-/* ---- events (called with mu held) ---- */
+/* ---- events ---- */
 
+/* Called with mu held. */
 static void push_event_locked(struct sched *s, struct sched_event *ev)
 {
 	ev->next = NULL;
 	*s->ev_tail = ev;
 	s->ev_tail = &ev->next;
+}
+
+static void push_event(struct sched *s, struct sched_event *ev)
+{
+	pthread_mutex_lock(&s->mu);
+	push_event_locked(s, ev);
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void wake_server(struct sched *s)
@@ -125,7 +116,9 @@ static void wake_server(struct sched *s)
 	}
 }
 
-static struct sched_event *done_event(const struct sched_request *r, enum sched_finish finish)
+/* The Done of a request that never got a sequence (cancelled or refused while queued). */
+static struct sched_event *done_unrun(const struct sched_request *r, enum seq_finish finish,
+				      const char *message)
 {
 	struct sched_event *ev = calloc(1, sizeof *ev);
 	if (!ev)
@@ -134,8 +127,12 @@ static struct sched_event *done_event(const struct sched_request *r, enum sched_
 	ev->client_id = r->client_id;
 	ev->request_id = r->request_id;
 	ev->finish = finish;
-	ev->prompt_tokens = r->n_prompt;
+	ev->st.n_prompt = r->n_prompt;
+	ev->received_ns = r->received_ns;
+	ev->done_ns = clock_now_ns();
 	ev->seed = r->sampling.seed;
+	if (message)
+		snprintf(ev->message, sizeof ev->message, "%s", message);
 	return ev;
 }
 
@@ -179,7 +176,7 @@ bool sched_cancel(struct sched *s, uint64_t client_id, uint64_t request_id, bool
 	for (struct queued **pq = &s->queue_head; *pq;) {
 		struct queued *q = *pq;
 		if (q->req->client_id == client_id && (all || q->req->request_id == request_id)) {
-			struct sched_event *ev = done_event(q->req, SCHED_FINISH_CANCELLED);
+			struct sched_event *ev = done_unrun(q->req, SEQ_FINISH_CANCELLED, NULL);
 			if (ev)
 				push_event_locked(s, ev);
 			*pq = q->next;
@@ -211,8 +208,8 @@ bool sched_cancel(struct sched *s, uint64_t client_id, uint64_t request_id, bool
 		s->n_cancels++;
 	}
 	for (uint32_t i = 0; i < s->n_slots; i++)
-		if (s->running[i].used && s->running[i].client == client_id &&
-		    (all || s->running[i].request == request_id))
+		if (s->running_used[i] && s->running[i].client_id == client_id &&
+		    (all || s->running[i].request_id == request_id))
 			found = true;
 	pthread_cond_signal(&s->cv);
 	pthread_mutex_unlock(&s->mu);
@@ -258,199 +255,132 @@ void sched_get_stats(struct sched *s, struct sched_stats *out)
 	out->progress += engine_progress(s->e);
 }
 
+uint32_t sched_list(struct sched *s, struct sched_req_info *out, uint32_t cap)
+{
+	uint32_t n = 0;
+	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->n_slots; i++) {
+		if (!s->running_used[i])
+			continue;
+		if (n < cap)
+			out[n] = s->running[i];
+		n++;
+	}
+	for (struct queued *q = s->queue_head; q; q = q->next) {
+		if (n < cap)
+			out[n] = (struct sched_req_info){
+				.client_id = q->req->client_id, .request_id = q->req->request_id,
+				.state = SCHED_REQ_QUEUED, .prompt_tokens = q->req->n_prompt,
+				.max_tokens = q->req->max_tokens, .received_ns = q->req->received_ns,
+			};
+		n++;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return n;
+}
+
 /* ---- the scheduler thread ---- */
 
-/* Append bytes to the held-back text. */
-static int hold_append(struct seq *q, const char *p, size_t n)
+/* The generation core reports text here: one PIECE event per report. */
+static void on_piece(void *user, struct seq *q, const struct seq_piece *p)
 {
-	if (q->hold_len + n > q->hold_cap) {
-		size_t cap = q->hold_cap ? q->hold_cap : 256;
-		while (cap < q->hold_len + n)
-			cap *= 2;
-		char *h = realloc(q->hold, cap);
-		if (!h)
-			return -ENOMEM;
-		q->hold = h;
-		q->hold_cap = cap;
-	}
-	memcpy(q->hold + q->hold_len, p, n);
-	q->hold_len += n;
-	return 0;
-}
-
-/* Where a stop string first occurs in the held text, or -1; *which says which. */
-static long find_stop(const struct seq *q, uint32_t *which)
-{
-	long best = -1;
-	for (uint32_t i = 0; i < q->req->n_stops; i++) {
-		const char *st = q->req->stops[i];
-		size_t n = strlen(st);
-		if (n == 0 || n > q->hold_len)
-			continue;
-		for (size_t at = 0; at + n <= q->hold_len; at++) {
-			if (memcmp(q->hold + at, st, n) == 0) {
-				if (best < 0 || (long)at < best) {
-					best = (long)at;
-					*which = i;
-				}
-				break;
-			}
-		}
-	}
-	return best;
-}
-
-/* Bytes at the end of the held text that could still grow into a stop string. */
-static size_t stop_prefix_tail(const struct seq *q)
-{
-	size_t keep = 0;
-	for (uint32_t i = 0; i < q->req->n_stops; i++) {
-		const char *st = q->req->stops[i];
-		size_t n = strlen(st);
-		for (size_t k = n > 0 ? n - 1 : 0; k > keep; k--) {
-			if (k <= q->hold_len && memcmp(q->hold + q->hold_len - k, st, k) == 0) {
-				keep = k;
-				break;
-			}
-		}
-	}
-	return keep;
-}
-
-/* Emit `n` bytes of held text (plus the token that made them) as a piece. */
-static int emit_piece(struct sched *s, struct seq *q, size_t n, const int32_t *ids, uint32_t n_ids)
-{
+	struct slot *sl = user;
+	(void)q;
 	struct sched_event *ev = calloc(1, sizeof *ev);
 	if (!ev)
-		return -ENOMEM;
+		return; /* out of memory: the text is lost, the request goes on */
 	ev->kind = SCHED_EV_PIECE;
-	ev->client_id = q->req->client_id;
-	ev->request_id = q->req->request_id;
-	if (n > 0) {
-		ev->text = malloc(n);
-		if (!ev->text) {
-			free(ev);
-			return -ENOMEM;
-		}
-		memcpy(ev->text, q->hold, n);
-		ev->text_len = n;
-		memmove(q->hold, q->hold + n, q->hold_len - n);
-		q->hold_len -= n;
+	ev->client_id = sl->req->client_id;
+	ev->request_id = sl->req->request_id;
+	if ((p->len > 0 && !(ev->text = malloc(p->len))) ||
+	    (p->n_ids > 0 && !(ev->ids = malloc(p->n_ids * sizeof *ev->ids)))) {
+		sched_event_free(ev);
+		return;
 	}
-	if (n_ids > 0) {
-		ev->ids = malloc(n_ids * sizeof *ev->ids);
-		if (!ev->ids) {
-			sched_event_free(ev);
-			return -ENOMEM;
-		}
-		memcpy(ev->ids, ids, n_ids * sizeof *ids);
-		ev->n_ids = n_ids;
-	}
-	pthread_mutex_lock(&s->mu);
-	push_event_locked(s, ev);
-	pthread_mutex_unlock(&s->mu);
-	return 0;
+	if (p->len > 0)
+		memcpy(ev->text, p->text, p->len);
+	ev->text_len = p->len;
+	if (p->n_ids > 0)
+		memcpy(ev->ids, p->ids, p->n_ids * sizeof *ev->ids);
+	ev->n_ids = p->n_ids;
+	push_event(sl->s, ev);
 }
 
-/* End a sequence: final event, slot freed, request freed. */
-static void finish_seq(struct sched *s, struct seq *q, enum sched_finish finish,
-		       enum sched_error error, const char *message, int stop_index)
+static struct seq_sink sink_of(struct slot *sl)
 {
-	uint64_t now = clock_now_ns();
-	struct sched_event *ev = done_event(q->req, finish);
+	return (struct seq_sink){ .piece = on_piece, .user = sl };
+}
+
+/* What Status shows of slot i, published under mu. */
+static void publish_locked(struct sched *s, uint32_t i)
+{
+	struct slot *sl = &s->slots[i];
+	s->running_used[i] = sl->seq != NULL;
+	if (!sl->seq)
+		return;
+	const struct seq_stats *st = seq_stats(sl->seq);
+	s->running[i] = (struct sched_req_info){
+		.client_id = sl->req->client_id,
+		.request_id = sl->req->request_id,
+		.state = seq_state(sl->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING,
+		.prompt_tokens = st->n_prompt,
+		.prompt_done = st->n_past < st->n_prompt ? st->n_past : st->n_prompt,
+		.generated = st->n_generated,
+		.max_tokens = sl->req->max_tokens,
+		.received_ns = sl->req->received_ns,
+	};
+}
+
+/* A finished sequence: its Done event, its slot and request freed. */
+static void retire(struct sched *s, uint32_t i)
+{
+	struct slot *sl = &s->slots[i];
+	struct seq *q = sl->seq;
+	struct sched_event *ev = calloc(1, sizeof *ev);
+	const char *msg = "";
 
 	if (ev) {
-		ev->error = error;
-		if (message)
-			snprintf(ev->message, sizeof ev->message, "%s", message);
-		ev->generated_tokens = q->n_gen;
-		ev->queued_ns = q->t_start ? q->t_start - q->req->received_ns : now - q->req->received_ns;
-		ev->ttft_ns = q->t_first ? q->t_first - q->req->received_ns : 0;
-		ev->prompt_ns = q->t_first && q->t_start ? q->t_first - q->t_start : 0;
-		ev->gen_ns = q->t_first && q->t_last > q->t_first ? q->t_last - q->t_first : 0;
-		ev->bytes_read = q->bytes_read;
-		ev->stall_ns = q->stall_ns;
-		ev->compute_ns = q->compute_ns;
-		ev->io_ns = q->t_start && q->t_last > q->t_start ? q->t_last - q->t_start : 0;
-		if (stop_index >= 0)
-			ev->stop_string = strdup(q->req->stops[stop_index]);
+		ev->kind = SCHED_EV_DONE;
+		ev->client_id = sl->req->client_id;
+		ev->request_id = sl->req->request_id;
+		ev->finish = seq_finish_reason(q);
+		ev->error = seq_error(q, &msg);
+		snprintf(ev->message, sizeof ev->message, "%s", msg);
+		ev->st = *seq_stats(q);
+		ev->received_ns = sl->req->received_ns;
+		ev->done_ns = clock_now_ns();
+		ev->seed = seq_seed(q);
+		if (seq_stop_string(q))
+			ev->stop_string = strdup(seq_stop_string(q));
 	}
-	engine_slot_reset(s->e, q->slot);
-	sampler_free(q->smp);
-	free(q->tokens);
-	free(q->hold);
-
+	const struct seq_stats *st = seq_stats(q);
 	pthread_mutex_lock(&s->mu);
 	if (ev)
 		push_event_locked(s, ev);
-	s->running[q->slot].used = false;
 	s->stats.active--;
 	s->stats.requests_total++;
-	s->stats.prompt_tokens_total += q->req->n_prompt;
-	s->stats.generated_tokens_total += q->n_gen;
+	s->stats.prompt_tokens_total += st->n_prompt;
+	s->stats.generated_tokens_total += st->n_generated;
 	pthread_mutex_unlock(&s->mu);
 
-	sched_request_free(q->req);
-	uint32_t slot = q->slot;
-	memset(q, 0, sizeof *q);
-	q->slot = slot;
-	q->logits_row = -1;
+	engine_slot_reset(s->e, seq_slot(q)); /* the KV memory goes back to the kernel */
+	seq_free(q);
+	sched_request_free(sl->req);
+	sl->seq = NULL;
+	sl->req = NULL;
+	sl->cancel = false;
+	pthread_mutex_lock(&s->mu);
+	publish_locked(s, i);
+	pthread_mutex_unlock(&s->mu);
 }
 
-/* Flush whatever text is left (the detokenizer's tail, held-back bytes). */
-static void flush_text(struct sched *s, struct seq *q)
-{
-	char tail[64];
-	int n = detok_flush(&q->dt, tail, sizeof tail);
-	if (n > 0)
-		hold_append(q, tail, (size_t)n);
-	if (q->hold_len > 0)
-		emit_piece(s, q, q->hold_len, NULL, 0);
-}
-
-/* A sampled token: extend the sequence, emit text, decide whether it ends. */
-static void on_token(struct sched *s, struct seq *q, int32_t t)
-{
-	const struct tokenizer *tok = engine_tokenizer(s->e);
-	uint64_t now = clock_now_ns();
-
-	if (!q->t_first)
-		q->t_first = now;
-	q->t_last = now;
-	q->tokens[q->n_tokens++] = t;
-	q->n_gen++;
-
-	if (!q->req->ignore_eos && tokenizer_is_eog(tok, t)) {
-		flush_text(s, q);
-		finish_seq(s, q, SCHED_FINISH_EOS, SCHED_ERR_NONE, NULL, -1);
-		return;
-	}
-	int n = detok_push(&q->dt, t, s->piece, s->piece_cap);
-	if (n > 0 && hold_append(q, s->piece, (size_t)n) < 0) {
-		finish_seq(s, q, SCHED_FINISH_ERROR, SCHED_ERR_INTERNAL, "out of memory", -1);
-		return;
-	}
-	uint32_t which = 0;
-	long stop = q->req->n_stops ? find_stop(q, &which) : -1;
-	if (stop >= 0) {
-		emit_piece(s, q, (size_t)stop, &t, 1);
-		finish_seq(s, q, SCHED_FINISH_STOP, SCHED_ERR_NONE, NULL, (int)which);
-		return;
-	}
-	size_t keep = q->req->n_stops ? stop_prefix_tail(q) : 0;
-	emit_piece(s, q, q->hold_len - keep, &t, 1);
-	if (q->n_gen >= q->req->max_tokens || q->n_tokens >= s->n_ctx) {
-		flush_text(s, q);
-		finish_seq(s, q, SCHED_FINISH_LENGTH, SCHED_ERR_NONE, NULL, -1);
-	}
-}
-
-/* Give a free slot to the oldest queued request. Called with mu held. */
+/* Give free slots to the oldest queued requests. Called with mu held; a
+ * request whose sequence cannot be made ends with an ERROR Done. */
 static void admit_locked(struct sched *s)
 {
 	for (uint32_t i = 0; i < s->n_slots && s->queue_head; i++) {
-		struct seq *q = &s->seqs[i];
-		if (q->used)
+		struct slot *sl = &s->slots[i];
+		if (sl->seq)
 			continue;
 		struct queued *head = s->queue_head;
 		struct sched_request *r = head->req;
@@ -460,48 +390,39 @@ static void admit_locked(struct sched *s)
 		s->n_queued--;
 		free(head);
 
-		q->tokens = malloc(((size_t)r->n_prompt + r->max_tokens + 1) * sizeof *q->tokens);
-		if (!q->tokens || sampler_new(&r->sampling, s->n_vocab, &q->smp) < 0) {
-			struct sched_event *ev = done_event(r, SCHED_FINISH_ERROR);
+		struct seq_params p = {
+			.prompt = r->prompt, .n_prompt = r->n_prompt, .max_tokens = r->max_tokens,
+			.sampling = r->sampling, .stops = (const char *const *)r->stops,
+			.n_stops = r->n_stops, .ignore_eos = r->ignore_eos,
+		};
+		struct st_err err = { "" };
+		int rc = seq_create(s->e, &p, i, &sl->seq, &err);
+		if (rc < 0) {
+			struct sched_event *ev = done_unrun(r, SEQ_FINISH_ERROR, err.msg);
 			if (ev) {
-				ev->error = SCHED_ERR_INTERNAL;
-				snprintf(ev->message, sizeof ev->message, "out of memory");
+				ev->error = rc;
 				push_event_locked(s, ev);
 			}
-			free(q->tokens);
-			sampler_free(q->smp);
-			q->tokens = NULL;
-			q->smp = NULL;
 			sched_request_free(r);
 			continue;
 		}
-		detok_init(&q->dt, engine_tokenizer(s->e), false);
-		memcpy(q->tokens, r->prompt, r->n_prompt * sizeof *q->tokens);
-		q->n_tokens = r->n_prompt;
-		q->n_past = 0;
-		q->n_gen = 0;
-		q->req = r;
-		q->used = true;
-		q->cancel = false;
-		q->logits_row = -1;
-		s->running[i].client = r->client_id;
-		s->running[i].request = r->request_id;
-		s->running[i].used = true;
+		sl->req = r;
+		sl->cancel = false;
 		s->stats.active++;
+		publish_locked(s, i);
 	}
 	s->stats.queued = s->n_queued;
 }
 
-/* Apply cancel marks and the drain deadline. Called with mu held; returns
- * the sequences to end (their indexes flagged in q->cancel). */
+/* Apply cancel marks; when draining, end what waits in the queue. Called with mu held. */
 static void mark_cancels_locked(struct sched *s)
 {
 	for (size_t c = 0; c < s->n_cancels; c++) {
 		for (uint32_t i = 0; i < s->n_slots; i++) {
-			struct seq *q = &s->seqs[i];
-			if (q->used && q->req->client_id == s->cancels[c].client &&
-			    (s->cancels[c].all || q->req->request_id == s->cancels[c].request))
-				q->cancel = true;
+			struct slot *sl = &s->slots[i];
+			if (sl->seq && sl->req->client_id == s->cancels[c].client &&
+			    (s->cancels[c].all || sl->req->request_id == s->cancels[c].request))
+				sl->cancel = true;
 		}
 	}
 	s->n_cancels = 0;
@@ -509,11 +430,10 @@ static void mark_cancels_locked(struct sched *s)
 		/* queued requests will never run */
 		while (s->queue_head) {
 			struct queued *head = s->queue_head;
-			struct sched_event *ev = done_event(head->req, SCHED_FINISH_SHUTDOWN);
-			if (ev) {
-				snprintf(ev->message, sizeof ev->message, "the daemon is shutting down");
+			struct sched_event *ev = done_unrun(head->req, SEQ_FINISH_SHUTDOWN,
+							    "the daemon is shutting down");
+			if (ev)
 				push_event_locked(s, ev);
-			}
 			s->queue_head = head->next;
 			sched_request_free(head->req);
 			free(head);
@@ -527,113 +447,84 @@ static void mark_cancels_locked(struct sched *s)
 static bool any_active(const struct sched *s)
 {
 	for (uint32_t i = 0; i < s->n_slots; i++)
-		if (s->seqs[i].used)
+		if (s->slots[i].seq)
 			return true;
 	return false;
 }
 
-/* One forward pass over every running sequence. */
+/* One forward pass over every running sequence: decode rows first (every
+ * generating sequence advances each pass), then prompt chunks in the room
+ * left, oldest slot first. */
 static void step(struct sched *s)
 {
-	uint32_t n = 0, rows = 0;
-	uint64_t t0 = clock_now_ns();
+	struct batch *b = &s->batch;
 
-	/* decode tokens first: every generating sequence advances each pass */
+	batch_clear(b);
 	for (uint32_t i = 0; i < s->n_slots; i++) {
-		struct seq *q = &s->seqs[i];
-		q->logits_row = -1;
-		if (!q->used || q->n_tokens - q->n_past != 1 || n >= s->max_batch)
-			continue;
-		s->b_token[n] = q->tokens[q->n_past];
-		s->b_pos[n] = q->n_past;
-		s->b_slot[n] = q->slot;
-		s->b_want[n] = 1;
-		q->logits_row = (int)rows++;
-		n++;
+		struct seq *q = s->slots[i].seq;
+		s->slots[i].in_pass = q && seq_state(q) == SEQ_GENERATING && b->n < b->cap &&
+				      seq_add_rows(q, b, b->cap - b->n) > 0;
 	}
-	/* then prompt chunks in the room left */
-	for (uint32_t i = 0; i < s->n_slots && n < s->max_batch; i++) {
-		struct seq *q = &s->seqs[i];
-		if (!q->used || q->n_tokens - q->n_past <= 1)
-			continue;
-		uint32_t todo = q->n_tokens - q->n_past, room = s->max_batch - n;
-		uint32_t take = todo < room ? todo : room;
-		for (uint32_t k = 0; k < take; k++) {
-			uint32_t p = q->n_past + k;
-			s->b_token[n] = q->tokens[p];
-			s->b_pos[n] = p;
-			s->b_slot[n] = q->slot;
-			s->b_want[n] = p == q->n_tokens - 1;
-			n++;
-		}
-		if (take == todo)
-			q->logits_row = (int)rows++;
-		else
-			q->logits_row = -2; /* in this pass, no logits yet */
-		if (!q->t_start)
-			q->t_start = t0;
+	for (uint32_t i = 0; i < s->n_slots; i++) {
+		struct seq *q = s->slots[i].seq;
+		if (q && seq_state(q) == SEQ_PROMPT && b->n < b->cap)
+			s->slots[i].in_pass = seq_add_rows(q, b, b->cap - b->n) > 0;
 	}
-	if (n == 0)
+	if (b->n == 0)
 		return;
-	for (uint32_t i = 0; i < s->n_slots; i++)
-		if (s->seqs[i].used && s->seqs[i].logits_row != -1 && !s->seqs[i].t_start)
-			s->seqs[i].t_start = t0;
 
-	struct engine_stats before, after;
-	engine_get_stats(s->e, &before);
+	struct engine_pass_io before, after;
+	struct seq_pass pass = { 0 };
+	engine_pass_io(s->e, &before);
 	pthread_mutex_lock(&s->mu);
 	s->stats.busy = true;
 	pthread_mutex_unlock(&s->mu);
 
 	struct st_err err = { "" };
-	struct forward_batch b = { n, s->b_token, s->b_pos, s->b_slot, s->b_want };
-	int rc = engine_decode(s->e, &b, s->logits, &err);
+	pass.t_start = clock_now_ns();
+	int rc = engine_decode(s->e, b, s->logits, &err);
+	pass.t_end = clock_now_ns();
+	engine_pass_io(s->e, &after);
+	pass.bytes_read = after.bytes_read - before.bytes_read;
+	pass.stall_ns = after.stall_ns - before.stall_ns;
 
-	engine_get_stats(s->e, &after);
-	uint64_t pass_ns = clock_now_ns() - t0;
-	uint64_t read = after.io.bytes_read - before.io.bytes_read;
-	uint64_t stall = after.io.stall_ns - before.io.stall_ns;
-	uint64_t compute = pass_ns > stall ? pass_ns - stall : 0;
 	uint32_t generated = 0;
 	for (uint32_t i = 0; i < s->n_slots; i++) {
-		struct seq *q = &s->seqs[i];
-		if (!q->used || q->logits_row == -1)
+		struct slot *sl = &s->slots[i];
+		if (!sl->in_pass)
 			continue;
-		q->bytes_read += read;
-		q->stall_ns += stall;
-		q->compute_ns += compute;
+		struct seq_sink sink = sink_of(sl);
 		if (rc < 0) {
 			log_err("request %llu of client %llu failed: %s",
-				(unsigned long long)q->req->request_id, (unsigned long long)q->req->client_id,
-				err.msg);
-			finish_seq(s, q, SCHED_FINISH_ERROR,
-				   rc == -EIO || rc == -ENODATA ? SCHED_ERR_IO : SCHED_ERR_INTERNAL, err.msg, -1);
-			continue;
+				(unsigned long long)sl->req->request_id,
+				(unsigned long long)sl->req->client_id, err.msg);
+			seq_finish(sl->seq, SEQ_FINISH_ERROR, rc, err.msg, &sink);
+		} else {
+			uint32_t before_gen = seq_stats(sl->seq)->n_generated;
+			seq_pass_done(sl->seq, s->logits, &pass, &sink);
+			generated += seq_stats(sl->seq)->n_generated - before_gen;
 		}
-		/* advance the cache position by what this pass consumed */
-		for (uint32_t k = 0; k < n; k++)
-			if (s->b_slot[k] == q->slot)
-				q->n_past = s->b_pos[k] + 1;
-		if (q->logits_row >= 0) {
-			float *lg = s->logits + (size_t)q->logits_row * s->n_vocab;
-			int32_t t = sampler_sample(q->smp, lg, q->tokens, q->n_tokens);
-			on_token(s, q, t);
-			generated++;
-		}
+		if (seq_state(sl->seq) == SEQ_FINISHED)
+			retire(s, i);
 	}
-	uint64_t dt = clock_now_ns() - t0;
+	uint64_t dt = clock_now_ns() - pass.t_start;
 	if (generated && dt) {
 		double tok_s = generated / ((double)dt / 1e9);
 		s->tok_s_ewma = s->tok_s_ewma ? 0.8 * s->tok_s_ewma + 0.2 * tok_s : tok_s;
 	}
+	struct engine_stats es;
+	engine_get_stats(s->e, &es);
 	pthread_mutex_lock(&s->mu);
+	for (uint32_t i = 0; i < s->n_slots; i++)
+		if (s->slots[i].in_pass && s->slots[i].seq)
+			publish_locked(s, i);
 	s->stats.busy = false;
 	s->stats.passes++;
-	s->stats.pass_ns += pass_ns;
-	s->stats.stall_ns += stall;
+	s->stats.pass_ns += pass.t_end - pass.t_start;
+	s->stats.stall_ns += pass.stall_ns;
 	s->stats.progress++;
 	s->stats.recent_tok_s = s->tok_s_ewma;
-	s->stats.engine = after;
+	s->stats.engine = es;
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -652,17 +543,16 @@ static void *sched_main(void *arg)
 
 		/* end what was cancelled or overtaken by shutdown */
 		for (uint32_t i = 0; i < s->n_slots; i++) {
-			struct seq *q = &s->seqs[i];
-			if (!q->used)
+			struct slot *sl = &s->slots[i];
+			if (!sl->seq)
 				continue;
-			if (q->cancel) {
-				flush_text(s, q);
-				finish_seq(s, q, SCHED_FINISH_CANCELLED, SCHED_ERR_NONE, NULL, -1);
-			} else if (deadline || stopping) {
-				flush_text(s, q);
-				finish_seq(s, q, SCHED_FINISH_SHUTDOWN, SCHED_ERR_NONE,
-					   "the daemon is shutting down", -1);
-			}
+			struct seq_sink sink = sink_of(sl);
+			if (sl->cancel)
+				seq_finish(sl->seq, SEQ_FINISH_CANCELLED, 0, NULL, &sink);
+			else if (deadline || stopping)
+				seq_finish(sl->seq, SEQ_FINISH_SHUTDOWN, 0, NULL, &sink);
+			if (seq_state(sl->seq) == SEQ_FINISHED)
+				retire(s, i);
 		}
 		if (stopping) {
 			pthread_mutex_lock(&s->mu);
@@ -683,7 +573,7 @@ static void *sched_main(void *arg)
 			}
 			struct timespec ts;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += 1; /* wake now and then so the watchdog sees progress */
+			ts.tv_sec += SCHED_IDLE_WAKE_S;
 			pthread_cond_timedwait(&s->cv, &s->mu, &ts);
 		}
 	}
@@ -695,14 +585,11 @@ static void *sched_main(void *arg)
 static void free_buffers(struct sched *s)
 {
 	free(s->cancels);
-	free(s->seqs);
+	free(s->slots);
 	free(s->running);
-	free(s->b_token);
-	free(s->b_pos);
-	free(s->b_slot);
-	free(s->b_want);
+	free(s->running_used);
+	batch_free(&s->batch);
 	free(s->logits);
-	free(s->piece);
 	free(s);
 }
 
@@ -719,30 +606,19 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	s->queue_tail = &s->queue_head;
 	s->ev_tail = &s->ev_head;
 	s->n_slots = engine_n_slots(e);
-	s->n_vocab = engine_model(e)->hp.n_vocab;
-	s->n_ctx = engine_n_ctx(e);
-	s->max_batch = engine_max_batch(e);
-	s->seqs = calloc(s->n_slots, sizeof *s->seqs);
+	s->n_vocab = engine_n_vocab(e);
+	s->slots = calloc(s->n_slots, sizeof *s->slots);
 	s->running = calloc(s->n_slots, sizeof *s->running);
-	s->b_token = malloc(s->max_batch * sizeof *s->b_token);
-	s->b_pos = malloc(s->max_batch * sizeof *s->b_pos);
-	s->b_slot = malloc(s->max_batch * sizeof *s->b_slot);
-	s->b_want = malloc(s->max_batch);
+	s->running_used = calloc(s->n_slots, sizeof *s->running_used);
 	s->logits = malloc((size_t)s->n_slots * s->n_vocab * sizeof *s->logits);
-	s->piece_cap = detok_out_max(engine_tokenizer(e));
-	s->piece = malloc(s->piece_cap);
-	if (!s->piece || !s->seqs || !s->running || !s->b_token || !s->b_pos || !s->b_slot || !s->b_want || !s->logits)
+	if (!s->slots || !s->running || !s->running_used || !s->logits ||
+	    batch_init(&s->batch, engine_max_batch(e)) < 0)
 		goto fail;
-	for (uint32_t i = 0; i < s->n_slots; i++) {
-		s->seqs[i].slot = i;
-		s->seqs[i].logits_row = -1;
-	}
+	for (uint32_t i = 0; i < s->n_slots; i++)
+		s->slots[i].s = s;
 	engine_get_stats(e, &s->stats.engine); /* before the thread owns the engine */
 	pthread_mutex_init(&s->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_cond_init(&s->cv, &ca);
-	pthread_condattr_destroy(&ca);
+	pthread_cond_init(&s->cv, NULL);
 	rc = -pthread_create(&s->thread, NULL, sched_main, s);
 	if (rc < 0) {
 		pthread_cond_destroy(&s->cv);

@@ -1,9 +1,11 @@
 /* sched.h: the scheduler: decides which sequences step together and runs
- * the engine on its own thread. Every forward pass carries one decode token
- * of every running sequence plus prompt chunks of sequences still reading
+ * the engine on its own thread. Every forward pass carries one decode row of
+ * every generating sequence plus prompt chunks of sequences still reading
  * their prompt (continuous batching), so concurrent requests share each pass
- * over the weights. It never touches sockets: the server hands it requests
- * and collects events (pieces of text, final results) that it turns into
+ * over the weights. It keeps the queue, the cancels and the composition of
+ * each pass; what a sequence does with its logits is the generation core's
+ * (engine/seq.h). It never touches sockets: the server hands it requests and
+ * collects events (pieces of text, final results) that it turns into
  * replies. Communication is by message: requests and events change owner. */
 #ifndef STRATA_DAEMON_SCHED_H
 #define STRATA_DAEMON_SCHED_H
@@ -13,30 +15,12 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
-#include "engine/sampler.h"
-
-/* Why a generation ended (mirrors the protocol's finish reasons). */
-enum sched_finish {
-	SCHED_FINISH_LENGTH,
-	SCHED_FINISH_EOS,
-	SCHED_FINISH_STOP,
-	SCHED_FINISH_CANCELLED,
-	SCHED_FINISH_ERROR,
-	SCHED_FINISH_SHUTDOWN,
-};
-
-/* Error classes an ERROR finish carries (mirrors the protocol's codes). */
-enum sched_error {
-	SCHED_ERR_NONE,
-	SCHED_ERR_IO,	    /* the weights could not be read */
-	SCHED_ERR_INTERNAL, /* out of memory, or a bug */
-};
 
 struct sched_request {
 	uint64_t client_id;	/* the server's name for the connection */
 	uint64_t request_id;	/* the client's name for the request */
 	int32_t *prompt;	/* (n_prompt) ids, owned (malloc); BOS included if wanted */
-	uint32_t n_prompt;	/* 1 .. ctx-1 (the server checks) */
+	uint32_t n_prompt;
 	uint32_t max_tokens;	/* >= 1 */
 	struct sampler_params sampling;
 	char **stops;		/* (n_stops) NUL-terminated strings, owned (malloc each and the array) */
@@ -63,21 +47,14 @@ struct sched_event {
 	int32_t *ids;	  /* (n_ids), owned */
 	uint32_t n_ids;
 	/* DONE */
-	enum sched_finish finish;
-	enum sched_error error;
-	char message[256];	 /* for ERROR */
-	uint32_t prompt_tokens;
-	uint32_t generated_tokens;
-	uint64_t queued_ns;	 /* from arrival to its first pass */
-	uint64_t ttft_ns;	 /* from arrival to the first generated token */
-	uint64_t prompt_ns;	 /* prompt processing */
-	uint64_t gen_ns;	 /* from the first to the last generated token */
-	uint64_t bytes_read;	 /* weight bytes read from disk during its passes */
-	uint64_t stall_ns;	 /* time its passes waited for the disk */
-	uint64_t io_ns;		 /* from its first pass to its last (for its read rate) */
-	uint64_t compute_ns;	 /* its passes' wall time minus their stall */
+	enum seq_finish finish;
+	int error;		 /* ERROR: -errno (-EIO: the weights could not be read) */
+	char message[256];	 /* ERROR, SHUTDOWN: for the person */
+	struct seq_stats st;	 /* its counts and times (all 0 when it never ran) */
+	uint64_t received_ns;
+	uint64_t done_ns;
 	uint64_t seed;		 /* the sampler's seed */
-	char *stop_string;	 /* for STOP: the stop string that matched, owned */
+	char *stop_string;	 /* STOP: the stop string that matched, owned */
 };
 
 void sched_event_free(struct sched_event *ev);
@@ -101,6 +78,18 @@ struct sched_stats {
 	uint64_t progress;	   /* advances while the scheduler makes progress (watchdog) */
 	bool busy;		   /* inside a forward pass right now */
 	struct engine_stats engine; /* as of the last pass (the engine itself is the thread's) */
+};
+
+/* Where one request stands, for Status. */
+enum sched_req_state { SCHED_REQ_QUEUED, SCHED_REQ_PROMPT, SCHED_REQ_GENERATING };
+struct sched_req_info {
+	uint64_t client_id, request_id;
+	enum sched_req_state state;
+	uint32_t prompt_tokens;	   /* in its prompt */
+	uint32_t prompt_done;	   /* of which in the KV cache */
+	uint32_t generated;	   /* tokens sampled */
+	uint32_t max_tokens;
+	uint64_t received_ns;
 };
 
 struct sched;
@@ -127,5 +116,8 @@ void sched_drain(struct sched *s, uint64_t grace_ns);
 bool sched_drained(struct sched *s);
 
 void sched_get_stats(struct sched *s, struct sched_stats *out);
+/* Running requests (slot order), then queued ones (arrival order), at most
+ * cap into out; returns how many there are in all (may exceed cap). */
+uint32_t sched_list(struct sched *s, struct sched_req_info *out, uint32_t cap);
 
 #endif

@@ -32,9 +32,7 @@
 #include "daemon/sched.h"
 #include "daemon/signals.h"
 #include "engine/engine.h"
-#include "gguf/gguf.h"
 #include "common/log.h"
-#include "engine/model.h"
 #include "proto/frame.h"
 
 /* A client that does not read its replies may not pin more than this. */
@@ -75,9 +73,6 @@ struct server {
 	uint64_t wd_progress;
 	uint64_t wd_progress_at;
 	char status_line[256];
-	/* general.architecture, copied at start: status must not read the model's mapping,
-	 * where a page that fails to read (disk error) raises SIGBUS */
-	char arch[64];
 };
 
 /* epoll_event.data.u64 holds either a tag (< 16) or a conn pointer */
@@ -324,7 +319,7 @@ static void handle_frame(struct server *s, struct conn *c, const uint8_t *buf, s
 	}
 	struct request_env env = {
 		.cfg = s->cfg, .e = s->e, .sched = s->sched, .draining = s->draining,
-		.n_conns = s->n_conns, .uptime_ms = (clock_now_ns() - s->t_start) / 1000000, .arch = s->arch,
+		.n_conns = s->n_conns, .uptime_ms = (clock_now_ns() - s->t_start) / 1000000,
 	};
 	request_handle(&env, &c->gens, req, &to);
 out:
@@ -423,7 +418,7 @@ static void on_timer(struct server *s)
 	}
 
 	char line[256];
-	const struct model *m = engine_model(s->e);
+	const struct engine_info *m = engine_info(s->e);
 	if (s->draining)
 		snprintf(line, sizeof line, "Stopping: %u request(s) finishing", st.active);
 	else
@@ -510,10 +505,7 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 		goto out;
 	}
 
-	const struct model *m = engine_model(e);
-	struct gguf_str arch = { "", 0 };
-	gguf_get_str(m->gguf, "general.architecture", &arch, NULL);
-	snprintf(s->arch, sizeof s->arch, "%.*s", (int)(arch.len < 63 ? arch.len : 63), arch.ptr);
+	const struct engine_info *m = engine_info(e);
 	if (l->activated)
 		log_notice("listening on the socket systemd passed (socket activation)");
 	else

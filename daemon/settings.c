@@ -13,22 +13,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "weights/weights.h"
-#include "kernels/types.h"
+#include "engine/options.h"
 
 enum opt_id {
 	OPT_MODEL = 256,
 	OPT_SOCKET,
 	OPT_CONFIG,
-	OPT_CTX,
-	OPT_PARALLEL,
-	OPT_BATCH,
-	OPT_THREADS,
-	OPT_BUDGET,
-	OPT_IO,
-	OPT_PREFETCH,
-	OPT_MLOCK,
-	OPT_KV_TYPE,
 	OPT_MAX_CLIENTS,
 	OPT_MAX_QUEUE,
 	OPT_MAX_FRAME,
@@ -37,21 +27,13 @@ enum opt_id {
 	OPT_LOG_LEVEL,
 	OPT_HELP,
 	OPT_VERSION,
+	OPT_ENGINE_FIRST = 1000, /* the engine's options (engine/options.h) from here */
 };
 
 static const struct option long_opts[] = {
 	{ "model", required_argument, NULL, OPT_MODEL },
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "ctx-size", required_argument, NULL, OPT_CTX },
-	{ "parallel", required_argument, NULL, OPT_PARALLEL },
-	{ "batch-size", required_argument, NULL, OPT_BATCH },
-	{ "threads", required_argument, NULL, OPT_THREADS },
-	{ "memory-budget", required_argument, NULL, OPT_BUDGET },
-	{ "io", required_argument, NULL, OPT_IO },
-	{ "prefetch", required_argument, NULL, OPT_PREFETCH },
-	{ "mlock", optional_argument, NULL, OPT_MLOCK },
-	{ "kv-type", required_argument, NULL, OPT_KV_TYPE },
 	{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
@@ -76,23 +58,16 @@ void daemon_usage(FILE *f)
 		"                          else $XDG_RUNTIME_DIR/strata.sock, else /run/strata/strata.sock;\n"
 		"                          ignored under socket activation)\n"
 		"  --config FILE           settings file (default %s if it exists)\n"
-		"  --ctx-size N            positions per sequence (default: min(model's, 4096))\n"
-		"  --parallel N            sequences decoded together (default 4)\n"
-		"  --batch-size N          most tokens in one pass over the weights (default 512)\n"
-		"  --threads N             compute threads (default: online cores)\n"
-		"  --memory-budget SIZE    bytes of weights to hold in RAM, e.g. 6G (default: all)\n"
-		"  --io uring|mmap         how streamed weights are read (default uring)\n"
-		"  --prefetch K            layers read ahead (default: from the budget)\n"
-		"  --mlock[=yes|no]        lock resident weights in RAM\n"
-		"  --kv-type f16|f32       KV cache precision (default f16)\n"
 		"  --max-clients N         connections at once (default 64)\n"
 		"  --max-queue N           requests waiting for a free sequence (default 64)\n"
 		"  --max-frame BYTES       largest protocol frame accepted (default 1048576)\n"
 		"  --max-tokens N          cap on tokens generated per request (default: context)\n"
 		"  --shutdown-timeout SEC  after SIGTERM, how long running requests may finish (default 10)\n"
 		"  --log-level LEVEL       err, warning, notice, info, debug (default info)\n"
-		"  --help, --version\n",
+		"  --help, --version\n"
+		"The engine's options:\n",
 		STRATAD_DEFAULT_CONFIG);
+	engine_options_usage(f, true);
 }
 
 void daemon_config_default(struct daemon_config *c)
@@ -131,17 +106,9 @@ static int opt_u32(const char *name, const char *s, uint32_t min, uint32_t *out,
 	return 0;
 }
 
-static int opt_bool(const char *name, const char *s, bool *out, struct st_err *err)
-{
-	if (parse_bool(s, out) < 0)
-		return st_errf(err, -EINVAL, "%s: '%s' is not yes or no", name, s);
-	return 0;
-}
-
 /* Apply one option, from either source. `name` is for messages. */
 static int apply(struct daemon_config *c, int id, const char *name, const char *val, struct st_err *err)
 {
-	uint32_t u = 0;
 	int rc = 0;
 
 	switch (id) {
@@ -156,39 +123,6 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 				       name, val, sizeof c->socket - 1);
 		snprintf(c->socket, sizeof c->socket, "%s", val);
 		break;
-	case OPT_CTX: rc = opt_u32(name, val, 2, &c->engine.ctx_size, err); break;
-	case OPT_PARALLEL: rc = opt_u32(name, val, 1, &c->engine.n_slots, err); break;
-	case OPT_BATCH: rc = opt_u32(name, val, 1, &c->engine.batch_size, err); break;
-	case OPT_THREADS:
-		rc = opt_u32(name, val, 1, &u, err);
-		if (rc == 0 && u > 1024)
-			rc = st_errf(err, -EINVAL, "%s: %u threads is too many", name, u);
-		c->engine.threads = (int)u;
-		break;
-	case OPT_BUDGET:
-		if (parse_size(val, &c->engine.memory_budget) < 0)
-			rc = st_errf(err, -EINVAL, "%s: '%s' is not a size like 512M or 6G", name, val);
-		break;
-	case OPT_IO:
-		if (!strcmp(val, "uring"))
-			c->engine.io = WEIGHTS_IO_URING;
-		else if (!strcmp(val, "mmap"))
-			c->engine.io = WEIGHTS_IO_MMAP;
-		else
-			rc = st_errf(err, -EINVAL, "%s: '%s' is not uring or mmap", name, val);
-		break;
-	case OPT_PREFETCH:
-		rc = opt_u32(name, val, 0, &u, err);
-		c->engine.prefetch = (int)u;
-		break;
-	case OPT_MLOCK: rc = opt_bool(name, val, &c->engine.mlock, err); break;
-	case OPT_KV_TYPE: {
-		enum st_type t;
-		if (st_type_parse(val, &t) < 0 || (t != ST_F16 && t != ST_F32))
-			return st_errf(err, -EINVAL, "%s: '%s' is not f16 or f32", name, val);
-		c->engine.kv_type = t;
-		break;
-	}
 	case OPT_MAX_CLIENTS: rc = opt_u32(name, val, 1, &c->max_clients, err); break;
 	case OPT_MAX_QUEUE: rc = opt_u32(name, val, 0, &c->max_queue, err); break;
 	case OPT_MAX_FRAME: rc = opt_u32(name, val, 64, &c->max_frame, err); break;
@@ -203,6 +137,21 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 		rc = st_errf(err, -EINVAL, "%s: not a setting", name);
 	}
 	return rc;
+}
+
+/* A setting by its long name, from the file or the command line: the engine's
+ * table first, then the daemon's own. -ENOENT when neither knows it. */
+static int apply_setting(struct daemon_config *c, const char *key, const char *shown, const char *val,
+			 struct st_err *err)
+{
+	int rc = engine_option_apply(&c->engine, key, shown, val, err);
+	if (rc != -ENOENT)
+		return rc;
+	for (const struct option *o = long_opts; o->name; o++)
+		if (strcmp(o->name, key) == 0 && o->val != OPT_CONFIG && o->val != OPT_HELP &&
+		    o->val != OPT_VERSION)
+			return apply(c, o->val, shown, val, err);
+	return -ENOENT;
 }
 
 static char *trim(char *s)
@@ -239,18 +188,13 @@ static int read_file(struct daemon_config *c, const char *path, bool must_exist,
 		}
 		*eq = '\0';
 		char *key = trim(s), *val = trim(eq + 1);
-		const struct option *o = long_opts;
-		while (o->name && strcmp(o->name, key) != 0)
-			o++;
-		if (!o->name || o->val == OPT_CONFIG || o->val == OPT_HELP || o->val == OPT_VERSION) {
-			fclose(f);
-			return st_errf(err, -EINVAL, "%s:%u: unknown setting '%s'", path, lineno, key);
-		}
 		char where[64];
 		snprintf(where, sizeof where, "%s:%u", path, lineno);
 		char name[160];
 		snprintf(name, sizeof name, "%.60s: %.90s", where, key);
-		int rc = apply(c, o->val, name, val, err);
+		int rc = apply_setting(c, key, name, val, err);
+		if (rc == -ENOENT)
+			rc = st_errf(err, -EINVAL, "%s:%u: unknown setting '%s'", path, lineno, key);
 		if (rc < 0) {
 			fclose(f);
 			return rc;
@@ -263,12 +207,23 @@ static int read_file(struct daemon_config *c, const char *path, bool must_exist,
 int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err)
 {
 	const char *config = NULL;
+	struct option opts[64];
+	size_t n_own = 0;
 	int opt, rc;
+
+	/* the daemon's options, then the engine's */
+	while (long_opts[n_own].name) {
+		opts[n_own] = long_opts[n_own];
+		n_own++;
+	}
+	if (engine_options_getopt(opts + n_own, sizeof opts / sizeof opts[0] - n_own,
+				  OPT_ENGINE_FIRST) < 0)
+		return st_errf(err, -ENOSPC, "too many options (a bug)");
 
 	/* First pass: only --config/--help/--version, so the file is applied first. */
 	opterr = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (opt == OPT_CONFIG)
 			config = optarg;
 		else if (opt == OPT_HELP)
@@ -284,13 +239,19 @@ int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st
 
 	opterr = 0;
 	optind = 1;
-	while ((opt = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		if (opt == '?')
 			return st_errf(err, -EINVAL, "unknown option '%s' (try --help)", argv[optind - 1]);
 		if (opt == ':')
 			return st_errf(err, -EINVAL, "option '%s' needs a value", argv[optind - 1]);
 		if (opt == OPT_CONFIG)
 			continue;
+		if (opt >= OPT_ENGINE_FIRST) {
+			rc = engine_options_getopt_apply(&c->engine, opt, OPT_ENGINE_FIRST, optarg, err);
+			if (rc < 0)
+				return rc;
+			continue;
+		}
 		const char *name = NULL;
 		for (const struct option *o = long_opts; o->name; o++)
 			if (o->val == opt)

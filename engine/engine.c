@@ -1,5 +1,6 @@
 /* engine.c: assembles model, tokenizer, weight source, KV cache, threads and
- * forward pass (see engine.h), in that order, and takes them apart in reverse. */
+ * forward pass (see engine.h), in that order, and takes them apart in
+ * reverse; answers the questions the programs above ask of them. */
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -9,19 +10,22 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "gguf/gguf.h"
-#include "engine/kv.h"
 #include "common/log.h"
+#include "engine/forward.h"
+#include "engine/kv.h"
 #include "engine/model.h"
-#include "tokenizer/tokenizer.h"
+#include "gguf/gguf.h"
 #include "kernels/blas.h"
-#include "kernels/dot.h"
 #include "kernels/isa.h"
 #include "kernels/pool.h"
 #include "kernels/types.h"
+#include "tokenizer/detok.h"
+#include "tokenizer/tokenizer.h"
+#include "weights/weights.h"
 
 struct engine {
 	struct engine_config cfg;
+	struct engine_info info;
 	struct model *model;
 	struct tokenizer *tok;
 	struct weights_unit *units;
@@ -37,13 +41,76 @@ void engine_config_default(struct engine_config *c)
 {
 	memset(c, 0, sizeof *c);
 	c->kv_type = ST_F16;
-	c->io = WEIGHTS_IO_URING;
+	c->io = ENGINE_IO_URING;
+}
+
+void engine_setup_process(char **argv)
+{
+	blas_setup_process(argv);
 }
 
 static int default_threads(void)
 {
 	long n = sysconf(_SC_NPROCESSORS_ONLN);
 	return n > 0 ? (int)n : 1;
+}
+
+/* The model's facts, copied once: Status must never read the mapping. */
+static void fill_info(struct engine *e)
+{
+	struct engine_info *in = &e->info;
+	const struct model *m = e->model;
+	const struct model_hparams *hp = &m->hp;
+	struct gguf_str arch = { "", 0 };
+
+	snprintf(in->path, sizeof in->path, "%s", e->cfg.model_path);
+	snprintf(in->name, sizeof in->name, "%s", m->name);
+	gguf_get_str(m->gguf, "general.architecture", &arch, NULL);
+	snprintf(in->architecture, sizeof in->architecture, "%.*s",
+		 (int)(arch.len < sizeof in->architecture ? arch.len : sizeof in->architecture - 1),
+		 arch.ptr);
+	in->n_vocab = hp->n_vocab;
+	in->n_embd = hp->n_embd;
+	in->n_layer = hp->n_layer;
+	in->n_head = hp->n_head;
+	in->n_head_kv = hp->n_head_kv;
+	in->head_dim = hp->head_dim;
+	in->n_ff = hp->n_ff;
+	in->n_ctx_train = hp->n_ctx_train;
+	in->n_ctx = e->cfg.ctx_size;
+	in->n_slots = e->cfg.n_slots;
+	in->max_batch = e->cfg.batch_size;
+	in->threads = e->threads;
+	in->file_bytes = gguf_file_size(m->gguf);
+	in->weight_bytes = m->weight_bytes;
+	in->kv_type = st_type_name(e->kv->type);
+	in->kv_bytes = e->kv->bytes;
+	in->add_bos = tokenizer_add_bos(e->tok);
+
+	/* tensor types by total bytes, from the tensor table */
+	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
+	uint32_t count[ST_TYPE_COUNT] = { 0 };
+	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(m->gguf, i);
+		if (t->type < ST_TYPE_COUNT) {
+			bytes[t->type] += t->size;
+			count[t->type]++;
+		}
+		in->n_params += t->n_elems;
+	}
+	while (in->n_types < ENGINE_MAX_WEIGHT_TYPES) {
+		int best = -1;
+		for (int t = 0; t < ST_TYPE_COUNT; t++)
+			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
+				best = t;
+		if (best < 0)
+			break;
+		in->types[in->n_types++] = (struct engine_weight_type){
+			st_type_name((uint32_t)best), count[best], bytes[best] };
+		count[best] = 0;
+	}
+	for (uint32_t l = 0; l < hp->n_layer; l++) /* unit l is layer l (forward.h) */
+		in->layers_resident += weights_is_resident(e->w, l);
 }
 
 int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err)
@@ -77,11 +144,12 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	uint32_t n_ctx = cfg->ctx_size;
 	if (n_ctx == 0)
 		n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
-	uint32_t n_slots = cfg->n_slots ? cfg->n_slots : 1;
-	uint32_t batch = cfg->batch_size ? cfg->batch_size : 512;
+	if (n_ctx > hp->n_ctx_train)
+		log_warn("context %u is longer than the model's training context (%u): output past "
+			 "position %u is likely to degrade", n_ctx, hp->n_ctx_train, hp->n_ctx_train);
 	e->cfg.ctx_size = n_ctx;
-	e->cfg.n_slots = n_slots;
-	e->cfg.batch_size = batch;
+	e->cfg.n_slots = cfg->n_slots ? cfg->n_slots : 1;
+	e->cfg.batch_size = cfg->batch_size ? cfg->batch_size : 512;
 
 	rc = forward_units(e->model, &e->units, &e->n_units);
 	if (rc < 0) {
@@ -91,16 +159,16 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	struct weights_config wc = {
 		.path = cfg->model_path,
 		.budget = cfg->memory_budget, /* 0: everything resident */
-		.io = cfg->io,
-		.prefetch = cfg->prefetch > 0 ? (uint32_t)cfg->prefetch : 0,
+		.io = cfg->io == ENGINE_IO_MMAP ? WEIGHTS_IO_MMAP : WEIGHTS_IO_URING,
+		.prefetch = cfg->prefetch,
 		.mlock = cfg->mlock,
 	};
 	rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
 	if (rc < 0)
 		goto fail;
 
-	rc = kv_create(cfg->kv_type, hp->n_layer, n_ctx, n_slots, hp->n_head_kv * hp->head_dim, &e->kv,
-		       err);
+	rc = kv_create(cfg->kv_type, hp->n_layer, n_ctx, e->cfg.n_slots, hp->n_head_kv * hp->head_dim,
+		       &e->kv, err);
 	if (rc < 0)
 		goto fail;
 
@@ -110,10 +178,11 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 		goto fail;
 	}
 
-	rc = forward_create(e->model, e->w, e->kv, e->pool, batch, &e->fwd, err);
+	rc = forward_create(e->model, e->w, e->kv, e->pool, e->cfg.batch_size, &e->fwd, err);
 	if (rc < 0)
 		goto fail;
 
+	fill_info(e);
 	/* Loading read the metadata (the tokenizer's arrays: megabytes for a
 	 * 256,000-token vocabulary) through the file's mapping. Those pages are
 	 * copied out now; hand them back so they do not count against the
@@ -146,9 +215,9 @@ void engine_close(struct engine *e)
 	free(e);
 }
 
-const struct model *engine_model(const struct engine *e)
+const struct engine_info *engine_info(const struct engine *e)
 {
-	return e->model;
+	return &e->info;
 }
 
 const struct tokenizer *engine_tokenizer(const struct engine *e)
@@ -171,13 +240,94 @@ uint32_t engine_max_batch(const struct engine *e)
 	return e->cfg.batch_size;
 }
 
+uint32_t engine_n_vocab(const struct engine *e)
+{
+	return e->model->hp.n_vocab;
+}
+
 int engine_threads(const struct engine *e)
 {
 	return e->threads;
 }
 
-int engine_decode(struct engine *e, const struct forward_batch *b, float *logits,
-		  struct st_err *err)
+/* ---- the tokenizer's services ---- */
+
+int engine_tokenize(const struct engine *e, const char *text, size_t n, int add_bos,
+		    bool parse_special, int32_t **ids, uint32_t *n_ids)
+{
+	bool bos = add_bos < 0 ? tokenizer_add_bos(e->tok) : add_bos > 0;
+	size_t cap = n + 4;
+	int32_t *v = malloc(cap * sizeof *v);
+	*ids = NULL;
+	*n_ids = 0;
+	if (!v)
+		return -ENOMEM;
+	int k = tokenizer_encode(e->tok, text, n, bos, parse_special, v, cap);
+	if (k > (int)cap) { /* more tokens than bytes: only with many specials and BOS */
+		int32_t *p = realloc(v, (size_t)k * sizeof *v);
+		if (!p) {
+			free(v);
+			return -ENOMEM;
+		}
+		v = p;
+		k = tokenizer_encode(e->tok, text, n, bos, parse_special, v, (size_t)k);
+	}
+	if (k < 0) {
+		free(v);
+		return k;
+	}
+	*ids = v;
+	*n_ids = (uint32_t)k;
+	return 0;
+}
+
+int engine_detokenize(const struct engine *e, const int32_t *ids, uint32_t n, bool special,
+		      char **text, size_t *len, uint32_t *bad_index)
+{
+	int32_t n_vocab = tokenizer_n_vocab(e->tok);
+	*text = NULL;
+	*len = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		if (ids[i] < 0 || ids[i] >= n_vocab) {
+			*bad_index = i;
+			return -EINVAL;
+		}
+	}
+	size_t step = detok_out_max(e->tok);
+	size_t cap = ((size_t)n + 1) * step + 1;
+	char *out = malloc(cap);
+	if (!out)
+		return -ENOMEM;
+	struct detok dt;
+	size_t o = 0;
+	detok_init(&dt, e->tok, special);
+	for (uint32_t i = 0; i < n; i++) {
+		int k = detok_push(&dt, ids[i], out + o, cap - o);
+		if (k > 0)
+			o += (size_t)k;
+	}
+	int k = detok_flush(&dt, out + o, cap - o);
+	if (k > 0)
+		o += (size_t)k;
+	out[o] = '\0';
+	*text = out;
+	*len = o;
+	return 0;
+}
+
+int engine_token_bytes(const struct engine *e, int32_t id, char *buf, size_t cap)
+{
+	return tokenizer_piece(e->tok, id, true, buf, cap);
+}
+
+size_t engine_token_bytes_max(const struct engine *e)
+{
+	return tokenizer_max_piece(e->tok);
+}
+
+/* ---- passes ---- */
+
+int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err)
 {
 	return forward_run(e->fwd, b, logits, err);
 }
@@ -189,18 +339,35 @@ void engine_slot_reset(struct engine *e, uint32_t slot)
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
 {
+	struct forward_stats fs;
+	struct weights_stats ws;
+	forward_get_stats(e->fwd, &fs);
+	weights_get_stats(e->w, &ws);
 	memset(out, 0, sizeof *out);
-	forward_get_stats(e->fwd, &out->fwd);
-	weights_get_stats(e->w, &out->io);
+	out->passes = fs.passes;
+	out->tokens = fs.tokens;
+	out->pass_ns = fs.run_ns;
+	out->io = ws.io == WEIGHTS_IO_MMAP ? ENGINE_IO_MMAP : ENGINE_IO_URING;
+	out->units_streamed = ws.n_streamed;
+	out->bytes_resident = ws.bytes_resident;
+	out->stream_buffer_bytes = ws.n_streamed ? (uint64_t)ws.n_slots * ws.slot_bytes : 0;
+	out->bytes_streamed_per_pass = ws.bytes_streamed_per_pass;
+	out->bytes_read = ws.bytes_read > ws.bytes_resident ? ws.bytes_read - ws.bytes_resident : 0;
+	out->stall_ns = ws.stall_ns;
 	out->kv_bytes = e->kv->bytes;
 }
 
-uint32_t engine_layers_resident(const struct engine *e)
+void engine_pass_io(const struct engine *e, struct engine_pass_io *out)
 {
-	uint32_t n = 0;
-	for (uint32_t l = 0; l < e->model->hp.n_layer; l++) /* unit l is layer l (forward.h) */
-		n += weights_is_resident(e->w, l);
-	return n;
+	struct weights_stats ws;
+	weights_get_stats(e->w, &ws);
+	out->bytes_read = ws.bytes_read;
+	out->stall_ns = ws.stall_ns;
+}
+
+void engine_weights_stats(const struct engine *e, struct weights_stats *out)
+{
+	weights_get_stats(e->w, out);
 }
 
 uint64_t engine_progress(const struct engine *e)
@@ -220,7 +387,7 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 		     "model %s: %u layers, %u embd, %u heads (%u kv, dim %u), %u ff, %u vocab, "
 		     "%.1f MiB of %s weights\n"
 		     "context %u x %u sequences, KV cache %s %.1f MiB, batch %u tokens, %d threads, "
-		     "dot kernels %s, OpenBLAS %s\n",
+		     "kernels %s, OpenBLAS %s\n",
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
 		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), st_type_name(m->main_type),
 		     e->cfg.ctx_size, e->cfg.n_slots, st_type_name(e->kv->type),

@@ -1,8 +1,10 @@
-/* engine.h: one loaded model ready to compute: the model's description, its
- * tokenizer, the weight source built from the memory budget, the KV cache,
- * the compute threads and the forward pass. The daemon's scheduler, the
- * tools and the benchmark all drive it through engine_decode(). It is not
- * thread-safe: one thread decodes at a time. */
+/* engine.h: one loaded model ready to compute, and the face of the engine for
+ * everything above it (stratad, strata-model, strata-bench): the model's
+ * facts, the tokenizer's services (tokenize, detokenize), the memory plan and
+ * its counters, and engine_decode(), one forward pass over a batch. The
+ * generation core (seq.h) and the single-sequence driver (generate.h) sit on
+ * top of it. Not thread-safe: one thread decodes at a time; engine_info() and
+ * engine_progress() may be read from any thread. */
 #ifndef STRATA_ENGINE_ENGINE_H
 #define STRATA_ENGINE_ENGINE_H
 
@@ -11,58 +13,139 @@
 #include <stdint.h>
 
 #include "common/err.h"
-#include "engine/forward.h"
-#include "weights/weights.h"
+#include "engine/batch.h"
+#include "engine/sampler.h"
+#include "engine/seq.h"
 
-struct model;
 struct tokenizer;
+struct weights_stats;
 
+/* How weights that are not resident get read. */
+enum engine_io {
+	ENGINE_IO_URING, /* io_uring into our own buffers, O_DIRECT (falls back to MMAP) */
+	ENGINE_IO_MMAP,	 /* a mapping of the file and the page cache */
+};
+
+/* Everything a program may set (engine/options.h parses it for all of them). */
 struct engine_config {
 	const char *model_path;
-	int threads;		 /* compute threads (ours and OpenBLAS's); 0 = online cores */
-	uint32_t ctx_size;	 /* positions per sequence; 0 = min(training context, 4096) */
-	uint32_t n_slots;	 /* sequences decoded together; 0 = 1 */
-	uint32_t batch_size;	 /* most tokens in one forward pass; 0 = 512 */
-	uint32_t kv_type;	 /* ST_F16 or ST_F32 */
-	uint64_t memory_budget;	 /* bytes of weights held in memory; 0 = the whole model */
-	enum weights_io io;	 /* WEIGHTS_IO_URING (falls back to mmap) or WEIGHTS_IO_MMAP */
-	int prefetch;		 /* units read ahead; 0 = auto */
-	bool mlock;		 /* lock resident weights in RAM */
+	int threads;		/* busy compute threads (ours and OpenBLAS's); 0 = online cores */
+	uint32_t ctx_size;	/* positions per sequence; 0 = min(training context, 4096) */
+	uint32_t n_slots;	/* sequences decoded together; 0 = 1 */
+	uint32_t batch_size;	/* most tokens in one forward pass; 0 = 512 */
+	uint32_t kv_type;	/* the KV cache's element type, a weight type id (f16, f32) */
+	uint64_t memory_budget; /* bytes of weights held in memory; 0 = the whole model */
+	enum engine_io io;
+	uint32_t prefetch;	/* units read ahead; 0 = from the budget */
+	bool mlock;		/* lock resident weights in RAM */
 };
 
 void engine_config_default(struct engine_config *c);
 
+/* One storage type of the model's tensors. */
+struct engine_weight_type {
+	const char *name;   /* "q8_0", "f32": static */
+	uint32_t n_tensors;
+	uint64_t bytes;
+};
+
+#define ENGINE_MAX_WEIGHT_TYPES 16
+
+/* What the model is, copied out of the file at open: reading it never touches
+ * the model's mapping (where a page that fails to read raises SIGBUS). */
+struct engine_info {
+	char path[4096];
+	char name[128];		 /* general.name, or the file's base name (raw bytes) */
+	char architecture[64];	 /* general.architecture */
+	uint32_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+	uint32_t n_ctx;		 /* positions per sequence served */
+	uint32_t n_slots;	 /* sequences decoded together */
+	uint32_t max_batch;	 /* tokens per pass */
+	int threads;
+	uint64_t n_params;	 /* elements of all tensors */
+	uint64_t file_bytes;
+	uint64_t weight_bytes;	 /* of the tensors the forward pass reads */
+	struct engine_weight_type types[ENGINE_MAX_WEIGHT_TYPES]; /* largest total first */
+	uint32_t n_types;
+	const char *kv_type;	 /* "f16", ... */
+	uint64_t kv_bytes;	 /* the KV cache, reserved */
+	uint32_t layers_resident;/* layers whose weights all stay in memory */
+	bool add_bos;		 /* the vocabulary's default */
+};
+
+/* Counters and the plan, for Status and logs. */
 struct engine_stats {
-	struct forward_stats fwd;
-	struct weights_stats io;
-	size_t kv_bytes;	 /* reserved for the KV cache */
+	uint64_t passes;	     /* forward passes completed */
+	uint64_t tokens;	     /* rows they carried */
+	uint64_t pass_ns;	     /* their wall time */
+	enum engine_io io;	     /* the mode actually in use */
+	uint32_t units_streamed;     /* weight units read on every pass (0: all resident) */
+	uint64_t bytes_resident;     /* weights held for the engine's lifetime */
+	uint64_t stream_buffer_bytes;/* buffers streamed weights pass through */
+	uint64_t bytes_streamed_per_pass;
+	uint64_t bytes_read;	     /* weight bytes read since open, the resident load excluded */
+	uint64_t stall_ns;	     /* time passes waited for weights */
+	uint64_t kv_bytes;
+};
+
+/* What one pass read and waited for: two snapshots around engine_decode give a
+ * pass's cost (cheap: no locks, no syscalls). */
+struct engine_pass_io {
+	uint64_t bytes_read;
+	uint64_t stall_ns;
 };
 
 struct engine;
+
+/* Call first in main() of a program that computes: sets OpenBLAS up before it
+ * starts threads (may re-execute the program once; see kernels/blas.h). */
+void engine_setup_process(char **argv);
 
 /* Load everything; logs the memory plan at info level. The caller owns *out
  * (engine_close; NULL is a no-op). Errors name the file and the reason. */
 int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err);
 void engine_close(struct engine *e);
 
-const struct model *engine_model(const struct engine *e);
-const struct tokenizer *engine_tokenizer(const struct engine *e);
+const struct engine_info *engine_info(const struct engine *e);
 uint32_t engine_n_ctx(const struct engine *e);
 uint32_t engine_n_slots(const struct engine *e);
 uint32_t engine_max_batch(const struct engine *e);
+uint32_t engine_n_vocab(const struct engine *e);
 int engine_threads(const struct engine *e);
 
-/* One forward pass; see forward_run() for the batch rules. */
-int engine_decode(struct engine *e, const struct forward_batch *b, float *logits,
-		  struct st_err *err);
+/* The tokenizer, for the engine's own modules and the offline tools. */
+const struct tokenizer *engine_tokenizer(const struct engine *e);
+
+/* Tokenize n bytes of UTF-8 text: *ids (malloc'd, the caller frees) of *n_ids.
+ * add_bos: 1 yes, 0 no, -1 the vocabulary's default. parse_special: text that
+ * spells a control token becomes it. 0, -ENOMEM or -EOVERFLOW (over 256 MiB). */
+int engine_tokenize(const struct engine *e, const char *text, size_t n, int add_bos,
+		    bool parse_special, int32_t **ids, uint32_t *n_ids);
+/* The text of ids (whole characters, ill-formed bytes as U+FFFD):
+ * *text (malloc'd, NUL-terminated, the caller frees) of *len bytes; special:
+ * control tokens as their text. 0, -EINVAL (an id outside the vocabulary:
+ * *bad_index says which) or -ENOMEM. */
+int engine_detokenize(const struct engine *e, const int32_t *ids, uint32_t n, bool special,
+		      char **text, size_t *len, uint32_t *bad_index);
+/* The raw bytes one token stands for (control tokens as their text), into
+ * buf[0..cap): the length, which may exceed cap; -EINVAL for a bad id. */
+int engine_token_bytes(const struct engine *e, int32_t id, char *buf, size_t cap);
+/* The longest engine_token_bytes() of any token. */
+size_t engine_token_bytes_max(const struct engine *e);
+
+/* One forward pass over b (see forward.h for the rules): logits
+ * (b->n_want, n_vocab) f32 in row order of the wanted rows. -EIO when weights
+ * cannot be read, -ESTALE when the model file was replaced, -ENOMEM, -EINVAL. */
+int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err);
 /* Forget a slot's cache (its memory goes back to the kernel). */
 void engine_slot_reset(struct engine *e, uint32_t slot);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
-/* Layers whose weights the plan keeps in memory (fixed after engine_open:
- * any thread may ask). */
-uint32_t engine_layers_resident(const struct engine *e);
-/* See forward_progress(): readable from any thread. */
+void engine_pass_io(const struct engine *e, struct engine_pass_io *out);
+/* The weight source's full counters (benchmarks; include weights/weights.h). */
+void engine_weights_stats(const struct engine *e, struct weights_stats *out);
+/* A counter that advances after every layer of every pass (a watchdog tells a
+ * long pass from a stuck one with it). Any thread. */
 uint64_t engine_progress(const struct engine *e);
 /* The memory plan, human-readable, several lines. */
 void engine_describe(const struct engine *e, char *buf, size_t cap);

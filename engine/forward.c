@@ -170,7 +170,7 @@ uint64_t forward_progress(const struct forward *f)
 
 struct tok_job {
 	struct forward *f;
-	const struct forward_batch *b;
+	const struct batch *b;
 	uint32_t layer;
 	const float *norm_w; /* (n_embd) */
 };
@@ -285,7 +285,7 @@ static int mm(struct forward *f, float *out, const float *x, uint32_t n, uint32_
 	return 0;
 }
 
-static int embed(struct forward *f, const struct forward_batch *b, struct st_err *err)
+static int embed(struct forward *f, const struct batch *b, struct st_err *err)
 {
 	const struct model *m = f->m;
 	size_t row_bytes = st_row_bytes(m->token_embd.type, m->hp.n_embd);
@@ -315,7 +315,7 @@ static int embed(struct forward *f, const struct forward_batch *b, struct st_err
 	return 0;
 }
 
-static int run_layer(struct forward *f, const struct forward_batch *b, uint32_t l,
+static int run_layer(struct forward *f, const struct batch *b, uint32_t l,
 		     struct st_err *err)
 {
 	const struct model_hparams *hp = &f->m->hp;
@@ -350,7 +350,7 @@ static int run_layer(struct forward *f, const struct forward_batch *b, uint32_t 
 	return 0;
 }
 
-static int run_output(struct forward *f, const struct forward_batch *b, float *logits,
+static int run_output(struct forward *f, const struct batch *b, float *logits,
 		      struct st_err *err)
 {
 	const struct model *m = f->m;
@@ -370,7 +370,7 @@ static int run_output(struct forward *f, const struct forward_batch *b, float *l
 	return mm(f, logits, f->xn, n_want, unit, &m->output, err);
 }
 
-int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
+int forward_run(struct forward *f, const struct batch *b, float *logits,
 		struct st_err *err)
 {
 	const struct model *m = f->m;
@@ -410,18 +410,11 @@ int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
 
 /* ---- weight units ---- */
 
-static int add_range(struct weights_range *r, uint32_t *n, const struct model_tensor *t)
+static void add_range(struct weights_range *r, uint32_t *n, const struct model_tensor *t)
 {
 	r[*n].offset = t->offset;
 	r[*n].len = t->size;
 	(*n)++;
-	return 0;
-}
-
-static int range_cmp(const void *a, const void *b)
-{
-	const struct weights_range *x = a, *y = b;
-	return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
 int forward_units(const struct model *m, struct weights_unit **units, uint32_t *n_units)
@@ -448,20 +441,8 @@ int forward_units(const struct model *m, struct weights_unit **units, uint32_t *
 			add_range(r, &k, &m->output_norm);
 			add_range(r, &k, &m->output);
 		}
-		/* sorted by offset; adjacent tensors merge into one read */
-		qsort(r, k, sizeof *r, range_cmp);
-		uint32_t merged = 0;
-		for (uint32_t i = 0; i < k; i++) {
-			if (merged > 0 && r[merged - 1].offset + r[merged - 1].len + 64 >= r[i].offset) {
-				uint64_t end = r[i].offset + r[i].len;
-				if (end > r[merged - 1].offset + r[merged - 1].len)
-					r[merged - 1].len = end - r[merged - 1].offset;
-			} else {
-				r[merged++] = r[i];
-			}
-		}
 		u[l].ranges = r;
-		u[l].n_ranges = merged;
+		u[l].n_ranges = k;
 	}
 	*units = u;
 	*n_units = n;

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "engine/batch.h"
 
 struct model;
 struct weights;
@@ -20,13 +21,6 @@ struct weights_unit;
 struct kv_cache;
 struct pool;
 
-struct forward_batch {
-	uint32_t n;	       /* tokens in the batch, 1..max_batch */
-	const int32_t *token;  /* (n) token ids */
-	const uint32_t *pos;   /* (n) position of each token in its sequence */
-	const uint32_t *slot;  /* (n) KV-cache slot of its sequence */
-	const uint8_t *want;   /* (n) non-zero: produce logits for this token */
-};
 
 struct forward_stats {
 	uint64_t passes;      /* forward_run calls that completed */
@@ -48,7 +42,7 @@ void forward_free(struct forward *f);
  * earlier positions must already be in the cache or earlier in this batch.
  * On failure (-EIO from the weight source, -ENOMEM) the batch's sequences
  * are unusable (their cache rows are partial); others are untouched. */
-int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
+int forward_run(struct forward *f, const struct batch *b, float *logits,
 		struct st_err *err);
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out);
@@ -57,8 +51,9 @@ void forward_get_stats(const struct forward *f, struct forward_stats *out);
  * any thread (a watchdog uses it to tell a long pass from a stuck one). */
 uint64_t forward_progress(const struct forward *f);
 
-/* The weight units of m in pass order (n_layer + 1 of them). The caller owns
- * *units and frees it with forward_units_free(). */
+/* The weight units of m in pass order (n_layer + 1 of them): each unit lists
+ * its tensors' byte ranges (the weight source merges close ones). The caller
+ * owns *units and frees it with forward_units_free(). */
 int forward_units(const struct model *m, struct weights_unit **units, uint32_t *n_units);
 void forward_units_free(struct weights_unit *units, uint32_t n_units);
 

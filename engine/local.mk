@@ -1,5 +1,6 @@
 # engine/: a loaded model ready to compute: the model's view of its GGUF file,
-# the KV cache, the sampler, the forward pass and the generation loop. A noinst
+# the KV cache, the sampler, the forward pass, the generation core (seq.c)
+# and the one table of engine options (options.c). A noinst
 # library linked by stratad, the tools, the benchmarks and the tests; the
 # daemon reaches it through engine.h.
 noinst_LIBRARIES += engine/libengine.a
@@ -8,5 +9,8 @@ engine_libengine_a_SOURCES = \
 	engine/kv.c engine/kv.h \
 	engine/sampler.c engine/sampler.h \
 	engine/forward.c engine/forward.h \
+	engine/batch.c engine/batch.h \
 	engine/engine.c engine/engine.h \
+	engine/options.c engine/options.h \
+	engine/seq.c engine/seq.h \
 	engine/generate.c engine/generate.h

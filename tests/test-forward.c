@@ -148,25 +148,21 @@ static int engine_logits(struct engine *e, const int32_t *toks, uint32_t n, uint
 			 uint32_t slot, float *logits)
 {
 	struct st_err err = { "" };
+	struct batch b;
+	int rc = batch_init(&b, batch);
 	engine_slot_reset(e, slot);
-	for (uint32_t done = 0; done < n;) {
+	for (uint32_t done = 0; rc == 0 && done < n;) {
 		uint32_t k = n - done < batch ? n - done : batch;
-		uint32_t pos[64], slots[64];
-		uint8_t want[64];
-		for (uint32_t i = 0; i < k; i++) {
-			pos[i] = done + i;
-			slots[i] = slot;
-			want[i] = done + i == n - 1;
-		}
-		struct forward_batch b = { k, toks + done, pos, slots, want };
-		int rc = engine_decode(e, &b, logits, &err);
-		if (rc < 0) {
+		batch_clear(&b);
+		for (uint32_t i = 0; i < k; i++)
+			batch_add(&b, toks[done + i], done + i, slot, done + i == n - 1);
+		rc = engine_decode(e, &b, logits, &err);
+		if (rc < 0)
 			tap_diag("engine_decode: %s", err.msg);
-			return rc;
-		}
 		done += k;
 	}
-	return 0;
+	batch_free(&b);
+	return rc;
 }
 
 static double max_abs_diff_f(const float *a, const float *b, uint32_t n)
@@ -256,21 +252,13 @@ int main(void)
 		rc = engine_logits(e, prompt, 11, 64, 0, alone);
 		rc |= engine_logits(e, other, 9, 64, 1, single);	/* B alone, as a baseline */
 		engine_slot_reset(e, 1);
-		int32_t toks[10];
-		uint32_t pos[10], slots[10];
-		uint8_t want[10];
-		toks[0] = prompt[11];
-		pos[0] = 11;
-		slots[0] = 0;
-		want[0] = 1;
-		for (uint32_t i = 0; i < 9; i++) {
-			toks[1 + i] = other[i];
-			pos[1 + i] = i;
-			slots[1 + i] = 1;
-			want[1 + i] = i == 8;
-		}
-		struct forward_batch b = { 10, toks, pos, slots, want };
+		struct batch b;
+		rc |= batch_init(&b, 10);
+		batch_add(&b, prompt[11], 11, 0, true);
+		for (uint32_t i = 0; i < 9; i++)
+			batch_add(&b, other[i], i, 1, i == 8);
 		rc |= engine_decode(e, &b, two, &err);
+		batch_free(&b);
 		double da = max_abs_diff_f(two, batched, V), db = max_abs_diff_f(two + V, single, V);
 		tap_ok(rc == 0 && da <= tol && db <= tol,
 		       "%s: two sequences sharing a pass get their own results (off by %.3g and %.3g)",

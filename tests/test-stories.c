@@ -11,7 +11,6 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
-#include "engine/model.h"
 #include "tokenizer/tokenizer.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
@@ -60,14 +59,15 @@ struct capture {
 	uint32_t steps;
 };
 
-static int on_token(void *user, int32_t token, const float *logits, uint32_t n_vocab)
+static void on_token(void *user, struct seq *s, int32_t token, const float *logits,
+		     uint32_t n_vocab)
 {
 	struct capture *c = user;
+	(void)s;
 	if (c->logits && c->n < c->steps)
 		memcpy(c->logits + (size_t)c->n * n_vocab, logits, n_vocab * sizeof *logits);
 	if (c->n < MAX_IDS)
 		c->ids[c->n++] = token;
-	return 0;
 }
 
 static int run(struct engine *e, const char *prompt, uint32_t max_tokens, struct capture *cap,
@@ -78,26 +78,29 @@ static int run(struct engine *e, const char *prompt, uint32_t max_tokens, struct
 	*n_prompt = tokenizer_encode(tok, prompt, strlen(prompt), true, false, prompt_ids, MAX_IDS);
 	if (*n_prompt <= 0)
 		return -EINVAL;
-	struct gen_request req = {
+	struct seq_params p = {
 		.prompt = prompt_ids,
 		.n_prompt = (uint32_t)*n_prompt,
 		.max_tokens = max_tokens,
-		.slot = 0,
-		.stop_at_eog = false,
+		.ignore_eos = true,
 	};
-	sampler_params_default(&req.sampling);
-	req.sampling.temperature = 0.0f;
-	struct gen_result res;
-	int rc = generate(e, &req, on_token, cap, &res, &err);
+	sampler_params_default(&p.sampling);
+	p.sampling.temperature = 0.0f;
+	struct seq *sq = NULL;
+	struct seq_sink sink = { .logits = on_token, .user = cap };
+	int rc = seq_create(e, &p, 0, &sq, &err);
+	if (rc == 0)
+		rc = generate_run(e, sq, &sink, &err);
 	if (rc < 0)
 		tap_diag("generate: %s", err.msg);
+	seq_free(sq);
 	return rc;
 }
 
 struct mode {
 	const char *name;
 	uint64_t budget; /* 0: everything resident */
-	enum weights_io io;
+	enum engine_io io;
 	uint32_t batch;
 };
 
@@ -112,11 +115,11 @@ int main(void)
 	/* A layer of stories260K is 178 KiB (184 KiB in 4 KiB blocks): 400 KiB
 	 * holds only the two streaming buffers, 800 KiB keeps two layers too. */
 	const struct mode modes[] = {
-		{ "resident", 0, WEIGHTS_IO_URING, 512 },
-		{ "all streamed (uring, 400K budget)", 400 * 1024, WEIGHTS_IO_URING, 512 },
-		{ "half streamed (uring, 800K budget)", 800 * 1024, WEIGHTS_IO_URING, 512 },
-		{ "paged (mmap, 400K budget)", 400 * 1024, WEIGHTS_IO_MMAP, 512 },
-		{ "resident, prompt one token per pass", 0, WEIGHTS_IO_URING, 1 },
+		{ "resident", 0, ENGINE_IO_URING, 512 },
+		{ "all streamed (uring, 400K budget)", 400 * 1024, ENGINE_IO_URING, 512 },
+		{ "half streamed (uring, 800K budget)", 800 * 1024, ENGINE_IO_URING, 512 },
+		{ "paged (mmap, 400K budget)", 400 * 1024, ENGINE_IO_MMAP, 512 },
+		{ "resident, prompt one token per pass", 0, ENGINE_IO_URING, 1 },
 	};
 	for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
 		struct engine_config cfg;
@@ -175,7 +178,7 @@ int main(void)
 		snprintf(path, sizeof path, "%s/models/reference/stories260K.llamacpp-logits.f32", shared);
 		size_t len = 0;
 		float *ref = (float *)slurp(path, &len);
-		uint32_t n_vocab = engine_model(e)->hp.n_vocab;
+		uint32_t n_vocab = engine_n_vocab(e);
 		uint32_t steps = (uint32_t)(len / sizeof(float) / n_vocab);
 		if (!tap_ok(ref && steps == 32, "%s: reference logits hold 32 steps", modes[m].name)) {
 			free(ref);

@@ -11,48 +11,94 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "common/parse.h"
 #include "engine/engine.h"
 #include "engine/generate.h"
-#include "gguf/gguf.h"
-#include "common/log.h"
-#include "kernels/blas.h"
 #include "engine/model.h"
-#include "tokenizer/detok.h"
-#include "tokenizer/tokenizer.h"
+#include "engine/options.h"
+#include "gguf/gguf.h"
 #include "kernels/types.h"
+#include "tokenizer/tokenizer.h"
 #include "tools/synth.h"
 
 #define EXIT_USAGE 2
 
+/* Each command's usage: printed by `strata-model COMMAND --help` (exit 0)
+ * and, on a usage error, to stderr. */
+static const char usage_info[] =
+	"usage: strata-model info FILE\n"
+	"  architecture, hyperparameters, tokenizer, tensor types and per-layer sizes\n";
+static const char usage_tokenize[] =
+	"usage: strata-model tokenize [--bos] [--special] FILE TEXT\n"
+	"  token ids of TEXT; works on vocabulary-only files\n"
+	"  --bos                  put the BOS token first\n"
+	"  --special              text that spells a control token becomes it\n";
+static const char usage_generate[] =
+	"usage: strata-model generate FILE --prompt TEXT [OPTIONS]\n"
+	"  generate text offline through the engine (no daemon)\n"
+	"  -p, --prompt TEXT      the prompt\n"
+	"  -n N                   tokens to generate (default 128)\n"
+	"  --temperature T        0 = greedy (default 0.8); also --top-k K, --top-p P,\n"
+	"                         --min-p P, --repeat-penalty R, --repeat-last-n N\n"
+	"  -s, --seed S           make sampling reproducible (default 0)\n"
+	"  --stop STR             stop when the text contains STR (C escapes: \\n, \\t, \\uXXXX;\n"
+	"                         repeatable)\n"
+	"  --ids                  print 'prompt: ID ...' and 'gen: ID ...' instead of text\n"
+	"  --logits OUT.f32       write every step's logits (steps x vocab f32 LE)\n"
+	"  --bos, --no-bos        override the model's add-BOS setting\n"
+	"  --echo                 print the prompt before the generated text\n"
+	"  --ignore-eos           keep generating after an end-of-generation token\n"
+	"  --verbose              log the memory plan and print timings to stderr\n"
+	"  -t N                   the same as --threads N\n"
+	"the engine's options:\n";
+static const char usage_synth[] =
+	"usage: strata-model synth OUT.gguf --n-embd E --n-layer L --n-head H [--n-head-kv K]\n"
+	"                          --n-ff F --type T --vocab VOCAB.gguf|builtin [OPTIONS]\n"
+	"  a random-weight llama model of that shape\n"
+	"  --type T               f32, f16, bf16, q8_0, q4_0 (the matrices; norms are f32)\n"
+	"  --vocab V              copy the tokenizer of V, or 'builtin' (512 tokens)\n"
+	"  --n-vocab N            pad the vocabulary to N tokens with unused ones\n"
+	"  --tie                  no output.weight: the head reuses token_embd\n"
+	"  --seed S               the weights' seed (default 1)\n"
+	"  --ctx N                the training context to record\n"
+	"  --name NAME            general.name\n";
+
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: strata-model COMMAND [OPTIONS]\n"
+		"usage: strata-model COMMAND [OPTIONS]   (strata-model COMMAND --help for its options)\n"
 		"\n"
 		"  info FILE                     architecture, hyperparameters, tokenizer, layer sizes\n"
 		"  tokenize FILE TEXT            token ids of TEXT (--bos adds BOS, --special parses\n"
 		"                                control tokens); works on vocab-only files\n"
 		"  generate FILE --prompt TEXT   generate text offline through the engine\n"
-		"      -n N                      tokens to generate (default 128)\n"
-		"      --temperature T           0 = greedy (default 0.8); --top-k K, --top-p P,\n"
-		"                                --min-p P, --repeat-penalty R, --repeat-last-n N\n"
-		"      --seed S                  make sampling reproducible (default 0)\n"
-		"      --ids                     print 'prompt: ID ...' and 'gen: ID ...' instead of text\n"
-		"      --logits OUT.f32          write every step's logits (steps x vocab f32 LE)\n"
-		"      --no-bos / --bos          override the model's add-BOS setting\n"
-		"      --echo                    print the prompt before the generated text\n"
-		"      --ignore-eos              keep generating after an end-of-generation token\n"
-		"      --threads N, --ctx-size N, --batch-size N, --kv-type f16|f32,\n"
-		"      --memory-budget SIZE, --io uring|mmap, --prefetch K, --mlock\n"
-		"      --verbose                 log the memory plan and print timings to stderr\n"
 		"  synth OUT.gguf --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
 		"      --type f32|f16|bf16|q8_0|q4_0 --vocab VOCAB.gguf [--n-vocab N] [--tie] [--seed S]\n"
-		"      [--ctx N]\n"
-		"                                a random-weight llama model of that shape\n"
+		"      [--ctx N]                 a random-weight llama model of that shape\n"
 		"\n"
 		"strata-model %s\n",
 		PACKAGE_VERSION);
+}
+
+/* --help anywhere among a command's arguments: its usage on stdout. */
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return false;
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+			return true;
+	}
+	return false;
+}
+
+static int usage_error(const char *usage_text, bool engine_opts)
+{
+	fputs(usage_text, stderr);
+	if (engine_opts)
+		engine_options_usage(stderr, false);
+	return EXIT_USAGE;
 }
 
 /* An option's value, or a message naming the option and usage's exit. */
@@ -88,10 +134,12 @@ static int cmd_info(int argc, char **argv)
 	struct model *m = NULL;
 	struct tokenizer *tok = NULL;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: strata-model info FILE\n");
-		return EXIT_USAGE;
+	if (wants_help(argc, argv)) {
+		fputs(usage_info, stdout);
+		return 0;
 	}
+	if (argc != 2)
+		return usage_error(usage_info, false);
 	if (gguf_open(argv[1], &g, &err) < 0) {
 		fprintf(stderr, "strata-model: %s\n", err.msg);
 		return 1;
@@ -173,18 +221,20 @@ static int cmd_tokenize(int argc, char **argv)
 	};
 	bool bos = false, special = false;
 	int c;
+	if (wants_help(argc, argv)) {
+		fputs(usage_tokenize, stdout);
+		return 0;
+	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'b': bos = true; break;
 		case 's': special = true; break;
-		default: return EXIT_USAGE;
+		default: return usage_error(usage_tokenize, false);
 		}
 	}
-	if (argc - optind != 2) {
-		fprintf(stderr, "usage: strata-model tokenize [--bos] [--special] FILE TEXT\n");
-		return EXIT_USAGE;
-	}
+	if (argc - optind != 2)
+		return usage_error(usage_tokenize, false);
 	struct st_err err = { "" };
 	struct gguf *g = NULL;
 	struct tokenizer *tok = NULL;
@@ -218,41 +268,38 @@ out:
 /* ---- generate ---- */
 
 struct gen_out {
-	const struct tokenizer *tok;
-	struct detok dt;
-	char *piece;	    /* (detok_out_max) */
-	bool ids;
-	FILE *logits;
-	int32_t *gen;	    /* generated ids, for --ids */
-	uint32_t n_gen;
+	bool ids;	    /* print ids at the end instead of text as it comes */
+	FILE *logits;	    /* --logits: every step's logits */
 	int write_error;
 };
 
-static int on_token(void *user, int32_t token, const float *logits, uint32_t n_vocab)
+static void on_piece(void *user, struct seq *s, const struct seq_piece *p)
 {
 	struct gen_out *o = user;
-	if (o->logits && fwrite(logits, sizeof(float), n_vocab, o->logits) != n_vocab)
+	(void)s;
+	if (o->ids || p->len == 0)
+		return;
+	fwrite(p->text, 1, p->len, stdout);
+	fflush(stdout);
+}
+
+static void on_logits(void *user, struct seq *s, int32_t token, const float *logits,
+		      uint32_t n_vocab)
+{
+	struct gen_out *o = user;
+	(void)s;
+	(void)token;
+	if (fwrite(logits, sizeof(float), n_vocab, o->logits) != n_vocab)
 		o->write_error = errno ? errno : EIO;
-	if (o->ids) {
-		o->gen[o->n_gen++] = token;
-		return 0;
-	}
-	int n = detok_push(&o->dt, token, o->piece, detok_out_max(o->tok));
-	if (n > 0) {
-		fwrite(o->piece, 1, (size_t)n, stdout);
-		fflush(stdout);
-	}
-	return 0;
 }
 
 static int cmd_generate(int argc, char **argv)
 {
 	enum {
 		O_PROMPT = 256, O_TEMP, O_TOPK, O_TOPP, O_MINP, O_REPP, O_REPN, O_SEED, O_IDS, O_LOGITS,
-		O_BOS, O_NOBOS, O_ECHO, O_IGNEOS, O_THREADS, O_CTX, O_BATCH, O_KVTYPE, O_BUDGET, O_IO,
-		O_PREFETCH, O_MLOCK, O_VERBOSE,
+		O_BOS, O_NOBOS, O_ECHO, O_IGNEOS, O_VERBOSE, O_STOP, O_ENGINE = 1000,
 	};
-	static const struct option opts[] = {
+	static const struct option own[] = {
 		{ "prompt", required_argument, NULL, O_PROMPT },
 		{ "temperature", required_argument, NULL, O_TEMP },
 		{ "temp", required_argument, NULL, O_TEMP },
@@ -262,30 +309,34 @@ static int cmd_generate(int argc, char **argv)
 		{ "repeat-penalty", required_argument, NULL, O_REPP },
 		{ "repeat-last-n", required_argument, NULL, O_REPN },
 		{ "seed", required_argument, NULL, O_SEED },
+		{ "stop", required_argument, NULL, O_STOP },
 		{ "ids", no_argument, NULL, O_IDS },
 		{ "logits", required_argument, NULL, O_LOGITS },
 		{ "bos", no_argument, NULL, O_BOS },
 		{ "no-bos", no_argument, NULL, O_NOBOS },
 		{ "echo", no_argument, NULL, O_ECHO },
 		{ "ignore-eos", no_argument, NULL, O_IGNEOS },
-		{ "threads", required_argument, NULL, O_THREADS },
-		{ "ctx-size", required_argument, NULL, O_CTX },
-		{ "batch-size", required_argument, NULL, O_BATCH },
-		{ "kv-type", required_argument, NULL, O_KVTYPE },
-		{ "memory-budget", required_argument, NULL, O_BUDGET },
-		{ "io", required_argument, NULL, O_IO },
-		{ "prefetch", required_argument, NULL, O_PREFETCH },
-		{ "mlock", no_argument, NULL, O_MLOCK },
 		{ "verbose", no_argument, NULL, O_VERBOSE },
-		{ NULL, 0, NULL, 0 },
 	};
+	struct option opts[64];
 	struct engine_config cfg;
 	struct sampler_params sp;
 	const char *prompt = NULL, *logits_path = NULL;
-	uint32_t n_predict = 128, u;
-	int bos = -1, c;
-	bool ids = false, echo = false, ignore_eos = false, verbose = false;
+	char *stops[SEQ_MAX_STOPS];
+	uint32_t n_stops = 0, n_predict = 128, u;
+	int bos = -1, c, exit_code = EXIT_USAGE;
+	bool echo = false, ignore_eos = false, verbose = false;
+	struct gen_out out = { 0 };
+	struct st_err err = { "" };
 
+	if (wants_help(argc, argv)) {
+		fputs(usage_generate, stdout);
+		engine_options_usage(stdout, false);
+		return 0;
+	}
+	size_t n_own = sizeof own / sizeof own[0];
+	memcpy(opts, own, sizeof own);
+	engine_options_getopt(opts + n_own, sizeof opts / sizeof opts[0] - n_own, O_ENGINE);
 	engine_config_default(&cfg);
 	sampler_params_default(&sp);
 	log_set_level(LOG_LVL_WARNING);
@@ -301,158 +352,153 @@ static int cmd_generate(int argc, char **argv)
 		case O_MINP: rc = arg_float("--min-p", optarg, &sp.min_p); break;
 		case O_REPP: rc = arg_float("--repeat-penalty", optarg, &sp.repeat_penalty); break;
 		case O_REPN: rc = arg_u32("--repeat-last-n", optarg, &u); sp.repeat_last_n = (int32_t)u; break;
-		case O_SEED: case 's': {
-			char *end;
-			errno = 0;
-			sp.seed = strtoull(optarg, &end, 10);
-			if (errno || *end || end == optarg) {
+		case O_SEED: case 's':
+			if (parse_u64(optarg, &sp.seed) < 0) {
 				fprintf(stderr, "strata-model: --seed: '%s' is not an integer\n", optarg);
 				rc = -EINVAL;
 			}
 			break;
+		case O_STOP: {
+			if (n_stops == SEQ_MAX_STOPS) {
+				fprintf(stderr, "strata-model: at most %d --stop strings\n", SEQ_MAX_STOPS);
+				rc = -EINVAL;
+				break;
+			}
+			size_t cap = strlen(optarg) + 1;
+			char *st = malloc(cap);
+			if (!st || parse_escapes(optarg, st, cap) <= 0) {
+				fprintf(stderr, "strata-model: --stop: '%s' is empty or has a bad escape\n",
+					optarg);
+				free(st);
+				rc = -EINVAL;
+				break;
+			}
+			stops[n_stops++] = st;
+			break;
 		}
-		case O_IDS: ids = true; break;
+		case O_IDS: out.ids = true; break;
 		case O_LOGITS: logits_path = optarg; break;
 		case O_BOS: bos = 1; break;
 		case O_NOBOS: bos = 0; break;
 		case O_ECHO: echo = true; break;
 		case O_IGNEOS: ignore_eos = true; break;
-		case O_THREADS: case 't': rc = arg_u32("--threads", optarg, &u); cfg.threads = (int)u; break;
-		case O_CTX: rc = arg_u32("--ctx-size", optarg, &cfg.ctx_size); break;
-		case O_BATCH: rc = arg_u32("--batch-size", optarg, &cfg.batch_size); break;
-		case O_KVTYPE: {
-			enum st_type t;
-			if (st_type_parse(optarg, &t) < 0 || (t != ST_F16 && t != ST_F32)) {
-				fprintf(stderr, "strata-model: --kv-type: '%s' is not f16 or f32\n", optarg);
-				rc = -EINVAL;
-			}
-			cfg.kv_type = t;
-			break;
-		}
-		case O_BUDGET:
-			rc = parse_size(optarg, &cfg.memory_budget);
-			if (rc < 0)
-				fprintf(stderr, "strata-model: --memory-budget: '%s' is not a size like 512M or 2G\n", optarg);
-			break;
-		case O_IO:
-			if (strcmp(optarg, "uring") == 0) {
-				cfg.io = WEIGHTS_IO_URING;
-			} else if (strcmp(optarg, "mmap") == 0) {
-				cfg.io = WEIGHTS_IO_MMAP;
-			} else {
-				fprintf(stderr, "strata-model: --io: '%s' is not uring or mmap\n", optarg);
-				rc = -EINVAL;
-			}
-			break;
-		case O_PREFETCH: rc = arg_u32("--prefetch", optarg, &u); cfg.prefetch = (int)u; break;
-		case O_MLOCK: cfg.mlock = true; break;
 		case O_VERBOSE: verbose = true; log_set_level(LOG_LVL_INFO); break;
-		default: return EXIT_USAGE;
+		case 't':
+			rc = engine_option_apply(&cfg, "threads", "-t", optarg, &err);
+			break;
+		default:
+			rc = engine_options_getopt_apply(&cfg, c, O_ENGINE, optarg, &err);
+			if (rc == -ENOENT) {
+				usage_error(usage_generate, true);
+				goto out;
+			}
+			break;
 		}
-		if (rc < 0)
-			return EXIT_USAGE;
+		if (rc < 0) {
+			if (err.msg[0])
+				fprintf(stderr, "strata-model: %s\n", err.msg);
+			goto out;
+		}
 	}
 	if (argc - optind != 1 || !prompt) {
-		fprintf(stderr, "usage: strata-model generate FILE --prompt TEXT [-n N] [OPTIONS]\n");
-		return EXIT_USAGE;
+		usage_error(usage_generate, true);
+		goto out;
 	}
 	cfg.model_path = argv[optind];
+	exit_code = 1;
 
-	struct st_err err = { "" };
 	struct engine *e = NULL;
+	struct seq *sq = NULL;
 	int32_t *prompt_ids = NULL;
-	struct gen_out out = { .ids = ids };
-	int rc = 1;
-
+	uint32_t n_prompt = 0;
 	if (engine_open(&cfg, &e, &err) < 0) {
 		fprintf(stderr, "strata-model: %s\n", err.msg);
-		return 1;
+		goto out;
 	}
-	const struct tokenizer *tok = engine_tokenizer(e);
-	out.tok = tok;
-	bool add_bos = bos < 0 ? tokenizer_add_bos(tok) : bos == 1;
-	size_t cap = strlen(prompt) + 8;
-	prompt_ids = malloc(cap * sizeof *prompt_ids);
-	out.gen = malloc(((size_t)n_predict + 1) * sizeof *out.gen);
-	detok_init(&out.dt, tok, false);
-	out.piece = malloc(detok_out_max(tok));
-	if (!prompt_ids || !out.gen || !out.piece) {
+	if (engine_tokenize(e, prompt, strlen(prompt), bos, false, &prompt_ids, &n_prompt) < 0) {
 		fprintf(stderr, "strata-model: out of memory\n");
 		goto done;
 	}
-	int n_prompt = tokenizer_encode(tok, prompt, strlen(prompt), add_bos, false, prompt_ids, cap);
-	if (n_prompt <= 0) {
-		fprintf(stderr, "strata-model: the prompt gives no tokens\n");
+	if (logits_path && !(out.logits = fopen(logits_path, "wb"))) {
+		fprintf(stderr, "strata-model: %s: %s\n", logits_path, strerror(errno));
 		goto done;
 	}
-	if (logits_path) {
-		out.logits = fopen(logits_path, "wb");
-		if (!out.logits) {
-			fprintf(stderr, "strata-model: %s: %s\n", logits_path, strerror(errno));
-			goto done;
-		}
+	struct seq_params p = {
+		.prompt = prompt_ids, .n_prompt = n_prompt, .max_tokens = n_predict, .sampling = sp,
+		.stops = (const char *const *)stops, .n_stops = n_stops, .ignore_eos = ignore_eos,
+	};
+	if (n_predict == 0) {
+		exit_code = 0; /* nothing asked */
+		goto done;
 	}
-	if (echo && !ids) {
+	if (seq_create(e, &p, 0, &sq, &err) < 0) {
+		fprintf(stderr, "strata-model: %s\n", err.msg);
+		goto done;
+	}
+	if (echo && !out.ids) {
 		fputs(prompt, stdout);
 		fflush(stdout);
 	}
-	struct gen_request req = {
-		.prompt = prompt_ids,
-		.n_prompt = (uint32_t)n_prompt,
-		.max_tokens = n_predict,
-		.sampling = sp,
-		.slot = 0,
-		.stop_at_eog = !ignore_eos,
-	};
-	struct gen_result res;
-	if (generate(e, &req, on_token, &out, &res, &err) < 0) {
+	struct seq_sink sink = { .piece = on_piece, .logits = out.logits ? on_logits : NULL,
+				 .user = &out };
+	if (generate_run(e, sq, &sink, &err) < 0) {
 		fprintf(stderr, "\nstrata-model: %s\n", err.msg);
 		goto done;
 	}
-	if (ids) {
-		printf("prompt:");
-		for (int i = 0; i < n_prompt; i++)
-			printf(" %d", prompt_ids[i]);
-		printf("\ngen:");
-		for (uint32_t i = 0; i < out.n_gen; i++)
-			printf(" %d", out.gen[i]);
-		printf("\n");
-	} else {
-		char buf[64];
-		int n = detok_flush(&out.dt, buf, sizeof buf);
-		if (n > 0)
-			fwrite(buf, 1, (size_t)n, stdout);
-		printf("\n");
-	}
-	if (out.logits && (fclose(out.logits) != 0 || out.write_error)) {
-		out.logits = NULL;
-		fprintf(stderr, "strata-model: %s: write failed\n", logits_path);
+	if (seq_finish_reason(sq) == SEQ_FINISH_ERROR) {
+		const char *msg;
+		seq_error(sq, &msg);
+		fprintf(stderr, "\nstrata-model: %s\n", msg);
 		goto done;
 	}
-	out.logits = NULL;
+	uint32_t n_all;
+	const int32_t *all = seq_tokens(sq, &n_all);
+	if (out.ids) {
+		printf("prompt:");
+		for (uint32_t i = 0; i < n_prompt; i++)
+			printf(" %d", all[i]);
+		printf("\ngen:");
+		for (uint32_t i = n_prompt; i < n_all; i++)
+			printf(" %d", all[i]);
+		printf("\n");
+	} else {
+		printf("\n");
+	}
+	if (out.logits) {
+		int bad = fclose(out.logits) != 0 || out.write_error;
+		out.logits = NULL;
+		if (bad) {
+			fprintf(stderr, "strata-model: %s: write failed\n", logits_path);
+			goto done;
+		}
+	}
 	fflush(stdout);
 	if (verbose) {
-		struct engine_stats st;
-		engine_get_stats(e, &st);
-		double pt = (double)res.prompt_ns / 1e9, gt = (double)res.gen_ns / 1e9;
+		const struct seq_stats *st = seq_stats(sq);
+		struct engine_stats es;
+		engine_get_stats(e, &es);
+		double pt = st->t_first_token > st->t_first_pass ?
+				    (double)(st->t_first_token - st->t_first_pass) / 1e9 : 0;
+		double gt = st->t_last_token > st->t_first_token ?
+				    (double)(st->t_last_token - st->t_first_token) / 1e9 : 0;
 		fprintf(stderr,
 			"prompt: %u tokens in %.3f s (%.1f tok/s); generated: %u tokens in %.3f s "
-			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it\n",
-			res.n_prompt, pt, pt > 0 ? res.n_prompt / pt : 0.0, res.n_generated, gt,
-			gt > 0 && res.n_generated > 1 ? (res.n_generated - 1) / gt : 0.0,
-			(double)(st.io.bytes_read > st.io.bytes_resident ?
-					 st.io.bytes_read - st.io.bytes_resident : 0) / (1 << 20),
-			(double)st.io.stall_ns / 1e9);
+			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it; passes %u\n",
+			st->n_prompt, pt, pt > 0 ? st->n_prompt / pt : 0.0, st->n_generated, gt,
+			gt > 0 && st->n_generated > 1 ? (st->n_generated - 1) / gt : 0.0,
+			(double)es.bytes_read / (1 << 20), (double)es.stall_ns / 1e9, st->passes);
 	}
-	rc = 0;
+	exit_code = 0;
 done:
 	if (out.logits)
 		fclose(out.logits);
-	free(out.piece);
-	free(out.gen);
+	seq_free(sq);
 	free(prompt_ids);
 	engine_close(e);
-	return rc;
+out:
+	for (uint32_t i = 0; i < n_stops; i++)
+		free(stops[i]);
+	return exit_code;
 }
 
 /* ---- synth ---- */
@@ -479,6 +525,10 @@ static int cmd_synth(int argc, char **argv)
 	struct synth_params p = { .type = ST_F32, .seed = 1 };
 	uint32_t seed32 = 1;
 	int c;
+	if (wants_help(argc, argv)) {
+		fputs(usage_synth, stdout);
+		return 0;
+	}
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		int rc = 0;
@@ -508,17 +558,13 @@ static int cmd_synth(int argc, char **argv)
 		case O_VOCAB: p.vocab_path = optarg; break;
 		case O_TIE: p.tie = true; break;
 		case O_NAME: p.name = optarg; break;
-		default: return EXIT_USAGE;
+		default: return usage_error(usage_synth, false);
 		}
 		if (rc < 0)
 			return EXIT_USAGE;
 	}
-	if (argc - optind != 1 || !p.vocab_path || !p.n_embd || !p.n_layer || !p.n_head || !p.n_ff) {
-		fprintf(stderr, "usage: strata-model synth OUT.gguf --n-embd E --n-layer L --n-head H "
-				"[--n-head-kv K] --n-ff F --type T --vocab VOCAB.gguf [--n-vocab N] [--tie] "
-				"[--seed S]\n");
-		return EXIT_USAGE;
-	}
+	if (argc - optind != 1 || !p.vocab_path || !p.n_embd || !p.n_layer || !p.n_head || !p.n_ff)
+		return usage_error(usage_synth, false);
 	if (!p.n_head_kv)
 		p.n_head_kv = p.n_head;
 	struct st_err err = { "" };
@@ -531,7 +577,7 @@ static int cmd_synth(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-	blas_setup_process(argv); /* may re-execute us with OpenBLAS set up (blas.h) */
+	engine_setup_process(argv); /* may re-execute us with OpenBLAS set up */
 	if (argc < 2) {
 		usage(stderr);
 		return EXIT_USAGE;

@@ -1,0 +1,388 @@
+/* seq.c: the generation core (see seq.h). A sequence owns its tokens, its
+ * sampler and its text; it never runs a pass or touches another sequence. */
+#include "engine/seq.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "engine/engine.h"
+#include "tokenizer/detok.h"
+#include "tokenizer/tokenizer.h"
+
+struct seq {
+	struct engine *e;
+	const struct tokenizer *tok;
+	uint32_t slot;
+	uint32_t n_vocab, n_ctx;
+	enum seq_state state;
+	enum seq_finish finish;
+
+	int32_t *tokens;	 /* (n_prompt + max_tokens) prompt, then generated ids */
+	uint32_t n_tokens;
+	uint32_t max_tokens;
+	bool ignore_eos;
+	struct sampler *smp;
+	uint64_t seed;
+
+	/* the rows of the pass in flight */
+	uint32_t rows_added;	 /* rows it put in the pass */
+	int32_t logits_row;	 /* its logits row in that pass, or -1 */
+
+	struct detok dt;
+	char *piece;		 /* (detok_out_max) text of one token */
+	float *raw;		 /* (n_vocab) the logits as sampled from, for sink->logits */
+	size_t piece_cap;
+	char *hold;		 /* text held back: it may be the start of a stop string */
+	size_t hold_len, hold_cap;
+	char **stops;		 /* (n_stops) owned */
+	uint32_t n_stops;
+	int stop_index;		 /* STOP: which one matched, else -1 */
+
+	int error;		 /* ERROR: -errno */
+	char message[256];	 /* ERROR: for the person */
+
+	struct seq_stats st;
+};
+
+int seq_params_check(const struct engine *e, const struct seq_params *p, struct st_err *err)
+{
+	uint32_t n_ctx = engine_n_ctx(e);
+	uint32_t n_vocab = (uint32_t)tokenizer_n_vocab(engine_tokenizer(e));
+
+	if (p->n_prompt == 0)
+		return st_errf(err, -EINVAL, "the prompt is empty: there is nothing to continue");
+	if (p->n_prompt >= n_ctx)
+		return st_errf(err, -EINVAL, "the prompt has %u tokens but the context holds %u "
+			       "(with room for at least one generated token)", p->n_prompt, n_ctx);
+	for (uint32_t i = 0; i < p->n_prompt; i++)
+		if (p->prompt[i] < 0 || (uint32_t)p->prompt[i] >= n_vocab)
+			return st_errf(err, -EINVAL, "prompt token %u is %d, outside the vocabulary (%u)",
+				       i, p->prompt[i], n_vocab);
+	if (p->max_tokens == 0)
+		return st_errf(err, -EINVAL, "max_tokens must be at least 1");
+	if (p->n_stops > SEQ_MAX_STOPS)
+		return st_errf(err, -EINVAL, "%u stop strings given; at most %d are allowed", p->n_stops,
+			       SEQ_MAX_STOPS);
+	for (uint32_t i = 0; i < p->n_stops; i++) {
+		size_t n = strlen(p->stops[i]);
+		if (n == 0 || n > SEQ_MAX_STOP_BYTES)
+			return st_errf(err, -EINVAL, "stop string %u is %s (1 to %d bytes allowed)", i + 1,
+				       n == 0 ? "empty" : "too long", SEQ_MAX_STOP_BYTES);
+	}
+	return sampler_params_check(&p->sampling, err);
+}
+
+int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, struct seq **out,
+	       struct st_err *err)
+{
+	struct seq *s;
+	int rc = seq_params_check(e, p, err);
+
+	*out = NULL;
+	if (rc < 0)
+		return rc;
+	s = calloc(1, sizeof *s);
+	if (!s)
+		return st_errf(err, -ENOMEM, "out of memory");
+	s->e = e;
+	s->tok = engine_tokenizer(e);
+	s->slot = slot;
+	s->n_vocab = (uint32_t)tokenizer_n_vocab(s->tok);
+	s->n_ctx = engine_n_ctx(e);
+	s->state = SEQ_PROMPT;
+	s->finish = SEQ_FINISH_NONE;
+	s->max_tokens = p->max_tokens;
+	s->ignore_eos = p->ignore_eos;
+	s->seed = p->sampling.seed;
+	s->logits_row = -1;
+	s->stop_index = -1;
+	s->piece_cap = detok_out_max(s->tok);
+	s->piece = malloc(s->piece_cap);
+	s->tokens = malloc(((size_t)p->n_prompt + p->max_tokens) * sizeof *s->tokens);
+	s->stops = p->n_stops ? calloc(p->n_stops, sizeof *s->stops) : NULL;
+	if (!s->piece || !s->tokens || (p->n_stops && !s->stops) ||
+	    sampler_new(&p->sampling, s->n_vocab, &s->smp) < 0)
+		goto nomem;
+	for (uint32_t i = 0; i < p->n_stops; i++) {
+		s->stops[i] = strdup(p->stops[i]);
+		if (!s->stops[i])
+			goto nomem;
+		s->n_stops++;
+	}
+	memcpy(s->tokens, p->prompt, p->n_prompt * sizeof *s->tokens);
+	s->n_tokens = p->n_prompt;
+	s->st.n_prompt = p->n_prompt;
+	s->st.t_created = clock_now_ns();
+	detok_init(&s->dt, s->tok, false);
+	engine_slot_reset(e, slot);
+	*out = s;
+	return 0;
+nomem:
+	seq_free(s);
+	return st_errf(err, -ENOMEM, "out of memory");
+}
+
+void seq_free(struct seq *s)
+{
+	if (!s)
+		return;
+	for (uint32_t i = 0; i < s->n_stops; i++)
+		free(s->stops[i]);
+	free(s->stops);
+	sampler_free(s->smp);
+	free(s->tokens);
+	free(s->piece);
+	free(s->raw);
+	free(s->hold);
+	free(s);
+}
+
+enum seq_state seq_state(const struct seq *s)
+{
+	return s->state;
+}
+
+uint32_t seq_slot(const struct seq *s)
+{
+	return s->slot;
+}
+
+uint32_t seq_rows_pending(const struct seq *s)
+{
+	return s->state == SEQ_FINISHED ? 0 : s->n_tokens - s->st.n_past;
+}
+
+uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room)
+{
+	uint32_t todo = seq_rows_pending(s);
+	uint32_t take = todo < room ? todo : room;
+
+	s->rows_added = take;
+	s->logits_row = -1;
+	for (uint32_t k = 0; k < take; k++) {
+		uint32_t p = s->st.n_past + k;
+		int32_t row = batch_add(b, s->tokens[p], p, s->slot, p == s->n_tokens - 1);
+		if (row >= 0)
+			s->logits_row = row;
+	}
+	return take;
+}
+
+/* ---- text: held back while it may grow into a stop string ---- */
+
+static int hold_append(struct seq *s, const char *p, size_t n)
+{
+	if (s->hold_len + n > s->hold_cap) {
+		size_t cap = s->hold_cap ? s->hold_cap : 256;
+		while (cap < s->hold_len + n)
+			cap *= 2;
+		char *h = realloc(s->hold, cap);
+		if (!h)
+			return -ENOMEM;
+		s->hold = h;
+		s->hold_cap = cap;
+	}
+	memcpy(s->hold + s->hold_len, p, n);
+	s->hold_len += n;
+	return 0;
+}
+
+/* Where a stop string first occurs in the held text, or -1; *which says which. */
+static long find_stop(const struct seq *s, int *which)
+{
+	long best = -1;
+	for (uint32_t i = 0; i < s->n_stops; i++) {
+		size_t n = strlen(s->stops[i]);
+		for (size_t at = 0; n <= s->hold_len && at + n <= s->hold_len; at++) {
+			if (memcmp(s->hold + at, s->stops[i], n) == 0) {
+				if (best < 0 || (long)at < best) {
+					best = (long)at;
+					*which = (int)i;
+				}
+				break;
+			}
+		}
+	}
+	return best;
+}
+
+/* Bytes at the end of the held text that could still grow into a stop string. */
+static size_t stop_prefix_tail(const struct seq *s)
+{
+	size_t keep = 0;
+	for (uint32_t i = 0; i < s->n_stops; i++) {
+		size_t n = strlen(s->stops[i]);
+		for (size_t k = n > 0 ? n - 1 : 0; k > keep; k--) {
+			if (k <= s->hold_len && memcmp(s->hold + s->hold_len - k, s->stops[i], k) == 0) {
+				keep = k;
+				break;
+			}
+		}
+	}
+	return keep;
+}
+
+/* Report the first n held bytes (and the ids that completed them), then drop them. */
+static void emit(struct seq *s, size_t n, const int32_t *ids, uint32_t n_ids,
+		 const struct seq_sink *sink)
+{
+	if (sink && sink->piece && (n > 0 || n_ids > 0)) {
+		struct seq_piece p = { .text = s->hold, .len = n, .ids = ids, .n_ids = n_ids };
+		sink->piece(sink->user, s, &p);
+	}
+	memmove(s->hold, s->hold + n, s->hold_len - n);
+	s->hold_len -= n;
+}
+
+/* The detokenizer's tail and every held byte, before the end. */
+static void flush_text(struct seq *s, const struct seq_sink *sink)
+{
+	char tail[16];
+	int n = detok_flush(&s->dt, tail, sizeof tail);
+	if (n > 0)
+		hold_append(s, tail, (size_t)n);
+	emit(s, s->hold_len, NULL, 0, sink);
+}
+
+static void finish(struct seq *s, enum seq_finish why, const struct seq_sink *sink)
+{
+	flush_text(s, sink);
+	s->finish = why;
+	s->state = SEQ_FINISHED;
+}
+
+void seq_finish(struct seq *s, enum seq_finish why, int code, const char *message,
+		const struct seq_sink *sink)
+{
+	if (s->state == SEQ_FINISHED)
+		return;
+	if (why == SEQ_FINISH_ERROR) {
+		s->error = code < 0 ? code : -EIO;
+		snprintf(s->message, sizeof s->message, "%s", message ? message : "");
+	}
+	finish(s, why, sink);
+}
+
+/* A sampled token: extend the sequence, emit text, decide whether it ends. */
+static void on_token(struct seq *s, int32_t t, const struct seq_sink *sink)
+{
+	uint64_t now = clock_now_ns();
+	if (!s->st.t_first_token)
+		s->st.t_first_token = now;
+	s->st.t_last_token = now;
+	s->tokens[s->n_tokens++] = t;
+	s->st.n_generated++;
+	s->state = SEQ_GENERATING;
+
+	if (!s->ignore_eos && tokenizer_is_eog(s->tok, t)) {
+		finish(s, SEQ_FINISH_EOG, sink);
+		return;
+	}
+	int n = detok_push(&s->dt, t, s->piece, s->piece_cap);
+	if (n > 0 && hold_append(s, s->piece, (size_t)n) < 0) {
+		seq_finish(s, SEQ_FINISH_ERROR, -ENOMEM, "out of memory", sink);
+		return;
+	}
+	int which = -1;
+	long stop = s->n_stops ? find_stop(s, &which) : -1;
+	if (stop >= 0) {
+		emit(s, (size_t)stop, &t, 1, sink);
+		s->hold_len = 0; /* the stop string and what follows are not sent */
+		s->stop_index = which;
+		finish(s, SEQ_FINISH_STOP, sink);
+		return;
+	}
+	size_t keep = s->n_stops ? stop_prefix_tail(s) : 0;
+	emit(s, s->hold_len - keep, &t, 1, sink);
+	if (s->st.n_generated >= s->max_tokens || s->n_tokens >= s->n_ctx)
+		finish(s, SEQ_FINISH_LENGTH, sink);
+}
+
+/* Weights that are corrupt (or a file changed under us) give NaN or infinite
+ * logits; sampling would then pick token 0 forever without a word. */
+static bool all_finite(const float *v, uint32_t n)
+{
+	for (uint32_t i = 0; i < n; i++)
+		if (!isfinite(v[i]))
+			return false;
+	return true;
+}
+
+void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pass,
+		   const struct seq_sink *sink)
+{
+	if (s->state == SEQ_FINISHED || s->rows_added == 0)
+		return;
+	if (!s->st.t_first_pass)
+		s->st.t_first_pass = pass->t_start;
+	s->st.passes++;
+	s->st.bytes_read += pass->bytes_read;
+	s->st.stall_ns += pass->stall_ns;
+	uint64_t wall = pass->t_end > pass->t_start ? pass->t_end - pass->t_start : 0;
+	s->st.compute_ns += wall > pass->stall_ns ? wall - pass->stall_ns : 0;
+	s->st.n_past += s->rows_added;
+	s->rows_added = 0;
+	if (s->logits_row < 0)
+		return; /* a prompt chunk that is not the last */
+
+	float *lg = (float *)logits + (size_t)s->logits_row * s->n_vocab;
+	s->logits_row = -1;
+	if (!all_finite(lg, s->n_vocab)) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "the model produced non-finite logits (NaN or infinity) at "
+			 "position %u: its weights are corrupt, or the model file changed while in use",
+			 s->st.n_past - 1);
+		seq_finish(s, SEQ_FINISH_ERROR, -EIO, msg, sink);
+		return;
+	}
+	int32_t t;
+	if (sink && sink->logits) {
+		/* keep a copy: the repetition penalty modifies the row in place */
+		if (!s->raw && !(s->raw = malloc((size_t)s->n_vocab * sizeof *s->raw))) {
+			seq_finish(s, SEQ_FINISH_ERROR, -ENOMEM, "out of memory", sink);
+			return;
+		}
+		memcpy(s->raw, lg, (size_t)s->n_vocab * sizeof *s->raw);
+		t = sampler_sample(s->smp, lg, s->tokens, s->n_tokens);
+		sink->logits(sink->user, s, t, s->raw, s->n_vocab);
+	} else {
+		t = sampler_sample(s->smp, lg, s->tokens, s->n_tokens);
+	}
+	on_token(s, t, sink);
+}
+
+enum seq_finish seq_finish_reason(const struct seq *s)
+{
+	return s->finish;
+}
+
+int seq_error(const struct seq *s, const char **message)
+{
+	*message = s->message;
+	return s->finish == SEQ_FINISH_ERROR ? s->error : 0;
+}
+
+const char *seq_stop_string(const struct seq *s)
+{
+	return s->stop_index >= 0 ? s->stops[s->stop_index] : NULL;
+}
+
+const struct seq_stats *seq_stats(const struct seq *s)
+{
+	return &s->st;
+}
+
+uint64_t seq_seed(const struct seq *s)
+{
+	return s->seed;
+}
+
+const int32_t *seq_tokens(const struct seq *s, uint32_t *n)
+{
+	*n = s->n_tokens;
+	return s->tokens;
+}

@@ -1,0 +1,142 @@
+/* seq.h: the generation core: one sequence's life, from its prompt to the
+ * reason it finished. It holds the tokens (prompt, then generated), the
+ * sampler, the streaming detokenizer, the stop strings and the text held back
+ * because it may start one, the finish reason and the timings. It does not
+ * run passes: a driver (the daemon's scheduler for many sequences at once,
+ * generate.c for one) asks each sequence for its rows, runs the pass, and
+ * hands the logits back. So stratad, strata-model and strata-bench generate
+ * with the same code. */
+#ifndef STRATA_ENGINE_SEQ_H
+#define STRATA_ENGINE_SEQ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "engine/batch.h"
+#include "engine/sampler.h"
+
+struct engine;
+struct seq;
+
+enum seq_state {
+	SEQ_PROMPT,	/* its prompt is not all in the KV cache yet */
+	SEQ_GENERATING, /* one token per pass */
+	SEQ_FINISHED,	/* seq_finish_reason() says why */
+};
+
+enum seq_finish {
+	SEQ_FINISH_NONE,      /* not finished */
+	SEQ_FINISH_LENGTH,    /* max_tokens generated, or the context is full */
+	SEQ_FINISH_EOG,	      /* an end-of-generation token */
+	SEQ_FINISH_STOP,      /* the text contained a stop string */
+	SEQ_FINISH_CANCELLED, /* the driver cancelled it (a client's Cancel, a hang-up) */
+	SEQ_FINISH_ERROR,     /* a pass failed, or the logits were not finite */
+	SEQ_FINISH_SHUTDOWN,  /* the driver is stopping */
+};
+
+/* Limits on stop strings: enough for chat templates, bounded for the matcher. */
+#define SEQ_MAX_STOPS 16
+#define SEQ_MAX_STOP_BYTES 256
+
+struct seq_params {
+	const int32_t *prompt;	  /* (n_prompt) token ids, BOS included if wanted; copied */
+	uint32_t n_prompt;	  /* 1 .. context - 1 */
+	uint32_t max_tokens;	  /* >= 1; also bounded by the context */
+	struct sampler_params sampling;
+	const char *const *stops; /* (n_stops) non-empty UTF-8 strings; copied */
+	uint32_t n_stops;	  /* <= SEQ_MAX_STOPS, each <= SEQ_MAX_STOP_BYTES bytes */
+	bool ignore_eos;	  /* an end-of-generation token does not end it */
+};
+
+/* Check p against the engine (prompt fits the context, sampling values in
+ * range, stop strings within the limits): 0 or -EINVAL with a message for
+ * the person who sent it. seq_create checks the same. */
+int seq_params_check(const struct engine *e, const struct seq_params *p, struct st_err *err);
+
+/* What a sequence produced since the last report: whole UTF-8 characters
+ * (never a split one; text held back for a possible stop string comes later)
+ * and the token ids sampled that made them. Valid during the callback only. */
+struct seq_piece {
+	const char *text;     /* (len) bytes; may be empty */
+	size_t len;
+	const int32_t *ids;   /* (n_ids) ids; 0 when only held-back text is flushed */
+	uint32_t n_ids;
+};
+
+/* Where a sequence's output goes; every member may be NULL. */
+struct seq_sink {
+	void (*piece)(void *user, struct seq *s, const struct seq_piece *p);
+	/* each sampled token with the logits it was sampled from ((n_vocab) f32,
+	 * before any penalty) */
+	void (*logits)(void *user, struct seq *s, int32_t token, const float *logits,
+		       uint32_t n_vocab);
+	void *user;
+};
+
+/* Measurements of one sequence, in CLOCK_MONOTONIC ns (common/clock.h);
+ * 0 = not happened yet. A pass shared by several sequences counts in full
+ * for each. */
+struct seq_stats {
+	uint32_t n_prompt;
+	uint32_t n_past;	    /* tokens in the KV cache (progress through the prompt) */
+	uint32_t n_generated;	    /* sampled, a final end-of-generation token included */
+	uint32_t passes;	    /* passes it took part in */
+	uint64_t t_created;
+	uint64_t t_first_pass;
+	uint64_t t_first_token;
+	uint64_t t_last_token;
+	uint64_t bytes_read;	    /* weight bytes read from disk during its passes */
+	uint64_t stall_ns;	    /* its passes' time waiting for the disk */
+	uint64_t compute_ns;	    /* its passes' wall time minus that stall */
+};
+
+/* What one pass cost, for the sequences that were in it. */
+struct seq_pass {
+	uint64_t t_start, t_end;    /* ns */
+	uint64_t bytes_read;
+	uint64_t stall_ns;
+};
+
+/* A new sequence on KV slot `slot` (which it resets). The caller owns *out
+ * (seq_free; NULL is a no-op). -EINVAL (seq_params_check) or -ENOMEM. */
+int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, struct seq **out,
+	       struct st_err *err);
+void seq_free(struct seq *s);
+
+enum seq_state seq_state(const struct seq *s);
+uint32_t seq_slot(const struct seq *s);
+/* Rows it would put in a pass now: the rest of its prompt, 1 while
+ * generating, 0 when finished. */
+uint32_t seq_rows_pending(const struct seq *s);
+
+/* Append up to `room` of its pending rows to b (prompt chunks: at most room;
+ * the last prompt row and every generated row want logits). Returns the rows
+ * added. A sequence must not be added twice to one pass. */
+uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room);
+
+/* The pass with its rows ran; `logits` are the pass's logits ((b->n_want,
+ * n_vocab) f32, rows in batch order). The sequence advances its KV position,
+ * samples when it had a logits row, reports pieces to sink and may finish. */
+void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pass,
+		   const struct seq_sink *sink);
+
+/* End it now (CANCELLED, SHUTDOWN, or ERROR with `code` (-errno) and a
+ * message); text still held back goes to sink first. No-op when finished. */
+void seq_finish(struct seq *s, enum seq_finish why, int code, const char *message,
+		const struct seq_sink *sink);
+
+enum seq_finish seq_finish_reason(const struct seq *s);
+/* ERROR: the -errno of the failure (-EIO for unreadable weights) and its
+ * message; "" otherwise. */
+int seq_error(const struct seq *s, const char **message);
+/* STOP: the stop string that matched; NULL otherwise. */
+const char *seq_stop_string(const struct seq *s);
+const struct seq_stats *seq_stats(const struct seq *s);
+/* The sampler's seed (the one given). */
+uint64_t seq_seed(const struct seq *s);
+/* Every token so far, prompt first: (*n) ids owned by s. */
+const int32_t *seq_tokens(const struct seq *s, uint32_t *n);
+
+#endif

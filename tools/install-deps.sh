@@ -5,7 +5,7 @@
 set -eu
 PKGS="build-essential autoconf automake pkg-config
       liburing-dev libsystemd-dev libprotobuf-c-dev protobuf-c-compiler libopenblas-dev
-      systemd python3 python3-protobuf protobuf-compiler"
+      systemd python3 python3-protobuf protobuf-compiler python3-jinja2"
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
 export DEBIAN_FRONTEND=noninteractive

@@ -140,13 +140,14 @@ int main(int argc, char **argv)
 		n++;
 	}
 
-	char err[256], *out;
+	struct st_err err = { "" };
+	char *out;
 	size_t out_len;
-	int rc = chat_render(f, msgs, n, bos, eos, add[0] == '1', &out, &out_len, err, sizeof err);
+	int rc = chat_render(f, msgs, n, bos, eos, add[0] == '1', &out, &out_len, &err);
 	free(msgs);
 	free(in);
 	if (rc < 0) {
-		fprintf(stderr, "chat_render: %s (%s)\n", err, strerror(-rc));
+		fprintf(stderr, "chat_render: %s (%s)\n", err.msg, strerror(-rc));
 		return rc == -EINVAL ? 3 : 1;
 	}
 	int ok = fwrite(out, 1, out_len, stdout) == out_len && fflush(stdout) == 0;

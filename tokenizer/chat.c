@@ -115,17 +115,16 @@ struct render {
 	const char *bos, *eos; /* never NULL here */
 	bool add_assistant;
 	struct buf out;
-	char *errbuf;
-	size_t errcap;
+	struct st_err *err;
 };
 
 static int render_fail(struct render *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int render_fail(struct render *r, const char *fmt, ...)
 {
-	if (r->errbuf && r->errcap) {
+	if (r->err) {
 		va_list ap;
 		va_start(ap, fmt);
-		vsnprintf(r->errbuf, r->errcap, fmt, ap);
+		vsnprintf(r->err->msg, sizeof r->err->msg, fmt, ap);
 		va_end(ap);
 	}
 	return -EINVAL;
@@ -551,8 +550,7 @@ int chat_family_parse(const char *name, enum chat_family *out)
 }
 
 int chat_render(enum chat_family f, const struct chat_msg *msgs, size_t n, const char *bos,
-		const char *eos, bool add_assistant, char **out, size_t *out_len, char *errbuf,
-		size_t errcap)
+		const char *eos, bool add_assistant, char **out, size_t *out_len, struct st_err *err)
 {
 	struct render r = {
 		.m = msgs,
@@ -560,14 +558,13 @@ int chat_render(enum chat_family f, const struct chat_msg *msgs, size_t n, const
 		.bos = bos ? bos : "",
 		.eos = eos ? eos : "",
 		.add_assistant = add_assistant,
-		.errbuf = errbuf,
-		.errcap = errcap,
+		.err = err,
 	};
 	*out = NULL;
 	if (out_len)
 		*out_len = 0;
-	if (errbuf && errcap)
-		errbuf[0] = '\0';
+	if (err)
+		err->msg[0] = '\0';
 	if ((unsigned)f >= CHAT_FAMILY_COUNT)
 		return render_fail(&r, "unknown chat template family %d", (int)f);
 	if (n == 0 || !msgs)

@@ -46,6 +46,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/err.h"
+
 /* One message. Both strings are UTF-8 and NUL-terminated; the caller owns them. */
 struct chat_msg {
 	const char *role; /* "system", "user", "assistant" (chatml/llama3: any) */
@@ -93,12 +95,10 @@ const char *chat_family_list(void);
  * NUL-terminated string the caller frees with free(), and its length in
  * *out_len (may be NULL). On failure *out is NULL and the return is
  * -EINVAL (no messages, a NULL string, a role or an order of roles the family
- * cannot express; errbuf says which message) or -ENOMEM. errbuf[0..errcap)
- * receives a NUL-terminated message on failure (errbuf may be NULL when
- * errcap is 0). Thread-safe: no state outside the arguments. */
+ * cannot express; err says which message) or -ENOMEM (err may be NULL).
+ * Thread-safe: no state outside the arguments. */
 int chat_render(enum chat_family f, const struct chat_msg *msgs, size_t n, const char *bos,
-		const char *eos, bool add_assistant, char **out, size_t *out_len, char *errbuf,
-		size_t errcap);
+		const char *eos, bool add_assistant, char **out, size_t *out_len, struct st_err *err);
 
 /* The text that ends a turn in family f ("<|im_end|>", "<|eot_id|>",
  * "<end_of_turn>", "<|end|>", "<|EOT|>"), for the engine to stop at; NULL when

@@ -253,6 +253,13 @@ void json_put_fields(FILE *f, const ProtobufCMessage *msg)
 			if (!m)
 				continue;
 		}
+		if (fd->label == PROTOBUF_C_LABEL_REPEATED) {
+			/* an empty list is left out, as protobuf's JSON mapping does */
+			size_t n;
+			memcpy(&n, base + fd->quantifier_offset, sizeof n);
+			if (n == 0)
+				continue;
+		}
 		if (!first)
 			fputc(',', f);
 		first = false;

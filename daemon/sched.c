@@ -64,7 +64,7 @@ struct sched {
 	uint32_t n_slots;
 	uint32_t n_vocab;
 	struct batch batch;	 /* the pass being built */
-	float *logits;		 /* (n_slots, n_vocab): one logits row per sequence at most */
+	float *logits;		 /* (engine_max_logits_rows, n_vocab) */
 	double tok_s_ewma;
 };
 
@@ -610,9 +610,10 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	s->slots = calloc(s->n_slots, sizeof *s->slots);
 	s->running = calloc(s->n_slots, sizeof *s->running);
 	s->running_used = calloc(s->n_slots, sizeof *s->running_used);
-	s->logits = malloc((size_t)s->n_slots * s->n_vocab * sizeof *s->logits);
+	uint32_t rows = engine_max_logits_rows(e);
+	s->logits = malloc((size_t)rows * s->n_vocab * sizeof *s->logits);
 	if (!s->slots || !s->running || !s->running_used || !s->logits ||
-	    batch_init(&s->batch, engine_max_batch(e)) < 0)
+	    batch_init(&s->batch, engine_max_batch(e), rows) < 0)
 		goto fail;
 	for (uint32_t i = 0; i < s->n_slots; i++)
 		s->slots[i].s = s;

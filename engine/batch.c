@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-int batch_init(struct batch *b, uint32_t cap)
+int batch_init(struct batch *b, uint32_t cap, uint32_t want_cap)
 {
 	memset(b, 0, sizeof *b);
 	b->token = malloc((size_t)cap * sizeof *b->token);
@@ -17,6 +17,7 @@ int batch_init(struct batch *b, uint32_t cap)
 		return -ENOMEM;
 	}
 	b->cap = cap;
+	b->want_cap = want_cap;
 	return 0;
 }
 

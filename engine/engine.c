@@ -19,6 +19,7 @@
 #include "kernels/isa.h"
 #include "kernels/pool.h"
 #include "kernels/types.h"
+#include "tokenizer/chat.h"
 #include "tokenizer/detok.h"
 #include "tokenizer/tokenizer.h"
 #include "weights/weights.h"
@@ -35,7 +36,14 @@ struct engine {
 	struct pool *pool;
 	struct forward *fwd;
 	int threads;
+	uint32_t max_logits_rows;
+	bool has_chat;		   /* chat_family is usable */
+	enum chat_family chat_family;
 };
+
+/* Logits rows one pass may return at most, as bytes: echo and scoring want a
+ * row per token, and a 256,000-token vocabulary makes a row 1 MiB. */
+#define ENGINE_LOGITS_BYTES (64u << 20)
 
 void engine_config_default(struct engine_config *c)
 {
@@ -47,6 +55,28 @@ void engine_config_default(struct engine_config *c)
 void engine_setup_process(char **argv)
 {
 	blas_setup_process(argv);
+}
+
+/* The chat template: the configured family, else the model's own,
+ * recognized by its text; neither is fine (chat requests then fail). */
+static int choose_chat_template(struct engine *e, struct st_err *err)
+{
+	const struct gguf_kv *kv = gguf_find_kv(e->model->gguf, "tokenizer.chat_template");
+	if (e->cfg.chat_template[0]) {
+		if (chat_family_parse(e->cfg.chat_template, &e->chat_family) < 0)
+			return st_errf(err, -EINVAL, "--chat-template: '%s' is not one of %s",
+				       e->cfg.chat_template, chat_family_list());
+		e->has_chat = true;
+		return 0;
+	}
+	if (kv && kv->type == GGUF_TYPE_STRING &&
+	    chat_detect(kv->val.str.ptr, kv->val.str.len, &e->chat_family) == 0) {
+		e->has_chat = true;
+	} else if (kv) {
+		log_notice("the model's chat template is not one strata renders (%s): chat requests "
+			   "need --chat-template or a template named in the request", chat_family_list());
+	}
+	return 0;
 }
 
 static int default_threads(void)
@@ -86,6 +116,7 @@ static void fill_info(struct engine *e)
 	in->kv_type = st_type_name(e->kv->type);
 	in->kv_bytes = e->kv->bytes;
 	in->add_bos = tokenizer_add_bos(e->tok);
+	in->chat_template = e->has_chat ? chat_family_name(e->chat_family) : NULL;
 
 	/* tensor types by total bytes, from the tensor table */
 	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
@@ -182,6 +213,16 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (rc < 0)
 		goto fail;
 
+	uint64_t rows = ENGINE_LOGITS_BYTES / ((uint64_t)hp->n_vocab * sizeof(float));
+	if (rows > e->cfg.batch_size)
+		rows = e->cfg.batch_size;
+	if (rows < e->cfg.n_slots)
+		rows = e->cfg.n_slots; /* every sequence's next token, always */
+	e->max_logits_rows = rows > 0 ? (uint32_t)rows : 1;
+
+	rc = choose_chat_template(e, err);
+	if (rc < 0)
+		goto fail;
 	fill_info(e);
 	/* Loading read the metadata (the tokenizer's arrays: megabytes for a
 	 * 256,000-token vocabulary) through the file's mapping. Those pages are
@@ -323,6 +364,65 @@ int engine_token_bytes(const struct engine *e, int32_t id, char *buf, size_t cap
 size_t engine_token_bytes_max(const struct engine *e)
 {
 	return tokenizer_max_piece(e->tok);
+}
+
+/* The text of token id (for the template's bos and eos), or "". */
+static const char *token_text(const struct engine *e, int32_t id, char *buf, size_t cap)
+{
+	size_t len = 0;
+	const char *t = id >= 0 ? tokenizer_token_text(e->tok, id, &len) : NULL;
+	snprintf(buf, cap, "%.*s", t ? (int)len : 0, t ? t : "");
+	return buf;
+}
+
+int engine_chat(const struct engine *e, const struct engine_chat_msg *msgs, uint32_t n,
+		const char *family, int32_t **ids, uint32_t *n_ids, int32_t *end_of_turn,
+		struct st_err *err)
+{
+	enum chat_family f = e->chat_family;
+	char bos[64], eos[64], *text = NULL;
+	size_t len = 0;
+	*ids = NULL;
+	*n_ids = 0;
+	*end_of_turn = -1;
+	if (family && *family) {
+		if (chat_family_parse(family, &f) < 0)
+			return st_errf(err, -EINVAL, "chat template '%s' is not one of %s", family,
+				       chat_family_list());
+	} else if (!e->has_chat) {
+		return st_errf(err, -EINVAL, "this model's chat template is not one strata renders: "
+			       "name one (%s)", chat_family_list());
+	}
+	struct chat_msg *m = calloc(n ? n : 1, sizeof *m);
+	if (!m)
+		return st_errf(err, -ENOMEM, "out of memory");
+	for (uint32_t i = 0; i < n; i++)
+		m[i] = (struct chat_msg){ msgs[i].role, msgs[i].content };
+	int rc = chat_render(f, m, n, token_text(e, tokenizer_bos(e->tok), bos, sizeof bos),
+			     token_text(e, tokenizer_eos(e->tok), eos, sizeof eos), true, &text, &len, err);
+	free(m);
+	if (rc < 0)
+		return rc;
+	rc = engine_tokenize(e, text, len, 0, true, ids, n_ids);
+	free(text);
+	if (rc < 0)
+		return st_errf(err, rc, "out of memory");
+	const char *eot = chat_end_of_turn(f);
+	if (eot) {
+		int32_t id = tokenizer_lookup(e->tok, eot, strlen(eot));
+		*end_of_turn = id;
+	}
+	return 0;
+}
+
+uint32_t engine_max_logits_rows(const struct engine *e)
+{
+	return e->max_logits_rows;
+}
+
+int engine_slot_link(struct engine *e, uint32_t dst, uint32_t src, uint32_t n)
+{
+	return kv_slot_link(e->kv, dst, src, n);
 }
 
 /* ---- passes ---- */

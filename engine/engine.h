@@ -38,6 +38,8 @@ struct engine_config {
 	enum engine_io io;
 	uint32_t prefetch;	/* units read ahead; 0 = from the budget */
 	bool mlock;		/* lock resident weights in RAM */
+	char chat_template[32];	/* a chat template family for every chat request,
+				 * instead of the model's; "": the model's */
 };
 
 void engine_config_default(struct engine_config *c);
@@ -71,6 +73,8 @@ struct engine_info {
 	uint64_t kv_bytes;	 /* the KV cache, reserved */
 	uint32_t layers_resident;/* layers whose weights all stay in memory */
 	bool add_bos;		 /* the vocabulary's default */
+	const char *chat_template; /* the family chat requests are rendered with, or NULL
+				    * when the model's template is not recognized (static) */
 };
 
 /* Counters and the plan, for Status and logs. */
@@ -133,12 +137,39 @@ int engine_token_bytes(const struct engine *e, int32_t id, char *buf, size_t cap
 /* The longest engine_token_bytes() of any token. */
 size_t engine_token_bytes_max(const struct engine *e);
 
+/* The most rows of logits one pass returns (the logits buffer a driver
+ * allocates: rows x n_vocab floats): enough for every sequence's next token,
+ * and for echo and scoring rows up to a fixed memory cap. */
+uint32_t engine_max_logits_rows(const struct engine *e);
+
+/* One chat message (UTF-8, NUL-terminated strings the caller owns). */
+struct engine_chat_msg {
+	const char *role;
+	const char *content;
+};
+
+/* Render a conversation with the model's chat template (or the family named
+ * `family`, or the engine's configured one), ready for generation (the
+ * assistant's turn begins), and tokenize it with special tokens parsed and no
+ * BOS beyond what the template writes: *ids (malloc'd, caller frees) of
+ * *n_ids. *end_of_turn is the template's end-of-turn token, or -1 when its
+ * turns end with EOS. -EINVAL with a message (no template recognized and
+ * none named, an unknown family with the list of families, roles the family
+ * cannot express), -ENOMEM. */
+int engine_chat(const struct engine *e, const struct engine_chat_msg *msgs, uint32_t n,
+		const char *family, int32_t **ids, uint32_t *n_ids, int32_t *end_of_turn,
+		struct st_err *err);
+
 /* One forward pass over b (see forward.h for the rules): logits
  * (b->n_want, n_vocab) f32 in row order of the wanted rows. -EIO when weights
  * cannot be read, -ESTALE when the model file was replaced, -ENOMEM, -EINVAL. */
 int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err);
-/* Forget a slot's cache (its memory goes back to the kernel). */
+/* Forget a slot's cache (its memory goes back to the kernel, its link goes). */
 void engine_slot_reset(struct engine *e, uint32_t slot);
+/* Positions [0, n) of slot dst read slot src's cache from now on (a Score's
+ * continuations share the context stored once in src). -EINVAL if either is
+ * out of range, equal, or src is linked itself. */
+int engine_slot_link(struct engine *e, uint32_t dst, uint32_t src, uint32_t n);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out);

@@ -233,6 +233,7 @@ static void job_attention(void *arg, int ith, int nth)
 		if ((i + 1) * (long)hp->n_head > p1)
 			h1 = p1 - i * (long)hp->n_head;
 		uint32_t pos = j->b->pos[i], slot = j->b->slot[i];
+		const struct kv_link *link = &f->kv->link[slot];
 		struct attn_args a = {
 			.q = f->q + (size_t)i * f->q_dim,
 			.k = kv_k_row(f->kv, slot, j->layer, 0),
@@ -246,6 +247,10 @@ static void job_attention(void *arg, int ith, int nth)
 			.scale = 1.0f / sqrtf((float)hp->head_dim),
 			.scores = f->scores + (size_t)ith * f->kv->n_ctx,
 			.out = f->att + (size_t)i * f->q_dim,
+			/* positions a Score's continuation shares with its context */
+			.k0 = kv_k_row(f->kv, link->src, j->layer, 0),
+			.v0 = kv_v_row(f->kv, link->src, j->layer, 0),
+			.n_prefix = link->n,
 		};
 		attn_heads(&a, h0, h1);
 		p += h1 - h0;

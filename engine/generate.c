@@ -11,10 +11,10 @@ int generate_run(struct engine *e, struct seq *s, const struct seq_sink *sink, s
 {
 	struct batch b;
 	float *logits = NULL;
-	int rc = batch_init(&b, engine_max_batch(e));
+	uint32_t rows = engine_max_logits_rows(e);
+	int rc = batch_init(&b, engine_max_batch(e), rows);
 
-	/* one sequence wants at most one logits row per pass */
-	if (rc == 0 && !(logits = malloc((size_t)engine_n_vocab(e) * sizeof *logits)))
+	if (rc == 0 && !(logits = malloc((size_t)rows * engine_n_vocab(e) * sizeof *logits)))
 		rc = -ENOMEM;
 	if (rc < 0) {
 		seq_finish(s, SEQ_FINISH_ERROR, rc, "out of memory", sink);

@@ -27,8 +27,10 @@ int kv_create(uint32_t type, uint32_t n_layer, uint32_t n_ctx, uint32_t n_slots,
 	if (n_layer == 0 || n_ctx == 0 || n_slots == 0 || kv_dim == 0)
 		return st_errf(err, -EINVAL, "KV cache dimensions must be positive");
 	kv = calloc(1, sizeof *kv);
-	if (!kv)
+	if (!kv || !(kv->link = calloc(n_slots, sizeof *kv->link))) {
+		free(kv);
 		return st_errf(err, -ENOMEM, "out of memory");
+	}
 	kv->type = type;
 	kv->n_layer = n_layer;
 	kv->n_ctx = n_ctx;
@@ -42,6 +44,7 @@ int kv_create(uint32_t type, uint32_t n_layer, uint32_t n_ctx, uint32_t n_slots,
 	if (p == MAP_FAILED) {
 		int e = errno;
 		size_t mib = kv->bytes >> 20;
+		free(kv->link);
 		free(kv);
 		return st_errf(err, -e, "cannot reserve %zu MiB for the KV cache", mib);
 	}
@@ -56,6 +59,7 @@ void kv_free(struct kv_cache *kv)
 	if (!kv)
 		return;
 	munmap(kv->k, kv->bytes);
+	free(kv->link);
 	free(kv);
 }
 
@@ -63,6 +67,7 @@ void kv_slot_discard(struct kv_cache *kv, uint32_t slot)
 {
 	size_t slot_bytes = (size_t)kv->n_layer * kv->n_ctx * kv->row_bytes;
 	long page = sysconf(_SC_PAGESIZE);
+	kv->link[slot] = (struct kv_link){ 0, 0 };
 	/* Only whole pages inside the slot can go; a few edge pages stay. */
 	for (int half = 0; half < 2; half++) {
 		uint8_t *base = (half ? kv->v : kv->k) + (size_t)slot * slot_bytes;
@@ -71,4 +76,13 @@ void kv_slot_discard(struct kv_cache *kv, uint32_t slot)
 		if (end > begin)
 			madvise((void *)begin, end - begin, MADV_DONTNEED);
 	}
+}
+
+int kv_slot_link(struct kv_cache *kv, uint32_t dst, uint32_t src, uint32_t n)
+{
+	if (dst >= kv->n_slots || src >= kv->n_slots || dst == src || n > kv->n_ctx ||
+	    kv->link[src].n > 0)
+		return -EINVAL;
+	kv->link[dst] = (struct kv_link){ src, n };
+	return 0;
 }

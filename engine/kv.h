@@ -20,6 +20,14 @@ struct kv_cache {
 	size_t bytes;	    /* total reserved: 2 * n_slots * n_layer * n_ctx * row_bytes */
 	uint8_t *k;	    /* (n_slots, n_layer, n_ctx, kv_dim) of type */
 	uint8_t *v;	    /* same layout */
+	struct kv_link *link; /* (n_slots) prefix shared with another slot, if any */
+};
+
+/* Positions [0, n) of a slot are another slot's: a Score's continuations all
+ * read the context once stored in the first slot, in the same pass. */
+struct kv_link {
+	uint32_t src; /* the slot holding them */
+	uint32_t n;   /* 0: no link */
 };
 
 /* Reserve the cache. Returns 0, -EINVAL (bad type), or -ENOMEM with a message
@@ -32,8 +40,13 @@ void kv_free(struct kv_cache *kv);
 size_t kv_bytes_needed(uint32_t type, uint32_t n_layer, uint32_t n_ctx, uint32_t n_slots,
 		       uint32_t kv_dim);
 
-/* Give a slot's memory back to the kernel (its positions become zero pages). */
+/* Give a slot's memory back to the kernel (its positions become zero pages)
+ * and drop its link. */
 void kv_slot_discard(struct kv_cache *kv, uint32_t slot);
+
+/* From now on positions [0, n) of slot dst are read from slot src (which
+ * must not be linked itself); dst's own rows start at n. -EINVAL otherwise. */
+int kv_slot_link(struct kv_cache *kv, uint32_t dst, uint32_t src, uint32_t n);
 
 static inline void *kv_k_row(const struct kv_cache *kv, uint32_t slot, uint32_t layer, uint32_t pos)
 {

@@ -12,5 +12,6 @@ engine_libengine_a_SOURCES = \
 	engine/batch.c engine/batch.h \
 	engine/engine.c engine/engine.h \
 	engine/options.c engine/options.h \
+	engine/logprob.c engine/logprob.h \
 	engine/seq.c engine/seq.h \
 	engine/generate.c engine/generate.h

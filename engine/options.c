@@ -8,6 +8,7 @@
 
 #include "common/parse.h"
 #include "kernels/types.h"
+#include "tokenizer/chat.h"
 
 /* Bounds: generous, but a typo cannot ask for the impossible. */
 #define OPT_MAX_THREADS 1024
@@ -95,6 +96,15 @@ static int o_kv_type(struct engine_config *c, const char *name, const char *val,
 	return 0;
 }
 
+static int o_chat_template(struct engine_config *c, const char *name, const char *val,
+			   struct st_err *err)
+{
+	if (chat_family_parse(val, &(enum chat_family){ 0 }) < 0)
+		return st_errf(err, -EINVAL, "%s: '%s' is not one of %s", name, val, chat_family_list());
+	snprintf(c->chat_template, sizeof c->chat_template, "%s", val);
+	return 0;
+}
+
 const struct engine_option engine_options[] = {
 	{ "threads", "N", false, "compute threads (default: online cores)", ENGINE_OPT_ALL, o_threads },
 	{ "ctx-size", "N", false, "positions per sequence (default: min(model's, 4096))",
@@ -112,6 +122,8 @@ const struct engine_option engine_options[] = {
 	{ "mlock", "yes|no", true, "lock resident weights in RAM (default no)", ENGINE_OPT_ALL,
 	  o_mlock },
 	{ "kv-type", "f16|f32", false, "KV cache precision (default f16)", ENGINE_OPT_ALL, o_kv_type },
+	{ "chat-template", "NAME", false, "chat template family instead of the model's (chatml, "
+	  "llama3, ...)", ENGINE_OPT_SERVE, o_chat_template },
 	{ NULL, NULL, false, NULL, ENGINE_OPT_ALL, NULL },
 };
 

@@ -250,3 +250,8 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 	}
 	return c[n - 1].id;
 }
+
+float sampler_temperature(const struct sampler *s)
+{
+	return s->params.temperature;
+}

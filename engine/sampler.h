@@ -36,6 +36,9 @@ void sampler_free(struct sampler *s);
  * history: the last tokens of the sequence (prompt and generated), oldest first. */
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, size_t n_history);
 
+/* The temperature it samples at (<= 0: greedy). */
+float sampler_temperature(const struct sampler *s);
+
 /* The generator behind draws (exposed for tests): splitmix64-seeded xoshiro256**. */
 struct rng {
 	uint64_t s[4];

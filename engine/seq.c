@@ -28,9 +28,19 @@ struct seq {
 	struct sampler *smp;
 	uint64_t seed;
 
-	/* the rows of the pass in flight */
+	/* the rows of the pass in flight: its rows that want logits are
+	 * consecutive, positions want_pos.. at logits rows want_row.. */
 	uint32_t rows_added;	 /* rows it put in the pass */
-	int32_t logits_row;	 /* its logits row in that pass, or -1 */
+	uint32_t n_want;	 /* of which want logits */
+	uint32_t want_pos, want_row;
+
+	int32_t end_of_turn;	 /* -1: none */
+	bool logprobs;
+	uint32_t top_logprobs;
+	bool echo;
+	uint32_t n_prompt;
+	struct logprob_token *prompt_lp; /* (n_prompt) with echo */
+	struct logprob_token lp;	 /* the last sampled token's, for its piece */
 
 	struct detok dt;
 	char *piece;		 /* (detok_out_max) text of one token */
@@ -64,6 +74,9 @@ int seq_params_check(const struct engine *e, const struct seq_params *p, struct 
 				       i, p->prompt[i], n_vocab);
 	if (p->max_tokens == 0)
 		return st_errf(err, -EINVAL, "max_tokens must be at least 1");
+	if (p->top_logprobs > LOGPROB_MAX_TOP)
+		return st_errf(err, -EINVAL, "top_logprobs is %u; at most %d alternatives are given",
+			       p->top_logprobs, LOGPROB_MAX_TOP);
 	if (p->n_stops > SEQ_MAX_STOPS)
 		return st_errf(err, -EINVAL, "%u stop strings given; at most %d are allowed", p->n_stops,
 			       SEQ_MAX_STOPS);
@@ -98,12 +111,18 @@ int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, stru
 	s->max_tokens = p->max_tokens;
 	s->ignore_eos = p->ignore_eos;
 	s->seed = p->sampling.seed;
-	s->logits_row = -1;
 	s->stop_index = -1;
+	s->end_of_turn = p->has_end_of_turn ? p->end_of_turn : -1;
+	s->logprobs = p->logprobs;
+	s->top_logprobs = p->top_logprobs;
+	s->echo = p->echo_logprobs;
+	s->n_prompt = p->n_prompt;
 	s->piece_cap = detok_out_max(s->tok);
 	s->piece = malloc(s->piece_cap);
 	s->tokens = malloc(((size_t)p->n_prompt + p->max_tokens) * sizeof *s->tokens);
 	s->stops = p->n_stops ? calloc(p->n_stops, sizeof *s->stops) : NULL;
+	if (p->echo_logprobs && !(s->prompt_lp = calloc(p->n_prompt, sizeof *s->prompt_lp)))
+		goto nomem;
 	if (!s->piece || !s->tokens || (p->n_stops && !s->stops) ||
 	    sampler_new(&p->sampling, s->n_vocab, &s->smp) < 0)
 		goto nomem;
@@ -137,6 +156,7 @@ void seq_free(struct seq *s)
 	free(s->tokens);
 	free(s->piece);
 	free(s->raw);
+	free(s->prompt_lp);
 	free(s->hold);
 	free(s);
 }
@@ -161,15 +181,21 @@ uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room)
 	uint32_t todo = seq_rows_pending(s);
 	uint32_t take = todo < room ? todo : room;
 
-	s->rows_added = take;
-	s->logits_row = -1;
+	s->rows_added = 0;
+	s->n_want = 0;
 	for (uint32_t k = 0; k < take; k++) {
 		uint32_t p = s->st.n_past + k;
-		int32_t row = batch_add(b, s->tokens[p], p, s->slot, p == s->n_tokens - 1);
-		if (row >= 0)
-			s->logits_row = row;
+		bool want = p == s->n_tokens - 1 || (s->echo && p < s->n_prompt);
+		if (want && b->n_want >= b->want_cap)
+			break; /* no logits row left in this pass: the rest next time */
+		int32_t row = batch_add(b, s->tokens[p], p, s->slot, want);
+		if (row >= 0 && s->n_want++ == 0) {
+			s->want_row = (uint32_t)row;
+			s->want_pos = p;
+		}
+		s->rows_added++;
 	}
-	return take;
+	return s->rows_added;
 }
 
 /* ---- text: held back while it may grow into a stop string ---- */
@@ -226,12 +252,14 @@ static size_t stop_prefix_tail(const struct seq *s)
 	return keep;
 }
 
-/* Report the first n held bytes (and the ids that completed them), then drop them. */
+/* Report the first n held bytes (and the ids that completed them, with their
+ * log-probabilities when asked), then drop them. */
 static void emit(struct seq *s, size_t n, const int32_t *ids, uint32_t n_ids,
 		 const struct seq_sink *sink)
 {
 	if (sink && sink->piece && (n > 0 || n_ids > 0)) {
-		struct seq_piece p = { .text = s->hold, .len = n, .ids = ids, .n_ids = n_ids };
+		struct seq_piece p = { .text = s->hold, .len = n, .ids = ids, .n_ids = n_ids,
+				       .logprobs = n_ids && s->logprobs ? &s->lp : NULL };
 		sink->piece(sink->user, s, &p);
 	}
 	memmove(s->hold, s->hold + n, s->hold_len - n);
@@ -278,7 +306,7 @@ static void on_token(struct seq *s, int32_t t, const struct seq_sink *sink)
 	s->st.n_generated++;
 	s->state = SEQ_GENERATING;
 
-	if (!s->ignore_eos && tokenizer_is_eog(s->tok, t)) {
+	if (!s->ignore_eos && (tokenizer_is_eog(s->tok, t) || t == s->end_of_turn)) {
 		finish(s, SEQ_FINISH_EOG, sink);
 		return;
 	}
@@ -326,11 +354,24 @@ void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pa
 	s->st.compute_ns += wall > pass->stall_ns ? wall - pass->stall_ns : 0;
 	s->st.n_past += s->rows_added;
 	s->rows_added = 0;
-	if (s->logits_row < 0)
+
+	float *lg = NULL; /* the row to sample from, if this pass gave it */
+	for (uint32_t r = 0; r < s->n_want; r++) {
+		uint32_t pos = s->want_pos + r;
+		float *row = (float *)logits + (size_t)(s->want_row + r) * s->n_vocab;
+		if (s->echo && pos + 1 < s->n_prompt) /* the prompt's own tokens: the model as it is */
+			logprob_token(row, s->n_vocab, 1.0f, s->tokens[pos + 1], s->top_logprobs,
+				      &s->prompt_lp[pos + 1]);
+		if (pos == s->n_tokens - 1)
+			lg = row;
+	}
+	s->n_want = 0;
+	if (s->echo && s->prompt_lp && s->st.n_past >= s->n_prompt) {
+		s->prompt_lp[0] = (struct logprob_token){ .id = s->tokens[0], .logprob = NAN };
+	}
+	if (!lg)
 		return; /* a prompt chunk that is not the last */
 
-	float *lg = (float *)logits + (size_t)s->logits_row * s->n_vocab;
-	s->logits_row = -1;
 	if (!all_finite(lg, s->n_vocab)) {
 		char msg[160];
 		snprintf(msg, sizeof msg, "the model produced non-finite logits (NaN or infinity) at "
@@ -339,7 +380,6 @@ void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pa
 		seq_finish(s, SEQ_FINISH_ERROR, -EIO, msg, sink);
 		return;
 	}
-	int32_t t;
 	if (sink && sink->logits) {
 		/* keep a copy: the repetition penalty modifies the row in place */
 		if (!s->raw && !(s->raw = malloc((size_t)s->n_vocab * sizeof *s->raw))) {
@@ -347,11 +387,12 @@ void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pa
 			return;
 		}
 		memcpy(s->raw, lg, (size_t)s->n_vocab * sizeof *s->raw);
-		t = sampler_sample(s->smp, lg, s->tokens, s->n_tokens);
-		sink->logits(sink->user, s, t, s->raw, s->n_vocab);
-	} else {
-		t = sampler_sample(s->smp, lg, s->tokens, s->n_tokens);
 	}
+	int32_t t = sampler_sample(s->smp, lg, s->tokens, s->n_tokens);
+	if (sink && sink->logits)
+		sink->logits(sink->user, s, t, s->raw, s->n_vocab);
+	if (s->logprobs) /* the row as sampled from: penalized, at its temperature */
+		logprob_token(lg, s->n_vocab, sampler_temperature(s->smp), t, s->top_logprobs, &s->lp);
 	on_token(s, t, sink);
 }
 
@@ -385,4 +426,10 @@ const int32_t *seq_tokens(const struct seq *s, uint32_t *n)
 {
 	*n = s->n_tokens;
 	return s->tokens;
+}
+
+const struct logprob_token *seq_prompt_logprobs(const struct seq *s, uint32_t *n)
+{
+	*n = s->prompt_lp && s->st.n_past >= s->n_prompt ? s->n_prompt : 0;
+	return *n ? s->prompt_lp : NULL;
 }

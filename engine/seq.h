@@ -15,6 +15,7 @@
 
 #include "common/err.h"
 #include "engine/batch.h"
+#include "engine/logprob.h"
 #include "engine/sampler.h"
 
 struct engine;
@@ -48,6 +49,11 @@ struct seq_params {
 	const char *const *stops; /* (n_stops) non-empty UTF-8 strings; copied */
 	uint32_t n_stops;	  /* <= SEQ_MAX_STOPS, each <= SEQ_MAX_STOP_BYTES bytes */
 	bool ignore_eos;	  /* an end-of-generation token does not end it */
+	bool has_end_of_turn;	  /* end_of_turn ends it like an end-of-generation token */
+	int32_t end_of_turn;	  /* (a chat template's end-of-turn token) */
+	bool logprobs;		  /* each sampled token's log-probability (seq_piece) ... */
+	uint32_t top_logprobs;	  /* ... with that many alternatives (<= LOGPROB_MAX_TOP) */
+	bool echo_logprobs;	  /* the prompt tokens' too (seq_prompt_logprobs) */
 };
 
 /* Check p against the engine (prompt fits the context, sampling values in
@@ -63,6 +69,7 @@ struct seq_piece {
 	size_t len;
 	const int32_t *ids;   /* (n_ids) ids; 0 when only held-back text is flushed */
 	uint32_t n_ids;
+	const struct logprob_token *logprobs; /* (n_ids) with params.logprobs, else NULL */
 };
 
 /* Where a sequence's output goes; every member may be NULL. */
@@ -112,8 +119,10 @@ uint32_t seq_slot(const struct seq *s);
 uint32_t seq_rows_pending(const struct seq *s);
 
 /* Append up to `room` of its pending rows to b (prompt chunks: at most room;
- * the last prompt row and every generated row want logits). Returns the rows
- * added. A sequence must not be added twice to one pass. */
+ * the last prompt row and every generated row want logits, and with
+ * echo_logprobs every prompt row; it stops early when b has no logits row
+ * left). Returns the rows added. A sequence must not be added twice to one
+ * pass. */
 uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room);
 
 /* The pass with its rows ran; `logits` are the pass's logits ((b->n_want,
@@ -138,5 +147,9 @@ const struct seq_stats *seq_stats(const struct seq *s);
 uint64_t seq_seed(const struct seq *s);
 /* Every token so far, prompt first: (*n) ids owned by s. */
 const int32_t *seq_tokens(const struct seq *s, uint32_t *n);
+/* With echo_logprobs: the prompt's tokens with their log-probabilities ((*n)
+ * entries owned by s; entry 0, which nothing predicts, has logprob NAN), once
+ * the prompt is evaluated; else NULL. */
+const struct logprob_token *seq_prompt_logprobs(const struct seq *s, uint32_t *n);
 
 #endif

@@ -20,7 +20,9 @@
 #endif
 
 /* One head's work: scores s (n_kv) from q (head_dim) against the keys at
- * column offset `off` (elements), and out (head_dim) = p · V at that offset. */
+ * column offset `off` (elements), and out (head_dim) += p · V at that offset
+ * (the caller zeroes out first; accumulating lets a shared prefix and the
+ * sequence's own rows sum in exactly the order one contiguous cache would). */
 typedef void (*scores_fn)(const struct attn_args *a, const float *q, int64_t off, float *s);
 typedef void (*wsum_fn)(const struct attn_args *a, const float *p, int64_t off, float *out);
 
@@ -55,7 +57,6 @@ static void scores_f16_scalar(const struct attn_args *a, const float *q, int64_t
 
 static void wsum_f32_scalar(const struct attn_args *a, const float *p, int64_t off, float *out)
 {
-	memset(out, 0, (size_t)a->head_dim * sizeof *out);
 	for (int64_t t = 0; t < a->n_kv; t++) {
 		const float *v = (const float *)kv_row(a->v, a, t) + off;
 		for (int64_t i = 0; i < a->head_dim; i++)
@@ -65,7 +66,6 @@ static void wsum_f32_scalar(const struct attn_args *a, const float *p, int64_t o
 
 static void wsum_f16_scalar(const struct attn_args *a, const float *p, int64_t off, float *out)
 {
-	memset(out, 0, (size_t)a->head_dim * sizeof *out);
 	for (int64_t t = 0; t < a->n_kv; t++) {
 		const uint16_t *v = (const uint16_t *)kv_row(a->v, a, t) + off;
 		for (int64_t i = 0; i < a->head_dim; i++)
@@ -111,7 +111,8 @@ T_AVX2 static inline __m256 load8_f16(const uint16_t *p)
 		const int64_t n = a->head_dim, n8 = n & ~(int64_t)7;                     \
 		int64_t c = 0;                                                           \
 		for (; c + 32 <= n8; c += 32) {                                          \
-			__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;      \
+			__m256 a0 = _mm256_loadu_ps(out + c), a1 = _mm256_loadu_ps(out + c + 8); \
+			__m256 a2 = _mm256_loadu_ps(out + c + 16), a3 = _mm256_loadu_ps(out + c + 24); \
 			for (int64_t t = 0; t < a->n_kv; t++) {                          \
 				const ELEM *v = (const ELEM *)kv_row(a->v, a, t) + off + c; \
 				const __m256 w = _mm256_set1_ps(p[t]);                   \
@@ -126,7 +127,7 @@ T_AVX2 static inline __m256 load8_f16(const uint16_t *p)
 			_mm256_storeu_ps(out + c + 24, a3);                              \
 		}                                                                        \
 		for (; c < n8; c += 8) {                                                 \
-			__m256 a0 = _mm256_setzero_ps();                                 \
+			__m256 a0 = _mm256_loadu_ps(out + c);                            \
 			for (int64_t t = 0; t < a->n_kv; t++) {                          \
 				const ELEM *v = (const ELEM *)kv_row(a->v, a, t) + off + c; \
 				a0 = _mm256_fmadd_ps(_mm256_set1_ps(p[t]), LOAD8(v), a0); \
@@ -134,7 +135,7 @@ T_AVX2 static inline __m256 load8_f16(const uint16_t *p)
 			_mm256_storeu_ps(out + c, a0);                                   \
 		}                                                                        \
 		for (; c < n; c++) {                                                     \
-			float r = 0.0f;                                                  \
+			float r = out[c];                                                \
 			for (int64_t t = 0; t < a->n_kv; t++)                            \
 				r += p[t] * TO_F32(((const ELEM *)kv_row(a->v, a, t))[off + c]); \
 			out[c] = r;                                                      \
@@ -180,7 +181,8 @@ T_AVX512 static inline __m512 load16_f16(const uint16_t *p)
 		const int64_t n = a->head_dim, n16 = n & ~(int64_t)15;                   \
 		int64_t c = 0;                                                           \
 		for (; c + 64 <= n16; c += 64) {                                         \
-			__m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;      \
+			__m512 a0 = _mm512_loadu_ps(out + c), a1 = _mm512_loadu_ps(out + c + 16); \
+			__m512 a2 = _mm512_loadu_ps(out + c + 32), a3 = _mm512_loadu_ps(out + c + 48); \
 			for (int64_t t = 0; t < a->n_kv; t++) {                          \
 				const ELEM *v = (const ELEM *)kv_row(a->v, a, t) + off + c; \
 				const __m512 w = _mm512_set1_ps(p[t]);                   \
@@ -195,7 +197,7 @@ T_AVX512 static inline __m512 load16_f16(const uint16_t *p)
 			_mm512_storeu_ps(out + c + 48, a3);                              \
 		}                                                                        \
 		for (; c < n16; c += 16) {                                               \
-			__m512 a0 = _mm512_setzero_ps();                                 \
+			__m512 a0 = _mm512_loadu_ps(out + c);                            \
 			for (int64_t t = 0; t < a->n_kv; t++) {                          \
 				const ELEM *v = (const ELEM *)kv_row(a->v, a, t) + off + c; \
 				a0 = _mm512_fmadd_ps(_mm512_set1_ps(p[t]), LOAD16(v), a0); \
@@ -203,7 +205,7 @@ T_AVX512 static inline __m512 load16_f16(const uint16_t *p)
 			_mm512_storeu_ps(out + c, a0);                                   \
 		}                                                                        \
 		for (; c < n; c++) {                                                     \
-			float r = 0.0f;                                                  \
+			float r = out[c];                                                \
 			for (int64_t t = 0; t < a->n_kv; t++)                            \
 				r += p[t] * TO_F32(((const ELEM *)kv_row(a->v, a, t))[off + c]); \
 			out[c] = r;                                                      \
@@ -254,16 +256,40 @@ void attn_heads(const struct attn_args *a, int64_t head_begin, int64_t head_end)
 	}
 #endif
 	const int64_t group = a->n_head / a->n_head_kv; /* query heads per K/V head */
+	const int64_t np = a->n_prefix < a->n_kv ? a->n_prefix : a->n_kv;
+	/* With a shared prefix the kernels run on two segments: the prefix's
+	 * rows (from k0/v0), then the rest (from k/v, as an args whose base is
+	 * row np); one softmax over both, and out accumulates both in the order
+	 * of one contiguous cache, so the result is the same to the bit. */
+	struct attn_args pre = *a, own = *a;
+	pre.k = a->k0;
+	pre.v = a->v0;
+	pre.n_kv = np;
+	own.k = kv_row(a->k, a, np);
+	own.v = kv_row(a->v, a, np);
+	own.n_kv = a->n_kv - np;
 	for (int64_t h = head_begin; h < head_end; h++) {
 		const int64_t off = (h / group) * a->head_dim;
-		scores(a, a->q + h * a->head_dim, off, a->scores);
+		const float *q = a->q + h * a->head_dim;
+		float *out = a->out + h * a->head_dim;
+		if (np > 0)
+			scores(&pre, q, off, a->scores);
+		if (own.n_kv > 0)
+			scores(&own, q, off, a->scores + np);
 		ops_softmax(a->scores, a->n_kv);
-		wsum(a, a->scores, off, a->out + h * a->head_dim);
+		memset(out, 0, (size_t)a->head_dim * sizeof *out);
+		if (np > 0)
+			wsum(&pre, a->scores, off, out);
+		if (own.n_kv > 0)
+			wsum(&own, a->scores + np, off, out);
 	}
 }
 
+/* Position t's element col of K (or V: base selects), through the shared prefix. */
 static double kv_at(const struct attn_args *a, const void *base, int64_t t, int64_t col)
 {
+	if (t < a->n_prefix)
+		base = base == a->k ? a->k0 : a->v0;
 	const char *row = kv_row(base, a, t);
 	if (a->kv_type == ST_F16)
 		return st_fp16_to_f32(((const uint16_t *)row)[col]);

@@ -19,6 +19,11 @@ struct attn_args {
 	int64_t n_head_kv;    /* divides n_head */
 	int64_t head_dim;
 	float scale;	      /* usually 1/sqrt(head_dim) */
+	/* A shared prefix: positions [0, n_prefix) are read from k0/v0 (another
+	 * sequence's cache, same stride), [n_prefix, n_kv) from k/v as usual.
+	 * n_prefix = 0: none (k0, v0 unused). */
+	const void *k0, *v0;
+	int64_t n_prefix;
 	float *scores;	      /* scratch: n_kv floats */
 	float *out;	      /* (n_head, head_dim) f32 */
 };

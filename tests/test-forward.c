@@ -149,7 +149,7 @@ static int engine_logits(struct engine *e, const int32_t *toks, uint32_t n, uint
 {
 	struct st_err err = { "" };
 	struct batch b;
-	int rc = batch_init(&b, batch);
+	int rc = batch_init(&b, batch, 1);
 	engine_slot_reset(e, slot);
 	for (uint32_t done = 0; rc == 0 && done < n;) {
 		uint32_t k = n - done < batch ? n - done : batch;
@@ -253,7 +253,7 @@ int main(void)
 		rc |= engine_logits(e, other, 9, 64, 1, single);	/* B alone, as a baseline */
 		engine_slot_reset(e, 1);
 		struct batch b;
-		rc |= batch_init(&b, 10);
+		rc |= batch_init(&b, 10, 2);
 		batch_add(&b, prompt[11], 11, 0, true);
 		for (uint32_t i = 0; i < 9; i++)
 			batch_add(&b, other[i], i, 1, i == 8);

@@ -633,6 +633,11 @@ const char *tokenizer_model_name(const struct tokenizer *t)
 	return t->model_name;
 }
 
+int32_t tokenizer_lookup(const struct tokenizer *t, const char *s, size_t n)
+{
+	return tok_lookup(t, s, n);
+}
+
 const char *tokenizer_token_text(const struct tokenizer *t, int32_t id, size_t *len)
 {
 	if (id < 0 || id >= t->n_vocab)

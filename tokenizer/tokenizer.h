@@ -37,6 +37,10 @@ const char *tokenizer_model_name(const struct tokenizer *t); /* "llama", "gpt2" 
  * "Ġthe"); NOT NUL-terminated, *len bytes, owned by t. NULL for a bad id. */
 const char *tokenizer_token_text(const struct tokenizer *t, int32_t id, size_t *len);
 
+/* The id of the token whose text (as stored in the vocabulary) is s[0..n),
+ * or -1: a chat template's end-of-turn marker, say. */
+int32_t tokenizer_lookup(const struct tokenizer *t, const char *s, size_t n);
+
 /* Encode n bytes of UTF-8 text into ids[0..max). Returns the number of tokens,
  * which may exceed max: then only max were written and the caller retries
  * with a bigger buffer. Or -errno (-ENOMEM, -EOVERFLOW for texts over 256 MiB).

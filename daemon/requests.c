@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,31 +94,111 @@ static uint64_t random_seed(void)
 	return seed;
 }
 
+/* The prompt's tokens, from whichever of text, ids or chat messages the
+ * request gives (exactly one). 0, or -EINVAL with a message, or -ENOMEM. */
+static int generate_prompt(const struct request_env *env, const Strata__V1__Generate *g,
+			   struct sched_request *r, struct st_err *err)
+{
+	bool text = g->prompt[0] != '\0', ids = g->n_prompt_ids > 0, chat = g->n_messages > 0;
+	if (text + ids + chat > 1)
+		return st_errf(err, -EINVAL, "give one of prompt, prompt_ids and messages");
+	if (ids) {
+		uint32_t n_vocab = engine_n_vocab(env->e);
+		if (!(r->prompt = malloc(g->n_prompt_ids * sizeof *r->prompt)))
+			return -ENOMEM;
+		for (size_t i = 0; i < g->n_prompt_ids; i++) {
+			if (g->prompt_ids[i] >= n_vocab)
+				return st_errf(err, -EINVAL, "prompt_ids[%zu] is %u, not below the vocabulary "
+					       "size %u", i, g->prompt_ids[i], n_vocab);
+			r->prompt[i] = (int32_t)g->prompt_ids[i];
+		}
+		r->gen.n_prompt = (uint32_t)g->n_prompt_ids;
+		return 0;
+	}
+	if (chat) {
+		struct engine_chat_msg *m = calloc(g->n_messages, sizeof *m);
+		if (!m)
+			return -ENOMEM;
+		for (size_t i = 0; i < g->n_messages; i++)
+			m[i] = (struct engine_chat_msg){ g->messages[i]->role, g->messages[i]->content };
+		int32_t eot = -1;
+		int rc = engine_chat(env->e, m, (uint32_t)g->n_messages, g->chat_template, &r->prompt,
+				     &r->gen.n_prompt, &eot, err);
+		free(m);
+		r->gen.has_end_of_turn = eot >= 0;
+		r->gen.end_of_turn = eot;
+		return rc;
+	}
+	int bos = FRAME_HAS(g, add_bos) ? g->add_bos : -1;
+	int rc = engine_tokenize(env->e, g->prompt, strlen(g->prompt), bos, g->parse_special,
+				 &r->prompt, &r->gen.n_prompt);
+	if (rc == 0 && r->gen.n_prompt == 0)
+		return st_errf(err, -EINVAL, "the prompt is empty and no BOS token was added: there "
+			       "is nothing to continue");
+	return rc;
+}
+
+static void submit(const struct request_env *env, struct gen_ids *gens, const struct reply_to *to,
+		   uint64_t id, struct sched_request *r)
+{
+	if (gen_ids_add(gens, id) < 0) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+		sched_request_free(r);
+		return;
+	}
+	int rc = sched_submit(env->sched, r);
+	if (rc == 0)
+		return; /* the scheduler owns r now */
+	gen_ids_remove(gens, id);
+	sched_request_free(r);
+	if (rc == -EAGAIN)
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
+			      "%u requests are already waiting (--max-queue); try again later",
+			      env->cfg->max_queue);
+	else if (rc == -ESHUTDOWN)
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+			      "stratad is shutting down and accepts no new requests");
+	else
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+}
+
+/* Checks every request that starts work shares. false: answered with an error. */
+static bool may_start(const struct request_env *env, const struct gen_ids *gens,
+		      const struct reply_to *to, uint64_t id)
+{
+	if (env->draining) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
+			      "stratad is shutting down and accepts no new requests");
+		return false;
+	}
+	if (gen_ids_has(gens, id)) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+			      "request id %" PRIu64 " is already in use on this connection", id);
+		return false;
+	}
+	return true;
+}
+
 static void handle_generate(const struct request_env *env, struct gen_ids *gens,
 			    const struct reply_to *to, uint64_t id, const Strata__V1__Generate *g)
 {
 	uint32_t n_ctx = engine_n_ctx(env->e);
 	struct sched_request *r = NULL;
 	struct st_err err = { "" };
+	int rc;
 
-	if (env->draining) {
-		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
-			     "stratad is shutting down and accepts no new requests");
+	if (!may_start(env, gens, to, id))
 		return;
-	}
-	if (gen_ids_has(gens, id)) {
-		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
-			     "request id %" PRIu64 " is already in use on this connection", id);
-		return;
-	}
 	r = calloc(1, sizeof *r);
 	if (!r)
 		goto nomem;
+	r->kind = SCHED_GENERATE;
 	r->client_id = to->conn_id;
 	r->request_id = id;
 	r->received_ns = clock_now_ns();
-	r->ignore_eos = g->ignore_eos;
-	struct sampler_params *sp = &r->sampling;
+	struct seq_params *gp = &r->gen;
+	gp->ignore_eos = g->ignore_eos;
+	struct sampler_params *sp = &gp->sampling;
 	sampler_params_default(sp);
 	if (FRAME_HAS(g, temperature))
 		sp->temperature = g->temperature;
@@ -134,12 +215,17 @@ static void handle_generate(const struct request_env *env, struct gen_ids *gens,
 	sp->seed = FRAME_HAS(g, seed) ? g->seed : random_seed();
 	if (sp->temperature < 0.0f) {
 		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
-			     "temperature must be >= 0 (got %g)", (double)sp->temperature);
+			      "temperature must be >= 0 (got %g)", (double)sp->temperature);
 		goto out;
 	}
+	if (FRAME_HAS(g, top_logprobs)) {
+		gp->logprobs = true;
+		gp->top_logprobs = g->top_logprobs;
+	}
+	gp->echo_logprobs = g->echo_logprobs;
 	if (g->n_stop > SEQ_MAX_STOPS) {
 		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
-			     "%zu stop strings given; at most %d are allowed", g->n_stop, SEQ_MAX_STOPS);
+			      "%zu stop strings given; at most %d are allowed", g->n_stop, SEQ_MAX_STOPS);
 		goto out;
 	}
 	if (g->n_stop) {
@@ -147,64 +233,177 @@ static void handle_generate(const struct request_env *env, struct gen_ids *gens,
 		for (size_t i = 0; r->stops && i < g->n_stop; i++) {
 			if (!(r->stops[i] = strdup(g->stop[i])))
 				break;
-			r->n_stops++;
+			gp->n_stops++;
 		}
-		if (r->n_stops != g->n_stop)
+		if (gp->n_stops != g->n_stop)
 			goto nomem;
 	}
 
-	int bos = FRAME_HAS(g, add_bos) ? g->add_bos : -1;
-	if (engine_tokenize(env->e, g->prompt, strlen(g->prompt), bos, g->parse_special, &r->prompt,
-			    &r->n_prompt) < 0)
+	rc = generate_prompt(env, g, r, &err);
+	if (rc == -ENOMEM)
 		goto nomem;
-	if (r->n_prompt == 0) {
-		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
-			     "the prompt is empty and no BOS token was added: there is nothing to continue");
-		goto out;
-	}
-	if (r->n_prompt >= n_ctx) {
-		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_PROMPT_TOO_LONG,
-			     "the prompt has %u tokens but the context holds %u (with room for at least one "
-			     "generated token); shorten it or start stratad with a larger --ctx-size",
-			     r->n_prompt, n_ctx);
-		goto out;
-	}
-	uint32_t room = n_ctx - r->n_prompt;
-	r->max_tokens = g->max_tokens ? g->max_tokens : room;
-	if (env->cfg->max_tokens && r->max_tokens > env->cfg->max_tokens)
-		r->max_tokens = env->cfg->max_tokens;
-	if (r->max_tokens > room)
-		r->max_tokens = room;
-
-	/* the generation core's own checks (sampling ranges, stop strings) */
-	struct seq_params p = {
-		.prompt = r->prompt, .n_prompt = r->n_prompt, .max_tokens = r->max_tokens,
-		.sampling = r->sampling, .stops = (const char *const *)r->stops,
-		.n_stops = r->n_stops, .ignore_eos = r->ignore_eos,
-	};
-	if (seq_params_check(env->e, &p, &err) < 0) {
+	if (rc < 0) {
 		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "%s", err.msg);
 		goto out;
 	}
-	if (gen_ids_add(gens, id) < 0)
-		goto nomem;
-	int rc = sched_submit(env->sched, r);
-	if (rc < 0) {
-		gen_ids_remove(gens, id);
-		if (rc == -EAGAIN)
-			request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
-				     "%u requests are already waiting (--max-queue); try again later",
-				     env->cfg->max_queue);
-		else if (rc == -ESHUTDOWN)
-			request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN,
-				     "stratad is shutting down and accepts no new requests");
-		else
-			request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+	if (gp->n_prompt >= n_ctx) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_PROMPT_TOO_LONG,
+			      "the prompt has %u tokens but the context holds %u (with room for at least one "
+			      "generated token); shorten it or start stratad with a larger --ctx-size",
+			      gp->n_prompt, n_ctx);
+		goto out;
+	}
+	uint32_t room = n_ctx - gp->n_prompt;
+	gp->max_tokens = g->max_tokens ? g->max_tokens : room;
+	if (env->cfg->max_tokens && gp->max_tokens > env->cfg->max_tokens)
+		gp->max_tokens = env->cfg->max_tokens;
+	if (gp->max_tokens > room)
+		gp->max_tokens = room;
+	gp->prompt = r->prompt;
+	gp->stops = (const char *const *)r->stops;
+
+	/* the generation core's own checks (sampling ranges, stop strings, logprobs) */
+	if (seq_params_check(env->e, gp, &err) < 0) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "%s", err.msg);
 		goto out;
 	}
 	log_debug("client %" PRIu64 " request %" PRIu64 ": generate, %u prompt tokens, up to %u more",
-		  to->conn_id, id, r->n_prompt, r->max_tokens);
-	return; /* the scheduler owns r now */
+		  to->conn_id, id, gp->n_prompt, gp->max_tokens);
+	submit(env, gens, to, id, r);
+	return;
+nomem:
+	request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
+out:
+	sched_request_free(r);
+}
+
+/* The continuation's tokens as lm-evaluation-harness makes them: whitespace
+ * ending the context moves to the continuation, then context + continuation
+ * is tokenized whole and the continuation is what follows the context's own
+ * tokens. (Tokenizing the continuation alone would give SentencePiece's
+ * leading "▁" to a word that follows a space inside the text.) */
+static int score_continuation(const struct request_env *env, const char *context, size_t n_ctx_text,
+			      const char *cont, int bos, bool special, uint32_t n_context_ids,
+			      int32_t **out, uint32_t *n_out)
+{
+	size_t cl = strlen(cont);
+	char *whole = malloc(n_ctx_text + cl + 1);
+	int32_t *ids = NULL;
+	uint32_t n = 0;
+	if (!whole)
+		return -ENOMEM;
+	memcpy(whole, context, n_ctx_text);
+	memcpy(whole + n_ctx_text, cont, cl + 1);
+	int rc = engine_tokenize(env->e, whole, n_ctx_text + cl, bos, special, &ids, &n);
+	free(whole);
+	if (rc < 0)
+		return rc;
+	if (n <= n_context_ids) {
+		free(ids);
+		return -EINVAL;
+	}
+	*n_out = n - n_context_ids;
+	*out = malloc(*n_out * sizeof **out);
+	if (*out)
+		memcpy(*out, ids + n_context_ids, *n_out * sizeof **out);
+	free(ids);
+	return *out ? 0 : -ENOMEM;
+}
+
+static void handle_score(const struct request_env *env, struct gen_ids *gens,
+			 const struct reply_to *to, uint64_t id, const Strata__V1__Score *q)
+{
+	struct sched_request *r = NULL;
+	struct st_err err = { "" };
+	uint32_t n_vocab = engine_n_vocab(env->e);
+	int rc = 0;
+
+	if (!may_start(env, gens, to, id))
+		return;
+	bool by_ids = q->n_context_ids > 0 || q->n_continuation_ids > 0;
+	size_t n_conts = by_ids ? q->n_continuation_ids : q->n_continuations;
+	if (by_ids && (q->context[0] || q->n_continuations)) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+			      "give the context and continuations as text or as ids, not both");
+		return;
+	}
+	if (n_conts == 0 || n_conts > SCORE_MAX_CONTINUATIONS) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+			      "%zu continuations given; 1 to %d are allowed", n_conts,
+			      SCORE_MAX_CONTINUATIONS);
+		return;
+	}
+	if (!(r = calloc(1, sizeof *r)) || !(r->conts = calloc(n_conts, sizeof *r->conts)) ||
+	    !(r->n_cont = calloc(n_conts, sizeof *r->n_cont)))
+		goto nomem;
+	r->kind = SCHED_SCORE;
+	r->client_id = to->conn_id;
+	r->request_id = id;
+	r->received_ns = clock_now_ns();
+	struct score_params *sp = &r->score;
+	sp->n_conts = (uint32_t)n_conts;
+	sp->token_logprobs = q->token_logprobs;
+	sp->top_logprobs = q->top_logprobs;
+	if (by_ids) {
+		if (!(r->context = malloc((q->n_context_ids + 1) * sizeof *r->context)))
+			goto nomem;
+		for (size_t i = 0; i < q->n_context_ids; i++)
+			r->context[i] = q->context_ids[i] < n_vocab ? (int32_t)q->context_ids[i] : -1;
+		sp->n_context = (uint32_t)q->n_context_ids;
+		for (size_t c = 0; c < n_conts; c++) {
+			const Strata__V1__TokenIds *t = q->continuation_ids[c];
+			if (!(r->conts[c] = malloc((t->n_ids + 1) * sizeof *r->conts[c])))
+				goto nomem;
+			for (size_t i = 0; i < t->n_ids; i++)
+				r->conts[c][i] = t->ids[i] < n_vocab ? (int32_t)t->ids[i] : -1;
+			r->n_cont[c] = (uint32_t)t->n_ids;
+		}
+	} else {
+		int bos = FRAME_HAS(q, add_bos) ? q->add_bos : -1;
+		size_t ctx_len = strlen(q->context);
+		while (ctx_len > 0 && (q->context[ctx_len - 1] == ' ' || q->context[ctx_len - 1] == '\t' ||
+				       q->context[ctx_len - 1] == '\n'))
+			ctx_len--; /* that whitespace belongs to the continuation (lm-eval) */
+		rc = engine_tokenize(env->e, q->context, ctx_len, bos, q->parse_special, &r->context,
+				     &sp->n_context);
+		if (rc < 0)
+			goto nomem;
+		for (size_t c = 0; c < n_conts; c++) {
+			if (!q->continuations[c][0]) {
+				request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+					      "continuation %zu is empty", c + 1);
+				goto out;
+			}
+			/* the moved whitespace is the context text's tail */
+			size_t tail = strlen(q->context) - ctx_len;
+			char *cont = malloc(tail + strlen(q->continuations[c]) + 1);
+			if (!cont)
+				goto nomem;
+			memcpy(cont, q->context + ctx_len, tail);
+			strcpy(cont + tail, q->continuations[c]);
+			rc = score_continuation(env, q->context, ctx_len, cont, bos, q->parse_special,
+						sp->n_context, &r->conts[c], &r->n_cont[c]);
+			free(cont);
+			if (rc == -EINVAL) {
+				request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+					      "continuation %zu gives no tokens after the context's", c + 1);
+				goto out;
+			}
+			if (rc < 0)
+				goto nomem;
+		}
+	}
+	sp->context = r->context;
+	sp->conts = (const int32_t *const *)r->conts;
+	sp->n_cont = r->n_cont;
+	if (score_params_check(env->e, sp, &err) < 0) {
+		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "%s", err.msg);
+		goto out;
+	}
+	log_debug("client %" PRIu64 " request %" PRIu64 ": score, %u context tokens, %u continuations",
+		  to->conn_id, id, sp->n_context, sp->n_conts);
+	submit(env, gens, to, id, r);
+	return;
 nomem:
 	request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL, "out of memory");
 out:
@@ -478,6 +677,9 @@ void request_handle(const struct request_env *env, struct gen_ids *gens,
 	case STRATA__V1__REQUEST__BODY_CANCEL:
 		handle_cancel(env, gens, to, id, req->cancel);
 		break;
+	case STRATA__V1__REQUEST__BODY_SCORE:
+		handle_score(env, gens, to, id, req->score);
+		break;
 	default:
 		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_UNKNOWN_REQUEST,
 			      "this server does not know that request (no body, or a newer kind)");
@@ -512,18 +714,98 @@ static uint64_t span(uint64_t a, uint64_t b)
 	return a && b && b > a ? b - a : 0;
 }
 
-static void piece_reply(const struct sched_event *ev, const struct reply_to *to)
+/* Log-probabilities as protobuf messages: everything one reply needs in
+ * allocations freed together (lp_free) after it is sent. */
+struct lp_msgs {
+	Strata__V1__TokenLogprob *tok;	 /* (n) */
+	Strata__V1__TokenLogprob **tokp; /* (n) */
+	Strata__V1__TopLogprob *top;	 /* (n * LOGPROB_MAX_TOP) */
+	Strata__V1__TopLogprob **topp;
+	char *bytes;			 /* each token's bytes and its alternatives' */
+	size_t n;
+};
+
+static void lp_free(struct lp_msgs *m)
+{
+	free(m->tok);
+	free(m->tokp);
+	free(m->top);
+	free(m->topp);
+	free(m->bytes);
+}
+
+/* The bytes of id into *p (advancing it), as a protobuf bytes field. */
+static ProtobufCBinaryData token_bytes(const struct engine *e, int32_t id, char **p, size_t cap)
+{
+	int n = engine_token_bytes(e, id, *p, cap);
+	ProtobufCBinaryData b = { 0, (uint8_t *)*p };
+	if (n > 0 && (size_t)n <= cap) {
+		b.len = (size_t)n;
+		*p += n;
+	}
+	return b;
+}
+
+/* 0 or -ENOMEM. n may be 0 (then nothing is allocated). */
+static int lp_build(struct lp_msgs *m, const struct engine *e, const struct logprob_token *lp,
+		    size_t n)
+{
+	size_t piece = engine_token_bytes_max(e) + 1, slots = n * (LOGPROB_MAX_TOP + 1);
+	memset(m, 0, sizeof *m);
+	m->n = n;
+	if (n == 0)
+		return 0;
+	m->tok = calloc(n, sizeof *m->tok);
+	m->tokp = calloc(n, sizeof *m->tokp);
+	m->top = calloc(n * LOGPROB_MAX_TOP, sizeof *m->top);
+	m->topp = calloc(n * LOGPROB_MAX_TOP, sizeof *m->topp);
+	m->bytes = malloc(slots * piece);
+	if (!m->tok || !m->tokp || !m->top || !m->topp || !m->bytes) {
+		lp_free(m);
+		return -ENOMEM;
+	}
+	char *bp = m->bytes;
+	for (size_t i = 0; i < n; i++) {
+		Strata__V1__TokenLogprob *t = &m->tok[i];
+		strata__v1__token_logprob__init(t);
+		t->id = (uint32_t)lp[i].id;
+		if (!isnan(lp[i].logprob)) {
+			t->logprob_opt_case = STRATA__V1__TOKEN_LOGPROB__LOGPROB_OPT_LOGPROB;
+			t->logprob = lp[i].logprob;
+		}
+		t->bytes = token_bytes(e, lp[i].id, &bp, piece);
+		t->n_top = lp[i].n_top;
+		t->top = &m->topp[i * LOGPROB_MAX_TOP];
+		for (uint32_t k = 0; k < lp[i].n_top; k++) {
+			Strata__V1__TopLogprob *o = &m->top[i * LOGPROB_MAX_TOP + k];
+			strata__v1__top_logprob__init(o);
+			o->id = (uint32_t)lp[i].top[k].id;
+			o->logprob = lp[i].top[k].logprob;
+			o->bytes = token_bytes(e, lp[i].top[k].id, &bp, piece);
+			t->top[k] = o;
+		}
+		m->tokp[i] = t;
+	}
+	return 0;
+}
+
+static void piece_reply(const struct engine *e, const struct sched_event *ev,
+			const struct reply_to *to)
 {
 	Strata__V1__Response r = STRATA__V1__RESPONSE__INIT;
 	char *text = proto_text(ev->text ? ev->text : "", ev->text_len);
 	uint32_t *uids = malloc((ev->n_ids + 1) * sizeof *uids);
-	if (text && uids) {
+	struct lp_msgs lm;
+	int lrc = lp_build(&lm, e, ev->logprobs, ev->n_logprobs);
+	if (text && uids && lrc == 0) {
 		for (uint32_t i = 0; i < ev->n_ids; i++)
 			uids[i] = (uint32_t)ev->ids[i];
 		Strata__V1__Piece p = STRATA__V1__PIECE__INIT;
 		p.text = text;
 		p.n_ids = ev->n_ids;
 		p.ids = uids;
+		p.n_logprobs = lm.n;
+		p.logprobs = lm.tokp;
 		r.id = ev->request_id;
 		r.body_case = STRATA__V1__RESPONSE__BODY_PIECE;
 		r.piece = &p;
@@ -532,14 +814,58 @@ static void piece_reply(const struct sched_event *ev, const struct reply_to *to)
 		log_err("client %" PRIu64 " request %" PRIu64 ": out of memory for a piece of text",
 			to->conn_id, ev->request_id);
 	}
+	if (lrc == 0)
+		lp_free(&lm);
 	free(text);
 	free(uids);
 }
 
-void request_event_reply(const struct sched_event *ev, const struct reply_to *to)
+static void score_reply(const struct engine *e, const struct sched_event *ev,
+			const Strata__V1__Timings *tm, const struct reply_to *to)
+{
+	const struct score_result *res = score_results(ev->score);
+	size_t n_conts = 0;
+	if (res)
+		n_conts = score_n_continuations(ev->score);
+	Strata__V1__ContinuationScore cs[SCORE_MAX_CONTINUATIONS], *csp[SCORE_MAX_CONTINUATIONS];
+	struct lp_msgs lm[SCORE_MAX_CONTINUATIONS];
+	size_t built = 0;
+	for (; built < n_conts; built++) {
+		strata__v1__continuation_score__init(&cs[built]);
+		cs[built].logprob = res[built].logprob;
+		cs[built].greedy = res[built].greedy;
+		cs[built].token_count = res[built].n_tokens;
+		if (lp_build(&lm[built], e, res[built].tokens, res[built].tokens ? res[built].n_tokens : 0) < 0)
+			break;
+		cs[built].n_tokens = lm[built].n;
+		cs[built].tokens = lm[built].tokp;
+		csp[built] = &cs[built];
+	}
+	Strata__V1__Response r = STRATA__V1__RESPONSE__INIT;
+	r.id = ev->request_id;
+	if (built < n_conts) {
+		request_error(to, ev->request_id, STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL,
+			      "out of memory");
+	} else {
+		Strata__V1__ScoreReply sr = STRATA__V1__SCORE_REPLY__INIT;
+		sr.n_scores = n_conts;
+		sr.scores = csp;
+		sr.context_tokens = score_n_context(ev->score);
+		sr.passes = ev->st.passes;
+		sr.timings = (Strata__V1__Timings *)tm;
+		r.body_case = STRATA__V1__RESPONSE__BODY_SCORE;
+		r.score = &sr;
+		to->send(to->user, &r);
+	}
+	for (size_t i = 0; i < built; i++)
+		lp_free(&lm[i]);
+}
+
+void request_event_reply(const struct engine *e, const struct sched_event *ev,
+			 const struct reply_to *to)
 {
 	if (ev->kind == SCHED_EV_PIECE) {
-		piece_reply(ev, to);
+		piece_reply(e, ev, to);
 		return;
 	}
 	const struct seq_stats *st = &ev->st;
@@ -560,14 +886,38 @@ void request_event_reply(const struct sched_event *ev, const struct reply_to *to
 	tm.stall_ms = ns_ms(st->stall_ns);
 	tm.compute_ms = ns_ms(st->compute_ns);
 	tm.total_ms = ns_ms(span(ev->received_ns, ev->done_ns));
+	if (ev->score && ev->finish != SEQ_FINISH_ERROR && ev->finish != SEQ_FINISH_CANCELLED &&
+	    ev->finish != SEQ_FINISH_SHUTDOWN) {
+		score_reply(e, ev, &tm, to);
+		return;
+	}
+	if (ev->req_kind == SCHED_SCORE) {
+		/* a Score that failed, was cancelled or stopped: an Error ends it */
+		Strata__V1__ErrorCode code =
+			ev->finish == SEQ_FINISH_CANCELLED ? STRATA__V1__ERROR_CODE__ERROR_CODE_NOT_FOUND :
+			ev->finish == SEQ_FINISH_SHUTDOWN ? STRATA__V1__ERROR_CODE__ERROR_CODE_SHUTTING_DOWN :
+			ev->error == -EIO || ev->error == -ESTALE ? STRATA__V1__ERROR_CODE__ERROR_CODE_IO_ERROR :
+								   STRATA__V1__ERROR_CODE__ERROR_CODE_INTERNAL;
+		request_error(to, ev->request_id, code, "%s", ev->message[0] ? ev->message :
+			      ev->finish == SEQ_FINISH_CANCELLED ? "cancelled" : "the score failed");
+		return;
+	}
 
 	Strata__V1__Error err = STRATA__V1__ERROR__INIT;
 	Strata__V1__Done d = STRATA__V1__DONE__INIT;
 	d.finish_reason = finish_reason(ev->finish);
 	d.timings = &tm;
 	d.seed = ev->seed;
+	d.passes = ev->st.passes;
 	if (ev->stop_string)
 		d.stop_string = ev->stop_string;
+	struct lp_msgs lm;
+	if (lp_build(&lm, e, ev->logprobs, ev->n_logprobs) == 0) {
+		d.n_prompt_logprobs = lm.n;
+		d.prompt_logprobs = lm.tokp;
+	} else {
+		memset(&lm, 0, sizeof lm); /* the Done goes out without them */
+	}
 	if (ev->finish == SEQ_FINISH_ERROR) {
 		err.code = ev->error == -EIO || ev->error == -ENODATA || ev->error == -ESTALE ?
 				   STRATA__V1__ERROR_CODE__ERROR_CODE_IO_ERROR :
@@ -581,6 +931,7 @@ void request_event_reply(const struct sched_event *ev, const struct reply_to *to
 	r.body_case = STRATA__V1__RESPONSE__BODY_DONE;
 	r.done = &d;
 	to->send(to->user, &r);
+	lp_free(&lm);
 }
 
 /* One line per finished request, for the journal. */

@@ -52,8 +52,10 @@ void request_error(const struct reply_to *to, uint64_t id, Strata__V1__ErrorCode
 void request_handle(const struct request_env *env, struct gen_ids *gens,
 		    const Strata__V1__Request *req, const struct reply_to *to);
 
-/* A scheduler event as its Response: a Piece, or the Done that ends a Generate. */
-void request_event_reply(const struct sched_event *ev, const struct reply_to *to);
+/* A scheduler event as its Response: a Piece, the Done that ends a Generate,
+ * or the ScoreReply (or Error) that ends a Score. */
+void request_event_reply(const struct engine *e, const struct sched_event *ev,
+			 const struct reply_to *to);
 
 /* One log line for a finished Generate. */
 void request_log_done(uint64_t conn_id, const struct sched_event *ev);

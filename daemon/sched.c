@@ -23,13 +23,16 @@
 /* Wake at least this often when idle, so the watchdog sees progress. */
 #define SCHED_IDLE_WAKE_S 1
 
-/* A KV slot and the request on it. */
-struct sched;
-
-struct slot {
-	struct sched *s;		/* the scheduler it belongs to (for the sink) */
-	struct seq *seq;		/* NULL: the slot is free */
-	struct sched_request *req;	/* owned while seq is set */
+/* A request being served: a Generate's sequence on one KV slot, or a Score
+ * on as many slots as were free when it started (one per continuation at
+ * most). */
+struct job {
+	struct sched *s;		/* for the sink */
+	struct sched_request *req;	/* owned */
+	struct seq *seq;		/* GENERATE */
+	struct score *score;		/* SCORE */
+	uint32_t *slots;		/* (n_slots) the KV slots it holds */
+	uint32_t n_slots;
 	bool cancel;			/* end it before the next pass */
 	bool in_pass;			/* its rows are in the pass being run */
 };
@@ -52,7 +55,7 @@ struct sched {
 	struct sched_event *ev_head, **ev_tail;
 	struct { uint64_t client, request; bool all; } *cancels;
 	size_t n_cancels, cap_cancels;
-	struct sched_req_info *running; /* (n_slots) published progress; used = state valid */
+	struct sched_req_info *running; /* (n_slots) published progress, by job index */
 	bool *running_used;		/* (n_slots) */
 	bool stopping;
 	bool draining;
@@ -60,7 +63,8 @@ struct sched {
 	struct sched_stats stats;
 
 	/* scheduler thread only */
-	struct slot *slots;	 /* (n_slots) */
+	struct job **jobs;	 /* (n_slots) running jobs in admission order, NULL-padded */
+	bool *slot_busy;	 /* (n_slots) */
 	uint32_t n_slots;
 	uint32_t n_vocab;
 	struct batch batch;	 /* the pass being built */
@@ -68,14 +72,30 @@ struct sched {
 	double tok_s_ewma;
 };
 
+static void job_free(struct job *j)
+{
+	if (!j)
+		return;
+	seq_free(j->seq);
+	score_free(j->score);
+	sched_request_free(j->req);
+	free(j->slots);
+	free(j);
+}
+
 void sched_request_free(struct sched_request *r)
 {
 	if (!r)
 		return;
-	for (uint32_t i = 0; i < r->n_stops; i++)
+	for (uint32_t i = 0; i < r->gen.n_stops; i++)
 		free(r->stops[i]);
 	free(r->stops);
 	free(r->prompt);
+	for (uint32_t i = 0; r->conts && i < r->score.n_conts; i++)
+		free(r->conts[i]);
+	free(r->conts);
+	free(r->n_cont);
+	free(r->context);
 	free(r);
 }
 
@@ -86,6 +106,8 @@ void sched_event_free(struct sched_event *ev)
 		free(ev->text);
 		free(ev->ids);
 		free(ev->stop_string);
+		free(ev->logprobs);
+		score_free(ev->score);
 		free(ev);
 		ev = next;
 	}
@@ -124,13 +146,14 @@ static struct sched_event *done_unrun(const struct sched_request *r, enum seq_fi
 	if (!ev)
 		return NULL;
 	ev->kind = SCHED_EV_DONE;
+	ev->req_kind = r->kind;
 	ev->client_id = r->client_id;
 	ev->request_id = r->request_id;
 	ev->finish = finish;
-	ev->st.n_prompt = r->n_prompt;
+	ev->st.n_prompt = r->kind == SCHED_GENERATE ? r->gen.n_prompt : r->score.n_context;
 	ev->received_ns = r->received_ns;
 	ev->done_ns = clock_now_ns();
-	ev->seed = r->sampling.seed;
+	ev->seed = r->gen.sampling.seed;
 	if (message)
 		snprintf(ev->message, sizeof ev->message, "%s", message);
 	return ev;
@@ -270,8 +293,10 @@ uint32_t sched_list(struct sched *s, struct sched_req_info *out, uint32_t cap)
 		if (n < cap)
 			out[n] = (struct sched_req_info){
 				.client_id = q->req->client_id, .request_id = q->req->request_id,
-				.state = SCHED_REQ_QUEUED, .prompt_tokens = q->req->n_prompt,
-				.max_tokens = q->req->max_tokens, .received_ns = q->req->received_ns,
+				.state = SCHED_REQ_QUEUED,
+				.prompt_tokens = q->req->kind == SCHED_GENERATE ? q->req->gen.n_prompt
+									      : q->req->score.n_context,
+				.max_tokens = q->req->gen.max_tokens, .received_ns = q->req->received_ns,
 			};
 		n++;
 	}
@@ -284,16 +309,18 @@ uint32_t sched_list(struct sched *s, struct sched_req_info *out, uint32_t cap)
 /* The generation core reports text here: one PIECE event per report. */
 static void on_piece(void *user, struct seq *q, const struct seq_piece *p)
 {
-	struct slot *sl = user;
+	struct job *j = user;
 	(void)q;
 	struct sched_event *ev = calloc(1, sizeof *ev);
 	if (!ev)
 		return; /* out of memory: the text is lost, the request goes on */
 	ev->kind = SCHED_EV_PIECE;
-	ev->client_id = sl->req->client_id;
-	ev->request_id = sl->req->request_id;
+	ev->req_kind = SCHED_GENERATE;
+	ev->client_id = j->req->client_id;
+	ev->request_id = j->req->request_id;
 	if ((p->len > 0 && !(ev->text = malloc(p->len))) ||
-	    (p->n_ids > 0 && !(ev->ids = malloc(p->n_ids * sizeof *ev->ids)))) {
+	    (p->n_ids > 0 && !(ev->ids = malloc(p->n_ids * sizeof *ev->ids))) ||
+	    (p->logprobs && !(ev->logprobs = malloc(p->n_ids * sizeof *ev->logprobs)))) {
 		sched_event_free(ev);
 		return;
 	}
@@ -303,57 +330,86 @@ static void on_piece(void *user, struct seq *q, const struct seq_piece *p)
 	if (p->n_ids > 0)
 		memcpy(ev->ids, p->ids, p->n_ids * sizeof *ev->ids);
 	ev->n_ids = p->n_ids;
-	push_event(sl->s, ev);
+	if (p->logprobs) {
+		memcpy(ev->logprobs, p->logprobs, p->n_ids * sizeof *ev->logprobs);
+		ev->n_logprobs = p->n_ids;
+	}
+	push_event(j->s, ev);
 }
 
-static struct seq_sink sink_of(struct slot *sl)
+static struct seq_sink sink_of(struct job *j)
 {
-	return (struct seq_sink){ .piece = on_piece, .user = sl };
+	return (struct seq_sink){ .piece = on_piece, .user = j };
 }
 
-/* What Status shows of slot i, published under mu. */
+static bool job_finished(const struct job *j)
+{
+	return j->seq ? seq_state(j->seq) == SEQ_FINISHED : score_done(j->score);
+}
+
+/* What Status shows of job i, published under mu. */
 static void publish_locked(struct sched *s, uint32_t i)
 {
-	struct slot *sl = &s->slots[i];
-	s->running_used[i] = sl->seq != NULL;
-	if (!sl->seq)
+	struct job *j = s->jobs[i];
+	s->running_used[i] = j != NULL;
+	if (!j)
 		return;
-	const struct seq_stats *st = seq_stats(sl->seq);
-	s->running[i] = (struct sched_req_info){
-		.client_id = sl->req->client_id,
-		.request_id = sl->req->request_id,
-		.state = seq_state(sl->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING,
-		.prompt_tokens = st->n_prompt,
-		.prompt_done = st->n_past < st->n_prompt ? st->n_past : st->n_prompt,
-		.generated = st->n_generated,
-		.max_tokens = sl->req->max_tokens,
-		.received_ns = sl->req->received_ns,
+	struct sched_req_info *ri = &s->running[i];
+	*ri = (struct sched_req_info){
+		.client_id = j->req->client_id,
+		.request_id = j->req->request_id,
+		.received_ns = j->req->received_ns,
 	};
+	if (j->seq) {
+		const struct seq_stats *st = seq_stats(j->seq);
+		ri->state = seq_state(j->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING;
+		ri->prompt_tokens = st->n_prompt;
+		ri->prompt_done = st->n_past < st->n_prompt ? st->n_past : st->n_prompt;
+		ri->generated = st->n_generated;
+		ri->max_tokens = j->req->gen.max_tokens;
+	} else {
+		ri->state = SCHED_REQ_PROMPT;
+		score_progress(j->score, &ri->prompt_done, &ri->prompt_tokens);
+	}
 }
 
-/* A finished sequence: its Done event, its slot and request freed. */
+/* A finished job: its Done (or Score) event, its slots and request freed. */
 static void retire(struct sched *s, uint32_t i)
 {
-	struct slot *sl = &s->slots[i];
-	struct seq *q = sl->seq;
+	struct job *j = s->jobs[i];
 	struct sched_event *ev = calloc(1, sizeof *ev);
 	const char *msg = "";
+	const struct seq_stats *st = j->seq ? seq_stats(j->seq) : score_stats(j->score);
 
 	if (ev) {
 		ev->kind = SCHED_EV_DONE;
-		ev->client_id = sl->req->client_id;
-		ev->request_id = sl->req->request_id;
-		ev->finish = seq_finish_reason(q);
-		ev->error = seq_error(q, &msg);
-		snprintf(ev->message, sizeof ev->message, "%s", msg);
-		ev->st = *seq_stats(q);
-		ev->received_ns = sl->req->received_ns;
+		ev->req_kind = j->req->kind;
+		ev->client_id = j->req->client_id;
+		ev->request_id = j->req->request_id;
+		ev->st = *st;
+		ev->received_ns = j->req->received_ns;
 		ev->done_ns = clock_now_ns();
-		ev->seed = seq_seed(q);
-		if (seq_stop_string(q))
-			ev->stop_string = strdup(seq_stop_string(q));
+		if (j->seq) {
+			ev->finish = seq_finish_reason(j->seq);
+			ev->error = seq_error(j->seq, &msg);
+			ev->seed = seq_seed(j->seq);
+			if (seq_stop_string(j->seq))
+				ev->stop_string = strdup(seq_stop_string(j->seq));
+			uint32_t n = 0;
+			const struct logprob_token *lp = seq_prompt_logprobs(j->seq, &n);
+			if (lp && (ev->logprobs = malloc(n * sizeof *lp))) {
+				memcpy(ev->logprobs, lp, n * sizeof *lp);
+				ev->n_logprobs = n;
+			}
+		} else {
+			ev->error = score_error(j->score, &msg);
+			ev->finish = ev->error ? SEQ_FINISH_ERROR : j->cancel ? SEQ_FINISH_CANCELLED
+									   : SEQ_FINISH_LENGTH;
+			ev->score = j->score; /* the results travel with the event */
+			j->score = NULL;
+		}
+		snprintf(ev->message, sizeof ev->message, "%s", msg);
 	}
-	const struct seq_stats *st = seq_stats(q);
 	pthread_mutex_lock(&s->mu);
 	if (ev)
 		push_event_locked(s, ev);
@@ -363,25 +419,37 @@ static void retire(struct sched *s, uint32_t i)
 	s->stats.generated_tokens_total += st->n_generated;
 	pthread_mutex_unlock(&s->mu);
 
-	engine_slot_reset(s->e, seq_slot(q)); /* the KV memory goes back to the kernel */
-	seq_free(q);
-	sched_request_free(sl->req);
-	sl->seq = NULL;
-	sl->req = NULL;
-	sl->cancel = false;
+	for (uint32_t k = 0; k < j->n_slots; k++) {
+		engine_slot_reset(s->e, j->slots[k]); /* the KV memory goes back to the kernel */
+		s->slot_busy[j->slots[k]] = false;
+	}
+	job_free(j);
+	/* keep admission order: close the gap */
+	memmove(&s->jobs[i], &s->jobs[i + 1], (s->n_slots - i - 1) * sizeof *s->jobs);
+	s->jobs[s->n_slots - 1] = NULL;
 	pthread_mutex_lock(&s->mu);
-	publish_locked(s, i);
+	for (uint32_t k = i; k < s->n_slots; k++)
+		publish_locked(s, k);
 	pthread_mutex_unlock(&s->mu);
 }
 
-/* Give free slots to the oldest queued requests. Called with mu held; a
- * request whose sequence cannot be made ends with an ERROR Done. */
+static uint32_t free_slots(const struct sched *s)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->n_slots; i++)
+		n += !s->slot_busy[i];
+	return n;
+}
+
+/* Start the oldest queued requests while slots are free: a Generate takes
+ * one, a Score as many as are free up to one per continuation. Called with mu
+ * held; a request whose job cannot be made ends with an ERROR Done. */
 static void admit_locked(struct sched *s)
 {
-	for (uint32_t i = 0; i < s->n_slots && s->queue_head; i++) {
-		struct slot *sl = &s->slots[i];
-		if (sl->seq)
-			continue;
+	uint32_t n_jobs = 0;
+	while (n_jobs < s->n_slots && s->jobs[n_jobs])
+		n_jobs++;
+	while (s->queue_head && free_slots(s) > 0) {
 		struct queued *head = s->queue_head;
 		struct sched_request *r = head->req;
 		s->queue_head = head->next;
@@ -390,26 +458,40 @@ static void admit_locked(struct sched *s)
 		s->n_queued--;
 		free(head);
 
-		struct seq_params p = {
-			.prompt = r->prompt, .n_prompt = r->n_prompt, .max_tokens = r->max_tokens,
-			.sampling = r->sampling, .stops = (const char *const *)r->stops,
-			.n_stops = r->n_stops, .ignore_eos = r->ignore_eos,
-		};
+		uint32_t want = r->kind == SCHED_GENERATE ? 1 : r->score.n_conts;
+		uint32_t avail = free_slots(s), take = want < avail ? want : avail;
+		struct job *j = calloc(1, sizeof *j);
 		struct st_err err = { "" };
-		int rc = seq_create(s->e, &p, i, &sl->seq, &err);
+		int rc = -ENOMEM;
+		if (j && (j->slots = malloc(take * sizeof *j->slots))) {
+			for (uint32_t i = 0; i < s->n_slots && j->n_slots < take; i++)
+				if (!s->slot_busy[i])
+					j->slots[j->n_slots++] = i;
+			j->s = s;
+			j->req = r;
+			rc = r->kind == SCHED_GENERATE
+				     ? seq_create(s->e, &r->gen, j->slots[0], &j->seq, &err)
+				     : score_create(s->e, &r->score, j->slots, j->n_slots, &j->score, &err);
+		}
 		if (rc < 0) {
-			struct sched_event *ev = done_unrun(r, SEQ_FINISH_ERROR, err.msg);
+			struct sched_event *ev = done_unrun(r, SEQ_FINISH_ERROR,
+							    err.msg[0] ? err.msg : "out of memory");
 			if (ev) {
 				ev->error = rc;
 				push_event_locked(s, ev);
 			}
+			if (j)
+				j->req = NULL;
+			job_free(j);
 			sched_request_free(r);
 			continue;
 		}
-		sl->req = r;
-		sl->cancel = false;
+		for (uint32_t k = 0; k < j->n_slots; k++)
+			s->slot_busy[j->slots[k]] = true;
+		s->jobs[n_jobs] = j;
 		s->stats.active++;
-		publish_locked(s, i);
+		publish_locked(s, n_jobs);
+		n_jobs++;
 	}
 	s->stats.queued = s->n_queued;
 }
@@ -418,11 +500,11 @@ static void admit_locked(struct sched *s)
 static void mark_cancels_locked(struct sched *s)
 {
 	for (size_t c = 0; c < s->n_cancels; c++) {
-		for (uint32_t i = 0; i < s->n_slots; i++) {
-			struct slot *sl = &s->slots[i];
-			if (sl->seq && sl->req->client_id == s->cancels[c].client &&
-			    (s->cancels[c].all || sl->req->request_id == s->cancels[c].request))
-				sl->cancel = true;
+		for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
+			struct job *j = s->jobs[i];
+			if (j->req->client_id == s->cancels[c].client &&
+			    (s->cancels[c].all || j->req->request_id == s->cancels[c].request))
+				j->cancel = true;
 		}
 	}
 	s->n_cancels = 0;
@@ -446,29 +528,30 @@ static void mark_cancels_locked(struct sched *s)
 
 static bool any_active(const struct sched *s)
 {
-	for (uint32_t i = 0; i < s->n_slots; i++)
-		if (s->slots[i].seq)
-			return true;
-	return false;
+	return s->n_slots > 0 && s->jobs[0] != NULL;
 }
 
-/* One forward pass over every running sequence: decode rows first (every
- * generating sequence advances each pass), then prompt chunks in the room
- * left, oldest slot first. */
+/* One forward pass over every running job: decode rows first (every
+ * generating sequence advances each pass), then prompt chunks and scoring
+ * rows in the room left, oldest job first. */
 static void step(struct sched *s)
 {
 	struct batch *b = &s->batch;
 
 	batch_clear(b);
-	for (uint32_t i = 0; i < s->n_slots; i++) {
-		struct seq *q = s->slots[i].seq;
-		s->slots[i].in_pass = q && seq_state(q) == SEQ_GENERATING && b->n < b->cap &&
-				      seq_add_rows(q, b, b->cap - b->n) > 0;
+	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
+		struct job *j = s->jobs[i];
+		j->in_pass = j->seq && seq_state(j->seq) == SEQ_GENERATING && b->n < b->cap &&
+			     seq_add_rows(j->seq, b, b->cap - b->n) > 0;
 	}
-	for (uint32_t i = 0; i < s->n_slots; i++) {
-		struct seq *q = s->slots[i].seq;
-		if (q && seq_state(q) == SEQ_PROMPT && b->n < b->cap)
-			s->slots[i].in_pass = seq_add_rows(q, b, b->cap - b->n) > 0;
+	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
+		struct job *j = s->jobs[i];
+		if (j->in_pass || b->n >= b->cap)
+			continue;
+		if (j->seq && seq_state(j->seq) == SEQ_PROMPT)
+			j->in_pass = seq_add_rows(j->seq, b, b->cap - b->n) > 0;
+		else if (j->score)
+			j->in_pass = score_add_rows(j->score, b, b->cap - b->n) > 0;
 	}
 	if (b->n == 0)
 		return;
@@ -489,24 +572,32 @@ static void step(struct sched *s)
 	pass.stall_ns = after.stall_ns - before.stall_ns;
 
 	uint32_t generated = 0;
-	for (uint32_t i = 0; i < s->n_slots; i++) {
-		struct slot *sl = &s->slots[i];
-		if (!sl->in_pass)
+	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
+		struct job *j = s->jobs[i];
+		if (!j->in_pass)
 			continue;
-		struct seq_sink sink = sink_of(sl);
-		if (rc < 0) {
+		if (rc < 0)
 			log_err("request %llu of client %llu failed: %s",
-				(unsigned long long)sl->req->request_id,
-				(unsigned long long)sl->req->client_id, err.msg);
-			seq_finish(sl->seq, SEQ_FINISH_ERROR, rc, err.msg, &sink);
+				(unsigned long long)j->req->request_id,
+				(unsigned long long)j->req->client_id, err.msg);
+		if (j->seq) {
+			struct seq_sink sink = sink_of(j);
+			uint32_t before_gen = seq_stats(j->seq)->n_generated;
+			if (rc < 0)
+				seq_finish(j->seq, SEQ_FINISH_ERROR, rc, err.msg, &sink);
+			else
+				seq_pass_done(j->seq, s->logits, &pass, &sink);
+			generated += seq_stats(j->seq)->n_generated - before_gen;
+		} else if (rc < 0) {
+			score_fail(j->score, rc, err.msg);
 		} else {
-			uint32_t before_gen = seq_stats(sl->seq)->n_generated;
-			seq_pass_done(sl->seq, s->logits, &pass, &sink);
-			generated += seq_stats(sl->seq)->n_generated - before_gen;
+			score_pass_done(j->score, s->logits, &pass);
 		}
-		if (seq_state(sl->seq) == SEQ_FINISHED)
-			retire(s, i);
 	}
+	/* retire the finished (from the back: retire closes gaps) */
+	for (uint32_t i = s->n_slots; i-- > 0;)
+		if (s->jobs[i] && s->jobs[i]->in_pass && job_finished(s->jobs[i]))
+			retire(s, i);
 	uint64_t dt = clock_now_ns() - pass.t_start;
 	if (generated && dt) {
 		double tok_s = generated / ((double)dt / 1e9);
@@ -516,8 +607,7 @@ static void step(struct sched *s)
 	engine_get_stats(s->e, &es);
 	pthread_mutex_lock(&s->mu);
 	for (uint32_t i = 0; i < s->n_slots; i++)
-		if (s->slots[i].in_pass && s->slots[i].seq)
-			publish_locked(s, i);
+		publish_locked(s, i);
 	s->stats.busy = false;
 	s->stats.passes++;
 	s->stats.pass_ns += pass.t_end - pass.t_start;
@@ -541,17 +631,22 @@ static void *sched_main(void *arg)
 		bool stopping = s->stopping;
 		pthread_mutex_unlock(&s->mu);
 
-		/* end what was cancelled or overtaken by shutdown */
-		for (uint32_t i = 0; i < s->n_slots; i++) {
-			struct slot *sl = &s->slots[i];
-			if (!sl->seq)
+		/* end what was cancelled or overtaken by shutdown (from the back:
+		 * retire closes gaps) */
+		for (uint32_t i = s->n_slots; i-- > 0;) {
+			struct job *j = s->jobs[i];
+			if (!j)
 				continue;
-			struct seq_sink sink = sink_of(sl);
-			if (sl->cancel)
-				seq_finish(sl->seq, SEQ_FINISH_CANCELLED, 0, NULL, &sink);
-			else if (deadline || stopping)
-				seq_finish(sl->seq, SEQ_FINISH_SHUTDOWN, 0, NULL, &sink);
-			if (seq_state(sl->seq) == SEQ_FINISHED)
+			bool end = j->cancel || deadline || stopping;
+			if (end && j->seq) {
+				struct seq_sink sink = sink_of(j);
+				seq_finish(j->seq, j->cancel ? SEQ_FINISH_CANCELLED : SEQ_FINISH_SHUTDOWN, 0,
+					   j->cancel ? NULL : "the daemon is shutting down", &sink);
+			} else if (end) {
+				score_fail(j->score, j->cancel ? -ECANCELED : -ESHUTDOWN,
+					   j->cancel ? "cancelled" : "the daemon is shutting down");
+			}
+			if (job_finished(j))
 				retire(s, i);
 		}
 		if (stopping) {
@@ -585,7 +680,10 @@ static void *sched_main(void *arg)
 static void free_buffers(struct sched *s)
 {
 	free(s->cancels);
-	free(s->slots);
+	for (uint32_t i = 0; s->jobs && i < s->n_slots; i++)
+		job_free(s->jobs[i]);
+	free(s->jobs);
+	free(s->slot_busy);
 	free(s->running);
 	free(s->running_used);
 	batch_free(&s->batch);
@@ -607,16 +705,15 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	s->ev_tail = &s->ev_head;
 	s->n_slots = engine_n_slots(e);
 	s->n_vocab = engine_n_vocab(e);
-	s->slots = calloc(s->n_slots, sizeof *s->slots);
+	s->jobs = calloc(s->n_slots, sizeof *s->jobs);
+	s->slot_busy = calloc(s->n_slots, sizeof *s->slot_busy);
 	s->running = calloc(s->n_slots, sizeof *s->running);
 	s->running_used = calloc(s->n_slots, sizeof *s->running_used);
 	uint32_t rows = engine_max_logits_rows(e);
 	s->logits = malloc((size_t)rows * s->n_vocab * sizeof *s->logits);
-	if (!s->slots || !s->running || !s->running_used || !s->logits ||
+	if (!s->jobs || !s->slot_busy || !s->running || !s->running_used || !s->logits ||
 	    batch_init(&s->batch, engine_max_batch(e), rows) < 0)
 		goto fail;
-	for (uint32_t i = 0; i < s->n_slots; i++)
-		s->slots[i].s = s;
 	engine_get_stats(e, &s->stats.engine); /* before the thread owns the engine */
 	pthread_mutex_init(&s->mu, NULL);
 	pthread_cond_init(&s->cv, NULL);

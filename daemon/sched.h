@@ -16,17 +16,24 @@
 
 #include "engine/engine.h"
 
+enum sched_kind { SCHED_GENERATE, SCHED_SCORE };
+
 struct sched_request {
+	enum sched_kind kind;
 	uint64_t client_id;	/* the server's name for the connection */
 	uint64_t request_id;	/* the client's name for the request */
-	int32_t *prompt;	/* (n_prompt) ids, owned (malloc); BOS included if wanted */
-	uint32_t n_prompt;
-	uint32_t max_tokens;	/* >= 1 */
-	struct sampler_params sampling;
-	char **stops;		/* (n_stops) NUL-terminated strings, owned (malloc each and the array) */
-	uint32_t n_stops;
-	bool ignore_eos;	/* an end-of-generation token does not end it */
 	uint64_t received_ns;	/* CLOCK_MONOTONIC when the request arrived */
+	/* GENERATE: the sequence's parameters; prompt and stops point into the
+	 * owned arrays below (seq_create copies them). */
+	struct seq_params gen;
+	int32_t *prompt;	/* (gen.n_prompt) ids, owned (malloc) */
+	char **stops;		/* (gen.n_stops) strings, owned (malloc each and the array) */
+	/* SCORE: the scorer's parameters; context and conts point into owned
+	 * arrays (context: malloc; conts: malloc each and the arrays). */
+	struct score_params score;
+	int32_t *context;
+	int32_t **conts;
+	uint32_t *n_cont;
 };
 
 /* Free a request and everything it owns (NULL is a no-op). */
@@ -37,6 +44,7 @@ enum sched_event_kind { SCHED_EV_PIECE, SCHED_EV_DONE };
 struct sched_event {
 	struct sched_event *next;
 	enum sched_event_kind kind;
+	enum sched_kind req_kind;	 /* what the request was */
 	uint64_t client_id;
 	uint64_t request_id;
 	/* PIECE: whole UTF-8 characters (never a split one) and the token ids
@@ -51,6 +59,10 @@ struct sched_event {
 	int error;		 /* ERROR: -errno (-EIO: the weights could not be read) */
 	char message[256];	 /* ERROR, SHUTDOWN: for the person */
 	struct seq_stats st;	 /* its counts and times (all 0 when it never ran) */
+	/* PIECE: each id's log-probability (when asked); DONE: the prompt's (echo) */
+	struct logprob_token *logprobs; /* (n_logprobs) owned */
+	uint32_t n_logprobs;
+	struct score *score;	 /* a Score's results (score_results), owned */
 	uint64_t received_ns;
 	uint64_t done_ns;
 	uint64_t seed;		 /* the sampler's seed */
@@ -85,7 +97,7 @@ enum sched_req_state { SCHED_REQ_QUEUED, SCHED_REQ_PROMPT, SCHED_REQ_GENERATING 
 struct sched_req_info {
 	uint64_t client_id, request_id;
 	enum sched_req_state state;
-	uint32_t prompt_tokens;	   /* in its prompt */
+	uint32_t prompt_tokens;	   /* in its prompt (a Score: the rows it evaluates) */
 	uint32_t prompt_done;	   /* of which in the KV cache */
 	uint32_t generated;	   /* tokens sampled */
 	uint32_t max_tokens;

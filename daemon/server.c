@@ -382,7 +382,7 @@ static void drain_events(struct server *s)
 			request_log_done(c->id, ev);
 		}
 		struct reply_to to = conn_to(c);
-		request_event_reply(ev, &to);
+		request_event_reply(s->e, ev, &to);
 	}
 	sched_event_free(list);
 }

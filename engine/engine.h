@@ -15,6 +15,7 @@
 #include "common/err.h"
 #include "engine/batch.h"
 #include "engine/sampler.h"
+#include "engine/score.h"
 #include "engine/seq.h"
 
 struct tokenizer;

@@ -14,4 +14,5 @@ engine_libengine_a_SOURCES = \
 	engine/options.c engine/options.h \
 	engine/logprob.c engine/logprob.h \
 	engine/seq.c engine/seq.h \
+	engine/score.c engine/score.h \
 	engine/generate.c engine/generate.h

@@ -16,3 +16,10 @@ engine_libengine_a_SOURCES = \
 	engine/seq.c engine/seq.h \
 	engine/score.c engine/score.h \
 	engine/generate.c engine/generate.h
+
+# log-probabilities, echo and scoring (a synthesized model; stories260K's
+# against llama.cpp's logits when ../shared is there)
+check_PROGRAMS += tests/test-logprob
+TESTS += tests/test-logprob
+tests_test_logprob_SOURCES = tests/test-logprob.c tools/synth.c
+tests_test_logprob_LDADD = $(TEST_LIBS)

@@ -36,6 +36,7 @@ struct score {
 	int32_t *context;	 /* (n_context) */
 	uint32_t n_context;
 	uint32_t ctx_done;	 /* context rows in the KV cache (or in flight) */
+	bool ctx_scored;	 /* the context's last row came: every first token is scored */
 	struct cont *conts;	 /* (n_conts) */
 	struct score_result *results; /* (n_conts) */
 	uint32_t n_conts;
@@ -168,6 +169,22 @@ static uint32_t group_end(const struct score *sc)
 	return end < sc->n_conts ? end : sc->n_conts;
 }
 
+/* Past the groups that have nothing left to evaluate (continuations of one
+ * token need only the context's last row); done after the last one. */
+static void advance(struct score *sc)
+{
+	while (sc->ctx_scored && sc->group < sc->n_conts) {
+		for (uint32_t c = sc->group; c < group_end(sc); c++)
+			if (sc->conts[c].fed + 1 < sc->conts[c].n)
+				return;
+		sc->group = group_end(sc);
+	}
+	if (sc->ctx_scored && sc->group >= sc->n_conts) {
+		sc->done = true;
+		sc->st.t_first_token = sc->st.t_last_token = clock_now_ns();
+	}
+}
+
 static bool want_room(const struct batch *b)
 {
 	return b->n_want < b->want_cap;
@@ -249,22 +266,13 @@ void score_pass_done(struct score *sc, const float *logits, const struct seq_pas
 		if (w->cont < 0) {
 			for (uint32_t c = 0; c < sc->n_conts; c++)
 				take(sc, &sc->conts[c], 0, row);
+			sc->ctx_scored = true;
 		} else {
 			take(sc, &sc->conts[w->cont], w->tok, row);
 		}
 	}
 	sc->n_wants = 0;
-	/* the group is done when its continuations have no rows left */
-	bool group_left = false;
-	for (uint32_t c = sc->group; c < group_end(sc); c++)
-		group_left |= sc->conts[c].fed + 1 < sc->conts[c].n;
-	if (sc->ctx_done == sc->n_context && !group_left) {
-		sc->group = group_end(sc);
-		if (sc->group >= sc->n_conts) {
-			sc->done = true;
-			sc->st.t_first_token = sc->st.t_last_token = clock_now_ns();
-		}
-	}
+	advance(sc);
 }
 
 void score_fail(struct score *sc, int code, const char *message)

@@ -31,7 +31,7 @@ REQUEST_CAP_DEFAULT = 1 << 20  # the server's default cap on a request body (byt
 RESPONSE_CAP = 64 << 20        # the largest response body the server sends (bytes)
 
 # Response bodies that end a request (strata.proto: "exactly one terminal Response").
-TERMINAL = ("done", "tokenize", "detokenize", "status", "cancel", "error")
+TERMINAL = ("done", "tokenize", "detokenize", "status", "cancel", "score", "error")
 
 _pb2 = None
 

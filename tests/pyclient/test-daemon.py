@@ -1,7 +1,10 @@
 """test-daemon.py: the real stratad driven from Python (python3-protobuf and the
 .proto compiled by protoc at test time), proving the API is not tied to C:
 status, tokenize/detokenize round trip, a greedy generation equal to
-strata-model's, stop strings, cancel, and errors. TAP on stdout."""
+strata-model's, stop strings, cancel, log-probabilities, echo, prompt ids,
+chat, Score, and errors. TAP on stdout."""
+
+import math
 
 import os
 import shutil
@@ -92,6 +95,58 @@ def main():
         reasons = [r.done.finish_reason for r in c.responses(rid) if sc.body_of(r) == "done"]
         ok(sc.body_of(first) == "piece" and "cancel" in kinds and reasons == [sc.pb2().FINISH_REASON_CANCELLED],
            "cancel from Python ends the stream with CANCELLED")
+
+        # log-probabilities: one per id; greedy tokens are their own top alternative
+        rid = c.request("generate", prompt=text, max_tokens=8, temperature=0.0, top_logprobs=3)
+        lps, gids = [], []
+        for r in c.responses(rid):
+            if sc.body_of(r) == "piece":
+                lps.extend(r.piece.logprobs)
+                gids.extend(r.piece.ids)
+        ok(len(lps) == len(gids) == 8 and all(lp.id == i for lp, i in zip(lps, gids)),
+           "top_logprobs: a TokenLogprob for each of the 8 ids")
+        ok(all(lp.HasField("logprob") and lp.logprob <= 0 and len(lp.top) == 3 and lp.top[0].id == lp.id
+               and abs(lp.top[0].logprob - lp.logprob) < 1e-6 and len(lp.bytes) >= 0 for lp in lps),
+           "... each <= 0, with 3 alternatives, the greedy token first")
+
+        # echo: the prompt's own log-probabilities; the first has none
+        _, _, de = c.generate(text, max_tokens=1, temperature=0.0, echo_logprobs=True)
+        ptoks = c.call("tokenize", text=text).ids
+        ok(len(de.prompt_logprobs) == len(ptoks) and not de.prompt_logprobs[0].HasField("logprob")
+           and all(p.HasField("logprob") and p.logprob <= 0 for p in de.prompt_logprobs[1:])
+           and [p.id for p in de.prompt_logprobs] == list(ptoks),
+           "echo_logprobs: Done carries the %d prompt tokens, the first without a logprob" % len(ptoks))
+
+        # the same prompt as ids gives the same tokens
+        _, ids2, _ = c.generate("", prompt_ids=list(ptoks), max_tokens=32, temperature=0.0)
+        ok(ids2 == ids, "prompt_ids gives the text prompt's tokens")
+
+        # chat: a template by name (this model has none of its own)
+        msgs = [sc.pb2().ChatMessage(role="user", content="Hi")]
+        out3, ids3, d3 = c.generate("", messages=msgs, chat_template="chatml", max_tokens=4, temperature=0.0)
+        ok(d3.timings.prompt_tokens > 0 and len(ids3) >= 1, "a chat request renders with chatml and generates")
+        try:
+            c.generate("", messages=msgs, chat_template="nosuch", max_tokens=4)
+            ok(False, "an unknown template is refused")
+        except sc.ServerError as e:
+            ok(e.code == "ERROR_CODE_INVALID_ARGUMENT" and "chatml" in e.message and "llama3" in e.message,
+               "an unknown template is refused, naming the families: %s" % e.message[:80])
+
+        # Score: four continuations in one pass, each equal to an echo run
+        context, conts = "Once upon a time there was a", [" little girl", " dog", " big house", " cat"]
+        scr = c.call("score", context=context, continuations=conts, token_logprobs=True)
+        same = True
+        for cont, s_ in zip(conts, scr.scores):
+            whole = c.call("tokenize", text=context + cont).ids
+            _, _, dd = c.generate("", prompt_ids=list(whole), max_tokens=1, temperature=0.0, echo_logprobs=True)
+            tail = dd.prompt_logprobs[scr.context_tokens:]
+            same &= len(tail) == s_.token_count and abs(sum(p.logprob for p in tail) - s_.logprob) < 1e-4
+        ok(len(scr.scores) == 4 and scr.passes == 1 and scr.context_tokens > 0,
+           "Score: 4 continuations, %d context tokens, in %d pass" % (scr.context_tokens, scr.passes))
+        ok(same, "Score: each continuation's logprob equals an echo run of context + continuation")
+        ok(all(len(s_.tokens) == s_.token_count and math.isclose(sum(t.logprob for t in s_.tokens), s_.logprob,
+                                                                  abs_tol=1e-4) for s_ in scr.scores),
+           "Score: token_logprobs add up to each continuation's sum")
 
         try:
             c.generate(text, max_tokens=4, top_p=1.5)

@@ -262,8 +262,10 @@ static void emit(struct seq *s, size_t n, const int32_t *ids, uint32_t n_ids,
 				       .logprobs = n_ids && s->logprobs ? &s->lp : NULL };
 		sink->piece(sink->user, s, &p);
 	}
-	memmove(s->hold, s->hold + n, s->hold_len - n);
-	s->hold_len -= n;
+	if (n > 0) { /* hold is NULL until the first text arrives */
+		memmove(s->hold, s->hold + n, s->hold_len - n);
+		s->hold_len -= n;
+	}
 }
 
 /* The detokenizer's tail and every held byte, before the end. */

@@ -475,6 +475,7 @@ static int parse_messages(struct json_object *v, struct api_request *r, struct a
 			return apierr_bad(e, "messages.tool_calls", "tool calls are not supported");
 		Strata__V1__ChatMessage *cm = &r->msg_store[i];
 		strata__v1__chat_message__init(cm);
+		cm->role = cm->content = NULL; /* ours to free (init points them at a static "") */
 		r->msg_ptrs[i] = cm;
 		r->tmpl.n_messages = i + 1;
 		/* OpenAI's "developer" is the newer name of "system". */

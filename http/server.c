@@ -488,7 +488,8 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 	size_t n = strlen(msg);
 	while (n && msg[n - 1] == '\n')
 		msg[--n] = '\0';
-	log_warn("libmicrohttpd: %s", msg);
+	/* mostly clients that went away ("Closing connection ..."): routine */
+	log_info("libmicrohttpd: %s", msg);
 }
 
 int http_server_start(struct http_server **out, const struct http_config *cfg, int listen_fd,

@@ -33,6 +33,16 @@ start_http() {
 	eval "URL_$name=http://127.0.0.1:$port"
 }
 
+# skip_each REASON DESCRIPTION...: one skipped test per description.
+skip_each() {
+	why=$1
+	shift
+	for t in "$@"; do
+		TAP_N=$((TAP_N + 1))
+		echo "ok $TAP_N # SKIP $t: $why"
+	done
+}
+
 # post URL BODY OUT: POST JSON, the body to OUT, the headers to OUT.h; prints the status.
 post() {
 	curl -s -o "$3" -D "$3.h" -w '%{http_code}' -H 'Content-Type: application/json' --data-binary "$2" "$1"
@@ -90,10 +100,8 @@ if [ $IDS = 1 ]; then
 		.usage.prompt_tokens == '"$((2 * n_ids))" "$TMP/multi.json" >/dev/null
 	ok $? "two prompts x n 2: four choices, indexed, greedy and equal; prompts counted once each"
 else
-	for t in "a prompt of token ids" "two prompts x n 2"; do
-		echo "ok $((TAP_N + 1)) # SKIP $t: stratad does not take prompt ids yet (Generate.prompt_ids)"
-		TAP_N=$((TAP_N + 1))
-	done
+	skip_each "stratad does not take prompt ids yet (Generate.prompt_ids)" \
+		"a prompt of token ids" "two prompts x n 2"
 fi
 stop=$(cut -c10-14 "$TMP/cli.txt")
 post "$U/v1/completions" "$(jq -n --arg p "$PROMPT" --arg s "$stop" '{prompt: $p, max_tokens: 40, temperature: 0, stop: [$s]}')" \
@@ -259,10 +267,8 @@ CHAT=0
 [ "$code" = 400 ] && CHAT=1
 MSGS='[{"role":"system","content":"You tell stories."},{"role":"user","content":"Tell me one."}]'
 if [ $CHAT = 0 ]; then
-	for t in "greedy chat equals a Generate with the same messages" "chat stream" "chat finish_reason"; do
-		echo "ok $((TAP_N + 1)) # SKIP $t: stratad does not render chat messages yet (Generate.messages)"
-		TAP_N=$((TAP_N + 1))
-	done
+	skip_each "stratad does not render chat messages yet (Generate.messages)" \
+		"greedy chat equals a Generate with the same messages" "chat stream" "chat finish_reason"
 else
 	code=$(post "$U/v1/chat/completions" "{\"messages\":$MSGS,\"max_tokens\":30,\"temperature\":0,\"chat_template\":\"chatml\"}" "$TMP/chat.json")
 	if [ -n "${PYTHON3:-}" ]; then
@@ -270,8 +276,7 @@ else
 		[ "$code" = 200 ] && [ "$(jq -r '.choices[0].message.content' "$TMP/chat.json")" = "$(cat "$TMP/sock-chat.txt")" ]
 		ok $? "greedy chat through HTTP equals a Generate with the same messages over the socket"
 	else
-		echo "ok $((TAP_N + 1)) # SKIP no python3 with google.protobuf: chat not compared with the socket"
-		TAP_N=$((TAP_N + 1))
+		skip_each "no python3 with google.protobuf" "greedy chat through HTTP equals a Generate over the socket"
 	fi
 	curl -s -N -H 'Content-Type: application/json' --data-binary \
 		"{\"messages\":$MSGS,\"max_tokens\":30,\"temperature\":0,\"chat_template\":\"chatml\",\"stream\":true}" \
@@ -293,11 +298,9 @@ LP=0
 [ "$code" = 200 ] && LP=1
 REF="${STRATA_SHARED:-}/models/reference"
 if [ $LP = 0 ]; then
-	for t in "logprobs of stories260K equal log_softmax of llama.cpp's logits" "echo with max_tokens 0" \
-		"echo agrees with generation" "4-choice scoring in one request" "max_tokens 1 echo (lm-evaluation-harness)"; do
-		echo "ok $((TAP_N + 1)) # SKIP $t: stratad has no log-probabilities yet ($(jq -r .error.message "$TMP/lp.json"))"
-		TAP_N=$((TAP_N + 1))
-	done
+	skip_each "stratad has no log-probabilities yet ($(jq -r .error.message "$TMP/lp.json"))" \
+		"logprobs of stories260K equal log_softmax of llama.cpp's logits" "echo with max_tokens 0" \
+		"echo agrees with generation" "4-choice scoring in one request" "max_tokens 1 echo (lm-evaluation-harness)"
 else
 	if [ "$MODEL_KIND" = stories260K ] && [ -n "$PY" ] && [ -f "$REF/stories260K.llamacpp-logits.f32" ]; then
 		"$PY" - "$TMP/lp.json" "$REF/stories260K.llamacpp-logits.f32" "$REF/stories260K.llamacpp-greedy-top5.txt" <<'EOF'
@@ -321,8 +324,7 @@ sys.exit(0 if len(lp["token_logprobs"]) == 32 and worst <= 1e-4 and worst_top <=
 EOF
 		ok $? "logprobs of stories260K's greedy continuation of \"$PROMPT\" equal log_softmax of llama.cpp's logits within 1e-4"
 	else
-		echo "ok $((TAP_N + 1)) # SKIP needs stories260K, its reference logits and python3"
-		TAP_N=$((TAP_N + 1))
+		skip_each "needs stories260K, its reference logits and python3" "logprobs equal log_softmax of llama.cpp's logits"
 	fi
 	post "$U/v1/completions" "{\"prompt\":\"$PROMPT\",\"max_tokens\":0,\"echo\":true,\"logprobs\":1}" "$TMP/echo.json" >/dev/null
 	jq -e --argjson n "$n_ids" '.choices[0].text == "'"$PROMPT"'" and (.choices[0].logprobs.tokens | length == $n) and
@@ -367,10 +369,8 @@ EOF
 			 $y[0] == null and ([range(1; $x | length)] | all(. as $k | ($x[$k] - $y[$k]) | fabs < 1e-5)))' >/dev/null
 		ok $? "with max_tokens 1 (as lm-evaluation-harness asks) the same prompt log-probabilities, then one token"
 	else
-		for t in "4-choice scoring in one request" "max_tokens 1 echo (lm-evaluation-harness)"; do
-			echo "ok $((TAP_N + 1)) # SKIP $t: stratad does not take prompt ids yet (Generate.prompt_ids)"
-			TAP_N=$((TAP_N + 1))
-		done
+		skip_each "stratad does not take prompt ids yet (Generate.prompt_ids)" \
+			"4-choice scoring in one request" "max_tokens 1 echo (lm-evaluation-harness)"
 	fi
 fi
 
@@ -379,11 +379,9 @@ fi
 NODE_BIN=${NODE:-$(command -v node || true)}
 MODS=${STRATA_OPENAI_MODULES:-$SRCDIR/tests/http}
 if [ -z "$NODE_BIN" ]; then
-	echo "ok $((TAP_N + 1)) # SKIP node is not installed (tools/install-deps.sh installs nodejs)"
-	TAP_N=$((TAP_N + 1))
+	skip_each "node is not installed (tools/install-deps.sh installs nodejs)" "the official openai client"
 elif [ ! -d "$MODS/node_modules/openai" ]; then
-	echo "ok $((TAP_N + 1)) # SKIP the openai package is not in $MODS/node_modules (tools/install-deps.sh runs npm install)"
-	TAP_N=$((TAP_N + 1))
+	skip_each "the openai package is not in $MODS/node_modules (tools/install-deps.sh runs npm install)" "the official openai client"
 else
 	STRATA_HTTP_URL="$U/v1" STRATA_HTTP_KEYED_URL="$K/v1" STRATA_HTTP_KEY=sk-first STRATA_OPENAI_MODULES="$MODS" \
 		STRATA_CHAT=$CHAT STRATA_LOGPROBS=$LP "$NODE_BIN" "$SRCDIR/tests/http/openai.mjs" >"$TMP/node.out" 2>&1

@@ -43,3 +43,24 @@ fuzz_fuzz_frame_SOURCES = $(FUZZ_FRAME_SOURCES) fuzz/replay.c
 fuzz_fuzz_frame_LDADD = $(PROTO_LIBS)
 endif
 EXTRA_DIST += fuzz/mkcorpus-frame.py
+
+# fuzz-http-request: the body of an OpenAI request as strata-http reads it
+# (json-c's parser, http/request.c's checks, the Generates it builds).
+FUZZ_HTTP_SOURCES = fuzz/fuzz-http-request.c fuzz/fuzz.h
+fuzz_fuzz_http_request_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS) $(JSONC_CFLAGS) -DFUZZ_CORPUS='"http-request"'
+fuzz_fuzz_http_request_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+# the code under test is compiled in (so libFuzzer's coverage sees it when fuzzing)
+FUZZ_HTTP_UNDER_TEST = $(HTTP_CORE_SOURCES) http/openai.c http/openai.h
+if FUZZING
+noinst_PROGRAMS += fuzz/fuzz-http-request
+fuzz_fuzz_http_request_SOURCES = $(FUZZ_HTTP_SOURCES) $(FUZZ_HTTP_UNDER_TEST) proto/frame.c common/utf8.c
+nodist_fuzz_fuzz_http_request_SOURCES = proto/strata.pb-c.c proto/strata.pb-c.h
+fuzz_fuzz_http_request_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+fuzz_fuzz_http_request_LDADD = $(PROTOBUF_C_LIBS) $(JSONC_LIBS) -lm
+else
+check_PROGRAMS += fuzz/fuzz-http-request
+TESTS += fuzz/fuzz-http-request
+fuzz_fuzz_http_request_SOURCES = $(FUZZ_HTTP_SOURCES) $(FUZZ_HTTP_UNDER_TEST) fuzz/replay.c
+fuzz_fuzz_http_request_LDADD = $(PROTO_LIBS) $(JSONC_LIBS) -lm
+endif
+EXTRA_DIST += fuzz/mkcorpus-http.sh

@@ -2,6 +2,7 @@
 # sources, not build products: edit them here.
 dist_man_MANS += \
 	man/strata.1 \
+	man/strata-http.1 \
 	man/strata-model.1 \
 	man/stratad.conf.5 \
 	man/stratad.8

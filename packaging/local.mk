@@ -8,6 +8,7 @@
 # files that embed installation directories).
 packaging_edit = sed \
 	-e 's|@sbindir[@]|$(sbindir)|g' \
+	-e 's|@bindir[@]|$(bindir)|g' \
 	-e 's|@sysconfdir[@]|$(sysconfdir)|g'
 
 packaging/systemd/stratad.service: $(srcdir)/packaging/systemd/stratad.service.in Makefile
@@ -20,9 +21,17 @@ packaging/systemd/stratad.socket: $(srcdir)/packaging/systemd/stratad.socket.in 
 	$(packaging_edit) $(srcdir)/packaging/systemd/stratad.socket.in >$@.tmp && \
 	mv $@.tmp $@
 
+packaging/systemd/strata-http.service: $(srcdir)/packaging/systemd/strata-http.service.in Makefile
+	$(AM_V_GEN)$(MKDIR_P) packaging/systemd && rm -f $@ $@.tmp && \
+	$(packaging_edit) $(srcdir)/packaging/systemd/strata-http.service.in >$@.tmp && \
+	mv $@.tmp $@
+
 nodist_systemdsystemunit_DATA = \
 	packaging/systemd/stratad.service \
-	packaging/systemd/stratad.socket
+	packaging/systemd/stratad.socket \
+	packaging/systemd/strata-http.service
+# strata-http.socket has no paths to fill in.
+dist_systemdsystemunit_DATA = packaging/systemd/strata-http.socket
 CLEANFILES += $(nodist_systemdsystemunit_DATA)
 
 # systemd-sysusers and systemd-tmpfiles read $(prefix)/lib/... for both /usr
@@ -61,6 +70,7 @@ EXTRA_DIST += \
 	packaging/README.md \
 	packaging/systemd/stratad.service.in \
 	packaging/systemd/stratad.socket.in \
+	packaging/systemd/strata-http.service.in \
 	packaging/debian/changelog \
 	packaging/debian/control \
 	packaging/debian/copyright \

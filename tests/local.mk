@@ -37,3 +37,8 @@ check_PROGRAMS += tests/test-model
 TESTS += tests/test-model
 tests_test_model_SOURCES = tests/test-model.c
 tests_test_model_LDADD = $(TEST_LIBS)
+
+# strata-http in front of the real stratad: curl, the openai npm package
+# (tests/http, installed by tools/install-deps.sh), the socket for comparison.
+TESTS += tests/test-http.sh
+EXTRA_DIST += tests/test-http.sh tests/http/openai.mjs tests/http/package.json tests/http/socket-chat.py

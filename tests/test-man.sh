@@ -7,7 +7,7 @@ set -u
 BUILDDIR=${STRATA_BUILDDIR:-.}
 SRCDIR=${STRATA_SRCDIR:-.}
 MAN="$SRCDIR/man"
-PAGES="strata.1 strata-model.1 stratad.conf.5 stratad.8"
+PAGES="strata.1 strata-http.1 strata-model.1 stratad.conf.5 stratad.8"
 
 N=0
 FAILED=0
@@ -112,6 +112,15 @@ if [ -x "$STRATA" ]; then
 else
 	skip "$STRATA is not built: strata.1 options not checked"
 	skip "$STRATA is not built: strata.1 options not checked"
+fi
+
+STRATA_HTTP="$BUILDDIR/http/strata-http"
+if [ -x "$STRATA_HTTP" ]; then
+	covers strata-http.1 "$STRATA_HTTP"
+	only_known strata-http.1 "$STRATA_HTTP"
+else
+	skip "$STRATA_HTTP is not built: strata-http.1 options not checked"
+	skip "$STRATA_HTTP is not built: strata-http.1 options not checked"
 fi
 
 # strata-model's --help is terse (it leaves out aliases such as --temp and

@@ -164,6 +164,63 @@ else
 	[ -s "$TMP/diff" ] && diag "only in --help (left) or only in the file (right):" "$(cat "$TMP/diff")"
 fi
 
+# ---- strata-http's units ----
+
+HTTPD="$BUILDDIR/http/strata-http"
+HSERVICE="$BUILDDIR/packaging/systemd/strata-http.service"
+HSOCKET="$SRCDIR/packaging/systemd/strata-http.socket"
+if [ ! -f "$HSERVICE" ]; then
+	echo "Bail out! $HSERVICE is missing: run make first"
+	exit 1
+fi
+! grep -n '@[a-z_]*@' "$HSERVICE" >"$TMP/left" 2>&1
+ok $? "make substituted every @variable@ in strata-http.service"
+hexec=$(key "$HSERVICE" ExecStart)
+case "$hexec" in
+/*/strata-http" --socket $(key "$SOCKET" ListenStream)") r=0 ;;
+*) r=1 ;;
+esac
+ok $r "strata-http.service runs .../strata-http on stratad.socket's path ($hexec)"
+[ "$(key "$HSERVICE" Type)" = notify ] && [ "$(key "$HSERVICE" SupplementaryGroups)" = "$(key "$SOCKET" SocketGroup)" ]
+ok $? "strata-http.service: Type=notify, in stratad's socket group ($(key "$HSERVICE" SupplementaryGroups))"
+if [ -x "$HTTPD" ]; then
+	default=$("$HTTPD" --help | sed -n 's/.*(default \([0-9.]*:[0-9]*\);.*/\1/p')
+	[ -n "$default" ] && [ "$(key "$HSOCKET" ListenStream)" = "$default" ]
+	ok $? "strata-http.socket listens where strata-http would by itself ($default)"
+else
+	skip "$HTTPD is not built: its default address not checked"
+fi
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+	skip "systemd-analyze not found: strata-http's units not verified"
+	skip "systemd-analyze not found: no security score for strata-http"
+else
+	if [ -x "$HTTPD" ]; then
+		habs=$(cd "$(dirname "$HTTPD")" && pwd)/strata-http
+		hbin=${hexec%% *}
+		sed "s|^ExecStart=$hbin|ExecStart=$habs|" "$HSERVICE" >"$TMP/units/strata-http.service"
+		cp "$HSOCKET" "$TMP/units/strata-http.socket"
+		(cd "$TMP/units" && MANPATH="$TMP/man" systemd-analyze verify \
+			"$TMP/units/strata-http.service" "$TMP/units/strata-http.socket") >"$TMP/hverify" 2>&1
+		r=$?
+		grep 'strata-http' "$TMP/hverify" >"$TMP/hours"
+		[ $r -eq 0 ] && [ ! -s "$TMP/hours" ]
+		ok $? "systemd-analyze verify accepts strata-http.service and strata-http.socket"
+		[ -s "$TMP/hverify" ] && diag "$(cat "$TMP/hverify")"
+	else
+		skip "$HTTPD is not built: systemd-analyze verify needs the ExecStart binary"
+	fi
+	if systemd-analyze security --help 2>/dev/null | grep -q -- '--offline'; then
+		(cd "$TMP" && systemd-analyze security --offline=yes "$HSERVICE") >"$TMP/hsecurity" 2>&1
+		score=$(sed -n 's/.*Overall exposure level for strata-http.service: \([0-9.]*\).*/\1/p' "$TMP/hsecurity")
+		diag "systemd-analyze security strata-http: exposure ${score:-?} (must stay below $MAX_EXPOSURE)"
+		[ -n "$score" ] && awk -v s="$score" -v m="$MAX_EXPOSURE" 'BEGIN { exit !(s < m) }'
+		ok $? "systemd-analyze security: strata-http exposure ${score:-?} < $MAX_EXPOSURE"
+		[ -n "$score" ] || diag "$(cat "$TMP/hsecurity")"
+	else
+		skip "this systemd-analyze has no security --offline (systemd < 250)"
+	fi
+fi
+
 # ---- sysusers.d and tmpfiles.d, applied to a scratch root ----
 
 if [ "$(id -u)" -ne 0 ]; then

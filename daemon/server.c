@@ -3,18 +3,21 @@
  *
  * One epoll set watches the listening socket, every connection, the signal
  * pipe (SIGTERM, SIGINT; see signals.h), the scheduler's eventfd and a
- * 1-second timerfd (watchdog, STATUS=, drain deadline). Connections are
- * level-triggered: a readable socket
- * is read until the frame reader would block, output is queued per connection
- * and written when the socket accepts it. A connection that goes away mid-way
- * is freed only after the current batch of epoll events, so no event ever
- * points at freed memory. */
+ * timerfd that ticks every second (watchdog, STATUS=, drain deadline). Each
+ * watched thing embeds a struct watch, its fd and the function that handles
+ * its events (as redis's ae.c stores a handler with each fd), and epoll hands
+ * that struct back: the loop only calls the handler. Connections are
+ * level-triggered: a readable socket is read until the frame reader would
+ * block, output is queued per connection and written when the socket accepts
+ * it. A connection that goes away mid-way is freed only after the current
+ * batch of epoll events, so no event ever points at freed memory. */
 #include "config.h"
 
 #include "daemon/server.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,11 +42,38 @@
 
 /* A client that does not read its replies may not pin more than this. */
 #define CONN_OUT_MAX (16u << 20)
+/* The first allocation of a connection's output queue; it doubles from there. */
+#define CONN_OUT_INITIAL 4096
+/* Events taken from epoll per wake-up. */
+#define EPOLL_BATCH 64
+/* Frames one connection may have served per turn before the others get theirs. */
+#define FRAMES_PER_TURN 64
+/* The timerfd's period: watchdog pings (or faster when the watchdog asks),
+ * STATUS= lines, the drain deadline. */
+#define TICK_SEC 1
+/* While draining, epoll_wait wakes at least this often to check the deadline. */
+#define DRAIN_POLL_MS 200
+/* After SIGTERM, clients get this long past --shutdown-timeout to read their replies. */
+#define DRAIN_SLACK_NS 5000000000ull
+/* The watchdog ping is withheld once the scheduler made no progress for two
+ * watchdog intervals plus this. */
+#define WATCHDOG_SLACK_NS 2000000000ull
+
+struct server;
+
+/* One thing epoll watches: its fd and what to do when epoll reports it.
+ * Embedded in the thing itself; epoll's data.ptr points at it. */
+struct watch {
+	int fd;
+	void (*on_event)(struct server *s, struct watch *w, uint32_t events);
+};
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
 
 struct conn {
+	struct watch w;	    /* w.fd is the socket; -1 once closed */
 	struct conn *next, *prev;
 	uint64_t id;
-	int fd;
 	struct frame_reader rd;
 	bool greeted;	    /* a request with our protocol version arrived */
 	bool closing;	    /* close once the output is written */
@@ -55,14 +85,13 @@ struct conn {
 	struct server *srv;  /* for replies sent through struct reply_to */
 };
 
-enum watch_tag { TAG_LISTEN = 1, TAG_SIGNAL, TAG_WAKE, TAG_TIMER };
-
 struct server {
 	const struct daemon_config *cfg;
 	struct engine *e;
 	struct sched *sched;
 	struct listener *lis;
-	int ep, wake_fd, timer_fd;
+	int ep;
+	struct watch w_listen, w_signal, w_wake, w_timer;
 	struct conn *conns;
 	struct conn *graveyard;
 	uint32_t n_conns;
@@ -80,12 +109,6 @@ struct server {
 	char arch[64];
 };
 
-/* epoll_event.data.u64 holds either a tag (< 16) or a conn pointer */
-static uint64_t tag_data(enum watch_tag t)
-{
-	return (uint64_t)t;
-}
-
 /* ---- output ---- */
 
 static void conn_close(struct server *s, struct conn *c);
@@ -96,8 +119,8 @@ static void conn_update_poll(struct server *s, struct conn *c)
 	uint32_t want = (c->closing ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
 	if (want == c->events || c->dead)
 		return;
-	struct epoll_event ev = { .events = want, .data.ptr = c };
-	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+	struct epoll_event ev = { .events = want, .data.ptr = &c->w };
+	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->w.fd, &ev) == 0)
 		c->events = want;
 }
 
@@ -105,7 +128,7 @@ static void conn_update_poll(struct server *s, struct conn *c)
 static void conn_flush(struct server *s, struct conn *c)
 {
 	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+		ssize_t n = send(c->w.fd, c->out + c->out_off, c->out_len - c->out_off,
 				 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0) {
 			if (errno == EINTR)
@@ -146,7 +169,7 @@ static void conn_send(struct server *s, struct conn *c, Strata__V1__Response *r)
 			c->out_len -= c->out_off;
 			c->out_off = 0;
 		}
-		size_t cap = c->out_cap ? c->out_cap : 4096;
+		size_t cap = c->out_cap ? c->out_cap : CONN_OUT_INITIAL;
 		while (cap < c->out_len + need)
 			cap *= 2;
 		uint8_t *p = realloc(c->out, cap);
@@ -203,9 +226,9 @@ static void conn_close(struct server *s, struct conn *c)
 	} else {
 		log_debug("client %" PRIu64 " disconnected", c->id);
 	}
-	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
-	close(c->fd);
-	c->fd = -1;
+	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->w.fd, NULL);
+	close(c->w.fd);
+	c->w.fd = -1;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -230,6 +253,8 @@ static void bury_dead(struct server *s)
 	}
 }
 
+static void conn_event(struct server *s, struct watch *w, uint32_t events);
+
 static void accept_clients(struct server *s)
 {
 	for (;;) {
@@ -248,7 +273,8 @@ static void accept_clients(struct server *s)
 			continue;
 		}
 		c->id = ++s->next_conn_id;
-		c->fd = fd;
+		c->w.fd = fd;
+		c->w.on_event = conn_event;
 		c->srv = s;
 		frame_reader_init(&c->rd, s->cfg->max_frame);
 		c->next = s->conns;
@@ -256,7 +282,7 @@ static void accept_clients(struct server *s)
 			s->conns->prev = c;
 		s->conns = c;
 		s->n_conns++;
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &c->w };
 		c->events = EPOLLIN;
 		if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
 			log_err("epoll_ctl: %s", strerror(errno));
@@ -333,8 +359,8 @@ out:
 
 static void conn_readable(struct server *s, struct conn *c)
 {
-	for (int frames = 0; frames < 64 && !c->dead && !c->closing; frames++) {
-		int rc = frame_reader_fill(&c->rd, c->fd);
+	for (int frames = 0; frames < FRAMES_PER_TURN && !c->dead && !c->closing; frames++) {
+		int rc = frame_reader_fill(&c->rd, c->w.fd);
 		if (rc == FRAME_AGAIN)
 			return;
 		if (rc == FRAME_READY) {
@@ -369,12 +395,31 @@ static void conn_readable(struct server *s, struct conn *c)
 	/* more frames may be waiting: level-triggered epoll will call again */
 }
 
+static void conn_event(struct server *s, struct watch *w, uint32_t events)
+{
+	struct conn *c = container_of(w, struct conn, w);
+	if (c->dead)
+		return; /* closed earlier in this batch of events */
+	if (events & EPOLLOUT)
+		conn_flush(s, c);
+	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+		conn_readable(s, c);
+}
+
+static void listen_event(struct server *s, struct watch *w, uint32_t events)
+{
+	(void)w;
+	(void)events;
+	if (!s->draining)
+		accept_clients(s);
+}
+
 /* ---- scheduler events ---- */
 
 static void drain_events(struct server *s)
 {
 	uint64_t counter;
-	if (read(s->wake_fd, &counter, sizeof counter) < 0) {
+	if (read(s->w_wake.fd, &counter, sizeof counter) < 0) {
 		/* EAGAIN: nothing new; events are taken below anyway */
 	}
 	struct sched_event *list = sched_take_events(s->sched);
@@ -392,12 +437,20 @@ static void drain_events(struct server *s)
 	sched_event_free(list);
 }
 
+static void wake_event(struct server *s, struct watch *w, uint32_t events)
+{
+	(void)w;
+	(void)events;
+	drain_events(s);
+}
+
 /* ---- timer: watchdog, STATUS=, drain ---- */
 
-static void on_timer(struct server *s)
+static void timer_event(struct server *s, struct watch *w, uint32_t events)
 {
+	(void)events;
 	uint64_t expirations;
-	if (read(s->timer_fd, &expirations, sizeof expirations) < 0) {
+	if (read(w->fd, &expirations, sizeof expirations) < 0) {
 		/* EAGAIN on a spurious wake-up */
 	}
 	uint64_t now = clock_now_ns();
@@ -412,7 +465,7 @@ static void on_timer(struct server *s)
 		/* Ping only while the scheduler is alive: it advances its counter every
 		 * layer of a pass and every second when idle. A stuck engine stops the
 		 * pings and systemd restarts us. */
-		uint64_t stale = 2 * s->wd_interval_us * 1000ull + 2000000000ull;
+		uint64_t stale = 2 * s->wd_interval_us * 1000ull + WATCHDOG_SLACK_NS;
 		if (now - s->wd_progress_at < stale) {
 			notify_watchdog();
 			s->wd_last_ping = now;
@@ -452,7 +505,19 @@ static void begin_drain(struct server *s, int signo)
 	}
 	uint64_t grace = (uint64_t)s->cfg->shutdown_timeout * 1000000000ull;
 	sched_drain(s->sched, grace);
-	s->drain_deadline = clock_now_ns() + grace + 5000000000ull;
+	s->drain_deadline = clock_now_ns() + grace + DRAIN_SLACK_NS;
+}
+
+static void signal_event(struct server *s, struct watch *w, uint32_t events)
+{
+	(void)w;
+	(void)events;
+	for (int signo; (signo = signals_next()) != 0;) {
+		if (signo == SIGHUP)
+			log_notice("SIGHUP ignored: restart stratad to change its settings");
+		else
+			begin_drain(s, signo);
+	}
 }
 
 static bool all_flushed(const struct server *s)
@@ -465,47 +530,51 @@ static bool all_flushed(const struct server *s)
 
 /* ---- setup and loop ---- */
 
-static int watch(struct server *s, int fd, uint64_t data)
+/* Start watching w (its fd, for input) with its handler. */
+static int watch_add(struct server *s, struct watch *w, int fd,
+		     void (*on_event)(struct server *, struct watch *, uint32_t))
 {
-	struct epoll_event ev = { .events = EPOLLIN, .data.u64 = data };
+	w->fd = fd;
+	w->on_event = on_event;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = w };
 	return epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
 int server_run(const struct daemon_config *cfg, struct engine *e, struct listener *l)
 {
-	struct server srv = { .cfg = cfg, .e = e, .lis = l, .ep = -1, .wake_fd = -1, .timer_fd = -1 };
+	struct server srv = { .cfg = cfg, .e = e, .lis = l, .ep = -1 };
 	struct server *s = &srv;
 	int rc = 0;
 
 	s->t_start = clock_now_ns();
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
-	s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	s->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-	if (s->ep < 0 || s->wake_fd < 0 || s->timer_fd < 0) {
+	s->w_wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	s->w_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (s->ep < 0 || s->w_wake.fd < 0 || s->w_timer.fd < 0) {
 		rc = -errno;
 		log_err("cannot set up the event loop: %s", strerror(errno));
 		goto out;
 	}
-	struct itimerspec its = { .it_interval = { 1, 0 }, .it_value = { 1, 0 } };
+	struct itimerspec its = { .it_interval = { TICK_SEC, 0 }, .it_value = { TICK_SEC, 0 } };
 	s->wd_interval_us = notify_watchdog_interval_usec();
-	if (s->wd_interval_us && s->wd_interval_us < 1000000) {
+	if (s->wd_interval_us && s->wd_interval_us < TICK_SEC * 1000000ull) {
 		/* tick at least as often as the watchdog wants a ping */
 		its.it_interval.tv_sec = 0;
 		its.it_interval.tv_nsec = (long)s->wd_interval_us * 1000;
 		its.it_value = its.it_interval;
 	}
-	timerfd_settime(s->timer_fd, 0, &its, NULL);
+	timerfd_settime(s->w_timer.fd, 0, &its, NULL);
 
-	struct sched_config sc = { .max_queue = cfg->max_queue, .wake_fd = s->wake_fd };
+	struct sched_config sc = { .max_queue = cfg->max_queue, .wake_fd = s->w_wake.fd };
 	rc = sched_start(e, &sc, &s->sched);
 	if (rc < 0) {
 		log_err("cannot start the scheduler: %s", strerror(-rc));
 		goto out;
 	}
-	if ((rc = watch(s, l->fd, tag_data(TAG_LISTEN))) < 0 ||
-	    (rc = watch(s, signals_fd(), tag_data(TAG_SIGNAL))) < 0 ||
-	    (rc = watch(s, s->wake_fd, tag_data(TAG_WAKE))) < 0 ||
-	    (rc = watch(s, s->timer_fd, tag_data(TAG_TIMER))) < 0) {
+	if ((rc = watch_add(s, &s->w_listen, l->fd, listen_event)) < 0 ||
+	    (rc = watch_add(s, &s->w_signal, signals_fd(), signal_event)) < 0 ||
+	    (rc = watch_add(s, &s->w_wake, s->w_wake.fd, wake_event)) < 0 ||
+	    (rc = watch_add(s, &s->w_timer, s->w_timer.fd, timer_event)) < 0) {
 		log_err("epoll_ctl: %s", strerror(-rc));
 		goto out;
 	}
@@ -531,8 +600,8 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 			log_warn("stopping with replies still unsent to slow clients");
 			break;
 		}
-		struct epoll_event evs[64];
-		int n = epoll_wait(s->ep, evs, 64, s->draining ? 200 : -1);
+		struct epoll_event evs[EPOLL_BATCH];
+		int n = epoll_wait(s->ep, evs, EPOLL_BATCH, s->draining ? DRAIN_POLL_MS : -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -541,30 +610,8 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 			break;
 		}
 		for (int i = 0; i < n; i++) {
-			uint64_t data = evs[i].data.u64;
-			if (data == TAG_LISTEN) {
-				if (!s->draining)
-					accept_clients(s);
-			} else if (data == TAG_SIGNAL) {
-				for (int signo; (signo = signals_next()) != 0;) {
-					if (signo == SIGHUP)
-						log_notice("SIGHUP ignored: restart stratad to change its settings");
-					else
-						begin_drain(s, signo);
-				}
-			} else if (data == TAG_WAKE) {
-				drain_events(s);
-			} else if (data == TAG_TIMER) {
-				on_timer(s);
-			} else {
-				struct conn *c = evs[i].data.ptr;
-				if (c->dead)
-					continue;
-				if (evs[i].events & EPOLLOUT)
-					conn_flush(s, c);
-				if (!c->dead && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
-					conn_readable(s, c);
-			}
+			struct watch *w = evs[i].data.ptr;
+			w->on_event(s, w, evs[i].events);
 		}
 		bury_dead(s);
 	}
@@ -575,10 +622,10 @@ out:
 	while (s->conns)
 		conn_close(s, s->conns);
 	bury_dead(s);
-	if (s->timer_fd >= 0)
-		close(s->timer_fd);
-	if (s->wake_fd >= 0)
-		close(s->wake_fd);
+	if (s->w_timer.fd >= 0)
+		close(s->w_timer.fd);
+	if (s->w_wake.fd >= 0)
+		close(s->w_wake.fd);
 	if (s->ep >= 0)
 		close(s->ep);
 	listener_close(l);

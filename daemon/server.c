@@ -7,9 +7,11 @@
  * watched thing embeds a struct watch, its fd and the function that handles
  * its events (as redis's ae.c stores a handler with each fd), and epoll hands
  * that struct back: the loop only calls the handler. Connections are
- * level-triggered: a readable socket is read until the frame reader would
- * block, output is queued per connection and written when the socket accepts
- * it. A connection that goes away mid-way is freed only after the current
+ * level-triggered: a readable connection gets a turn of at most
+ * FRAMES_PER_TURN frames; one that had more (frames already in its reader,
+ * which no epoll event announces) waits in a list of turns served round-robin
+ * after each batch of events, epoll_wait not sleeping while it is non-empty.
+ * Output is queued per connection and written when the socket accepts it. A connection that goes away mid-way is freed only after the current
  * batch of epoll events, so no event ever points at freed memory. */
 #include "config.h"
 
@@ -73,6 +75,10 @@ struct watch {
 struct conn {
 	struct watch w;	    /* w.fd is the socket; -1 once closed */
 	struct conn *next, *prev;
+	/* In the server's turn list: its turn ended at FRAMES_PER_TURN, so more
+	 * frames may wait in its reader, where no epoll event will announce them. */
+	struct conn *turn_next, *turn_prev;
+	bool in_turns;
 	uint64_t id;
 	struct frame_reader rd;
 	bool greeted;	    /* a request with our protocol version arrived */
@@ -93,6 +99,8 @@ struct server {
 	int ep;
 	struct watch w_listen, w_signal, w_wake, w_timer;
 	struct conn *conns;
+	struct conn *turns_head, *turns_tail; /* served round-robin, after the epoll events */
+	uint32_t n_turns;
 	struct conn *graveyard;
 	uint32_t n_conns;
 	uint64_t next_conn_id;
@@ -206,6 +214,39 @@ static struct reply_to conn_to(struct conn *c)
 
 /* ---- connection bookkeeping ---- */
 
+/* Queue c for another turn (a no-op when it is queued already). */
+static void turns_push(struct server *s, struct conn *c)
+{
+	if (c->in_turns)
+		return;
+	c->in_turns = true;
+	c->turn_next = NULL;
+	c->turn_prev = s->turns_tail;
+	if (s->turns_tail)
+		s->turns_tail->turn_next = c;
+	else
+		s->turns_head = c;
+	s->turns_tail = c;
+	s->n_turns++;
+}
+
+static void turns_remove(struct server *s, struct conn *c)
+{
+	if (!c->in_turns)
+		return;
+	if (c->turn_prev)
+		c->turn_prev->turn_next = c->turn_next;
+	else
+		s->turns_head = c->turn_next;
+	if (c->turn_next)
+		c->turn_next->turn_prev = c->turn_prev;
+	else
+		s->turns_tail = c->turn_prev;
+	c->turn_next = c->turn_prev = NULL;
+	c->in_turns = false;
+	s->n_turns--;
+}
+
 static struct conn *conn_find(struct server *s, uint64_t id)
 {
 	for (struct conn *c = s->conns; c; c = c->next)
@@ -220,6 +261,7 @@ static void conn_close(struct server *s, struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = true;
+	turns_remove(s, c);
 	if (c->gens.n > 0) {
 		log_info("client %" PRIu64 " went away; cancelling its %u request(s)", c->id, c->gens.n);
 		sched_cancel(s->sched, c->id, 0, true);
@@ -357,9 +399,16 @@ out:
 	strata__v1__request__free_unpacked(req, NULL);
 }
 
+/* One turn: serve up to FRAMES_PER_TURN frames of c, reading as needed. When
+ * the limit ends the turn, c joins the turn list: frames it sent in the same
+ * read already sit in its reader, and epoll will not announce them again. */
 static void conn_readable(struct server *s, struct conn *c)
 {
-	for (int frames = 0; frames < FRAMES_PER_TURN && !c->dead && !c->closing; frames++) {
+	for (int frames = 0; !c->dead && !c->closing; frames++) {
+		if (frames == FRAMES_PER_TURN) {
+			turns_push(s, c);
+			return;
+		}
 		int rc = frame_reader_fill(&c->rd, c->w.fd);
 		if (rc == FRAME_AGAIN)
 			return;
@@ -392,7 +441,17 @@ static void conn_readable(struct server *s, struct conn *c)
 		conn_close(s, c);
 		return;
 	}
-	/* more frames may be waiting: level-triggered epoll will call again */
+}
+
+/* One more turn for each connection queued before this call, in order;
+ * those that again use their whole turn go to the back of the list. */
+static void serve_turns(struct server *s)
+{
+	for (uint32_t n = s->n_turns; n > 0 && s->turns_head; n--) {
+		struct conn *c = s->turns_head;
+		turns_remove(s, c);
+		conn_readable(s, c);
+	}
 }
 
 static void conn_event(struct server *s, struct watch *w, uint32_t events)
@@ -601,7 +660,9 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 			break;
 		}
 		struct epoll_event evs[EPOLL_BATCH];
-		int n = epoll_wait(s->ep, evs, EPOLL_BATCH, s->draining ? DRAIN_POLL_MS : -1);
+		/* Queued turns: look for events without sleeping, then serve them. */
+		int timeout = s->turns_head ? 0 : s->draining ? DRAIN_POLL_MS : -1;
+		int n = epoll_wait(s->ep, evs, EPOLL_BATCH, timeout);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -613,6 +674,7 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 			struct watch *w = evs[i].data.ptr;
 			w->on_event(s, w, evs[i].events);
 		}
+		serve_turns(s);
 		bury_dead(s);
 	}
 	drain_events(s);

@@ -99,11 +99,11 @@ static int send_req(int fd, Strata__V1__Request *r)
 	return frame_send(fd, &r->base, FRAME_REQUEST_CAP_DEFAULT);
 }
 
-/* Next response, or NULL on EOF/timeout. Caller frees with free_unpacked. */
-static Strata__V1__Response *recv_resp(int fd)
+/* Next response, or NULL on EOF or after timeout_ms. Caller frees with free_unpacked. */
+static Strata__V1__Response *recv_resp_within(int fd, int timeout_ms)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
-	if (poll(&p, 1, TIMEOUT_MS) <= 0)
+	if (poll(&p, 1, timeout_ms) <= 0)
 		return NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -112,6 +112,11 @@ static Strata__V1__Response *recv_resp(int fd)
 	Strata__V1__Response *r = strata__v1__response__unpack(NULL, len, buf);
 	free(buf);
 	return r;
+}
+
+static Strata__V1__Response *recv_resp(int fd)
+{
+	return recv_resp_within(fd, TIMEOUT_MS);
 }
 
 static void free_resp(Strata__V1__Response *r)
@@ -246,6 +251,52 @@ static void write_raw(int fd, const void *p, size_t n)
 {
 	if (write(fd, p, n) != (ssize_t)n)
 		tap_diag("short write: %s", strerror(errno));
+}
+
+/* Append one packed Request frame to buf[*len..cap). */
+static void pack_req(Strata__V1__Request *r, uint8_t *buf, size_t cap, size_t *len)
+{
+	ssize_t n = frame_pack_into(&r->base, FRAME_REQUEST_CAP_DEFAULT, buf + *len, cap - *len);
+	if (n < 0)
+		tap_bail("frame_pack_into: %s", strerror((int)-n));
+	*len += (size_t)n;
+}
+
+/* Send n requests in one write(): n Status (gen == false) or n short greedy
+ * Generates, ids first_id.., then count the terminal replies (Status, Done or
+ * Error) until all have come or the daemon falls silent. */
+static int pipelined(int fd, int n, bool gen, uint64_t first_id)
+{
+	static uint8_t buf[65536];
+	size_t len = 0;
+	for (int i = 0; i < n; i++) {
+		Strata__V1__Request r;
+		Strata__V1__Status st = STRATA__V1__STATUS__INIT;
+		Strata__V1__Generate g = STRATA__V1__GENERATE__INIT;
+		req_init(&r, first_id + (uint64_t)i);
+		if (gen) {
+			g.prompt = (char *)"Once upon a time";
+			g.max_tokens = 2;
+			g.temperature_opt_case = STRATA__V1__GENERATE__TEMPERATURE_OPT_TEMPERATURE;
+			r.body_case = STRATA__V1__REQUEST__BODY_GENERATE;
+			r.generate = &g;
+		} else {
+			r.body_case = STRATA__V1__REQUEST__BODY_STATUS;
+			r.status = &st;
+		}
+		pack_req(&r, buf, sizeof buf, &len);
+	}
+	write_raw(fd, buf, len);
+	int terminal = 0;
+	while (terminal < n) {
+		Strata__V1__Response *r = recv_resp_within(fd, 5000);
+		if (!r)
+			break;
+		if (r->body_case != STRATA__V1__RESPONSE__BODY_PIECE)
+			terminal++;
+		free_resp(r);
+	}
+	return terminal;
 }
 
 static void start_daemon(void)
@@ -504,6 +555,15 @@ int main(void)
 			usleep(20000);
 	}
 	tap_ok(freed, "... the client hangs up: its request is cancelled and its slot freed");
+
+	/* more frames in one read than one connection is served per turn: the
+	 * rest wait in the reader's buffer, and every one must still be answered */
+	fd = connect_daemon();
+	int got = pipelined(fd, 70, false, 1000);
+	tap_is_int(got, 70, "70 Status requests in one write: 70 replies");
+	got = pipelined(fd, 100, true, 2000);
+	tap_is_int(got, 100, "100 pipelined Generates in one write: each gets its Done or OVERLOADED");
+	close(fd);
 
 	/* overload: 4 running + 12 queued fit; more are refused */
 	fd = connect_daemon();

@@ -28,6 +28,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +61,15 @@
 /* The watchdog ping is withheld once the scheduler made no progress for two
  * watchdog intervals plus this. */
 #define WATCHDOG_SLACK_NS 2000000000ull
+/* A connection closed by the server after an error (or refused at accept)
+ * first sends its last frame, then reads and drops what the client still
+ * sends, for at most this long, so that the close does not reset the
+ * connection under the unread error frame. */
+#define LINGER_NS 2000000000ull
+/* Connections lingering at once; past this, one is closed outright. */
+#define LINGER_MAX 64
+/* Bytes a lingering connection may have dropped per wake-up. */
+#define LINGER_READ_MAX (64u << 10)
 
 struct server;
 
@@ -81,9 +91,15 @@ struct conn {
 	bool in_turns;
 	uint64_t id;
 	struct frame_reader rd;
+	uid_t uid;	    /* the peer's user (SO_PEERCRED), for --max-clients-per-uid */
+	bool have_uid;
 	bool greeted;	    /* a request with our protocol version arrived */
-	bool closing;	    /* close once the output is written */
+	bool closing;	    /* linger, then close, once the output is written */
+	bool lingering;	    /* output shut down; input dropped until EOF or linger_deadline */
 	bool dead;	    /* closed; freed after this batch of events */
+	uint64_t last_active; /* ns: accepted, bytes came or went, a Generate ended */
+	uint64_t frame_t0;  /* ns: when the frame being received began; 0 = none */
+	uint64_t linger_deadline; /* ns */
 	uint32_t events;    /* the epoll mask registered now */
 	uint8_t *out;	    /* (out_cap) queued frames; [out_off, out_len) unsent */
 	size_t out_off, out_len, out_cap;
@@ -102,7 +118,8 @@ struct server {
 	struct conn *turns_head, *turns_tail; /* served round-robin, after the epoll events */
 	uint32_t n_turns;
 	struct conn *graveyard;
-	uint32_t n_conns;
+	uint32_t n_conns;     /* open and served (lingering ones not counted) */
+	uint32_t n_lingering;
 	uint64_t next_conn_id;
 	uint64_t t_start;
 	bool draining;
@@ -121,10 +138,13 @@ struct server {
 
 static void conn_close(struct server *s, struct conn *c);
 
+static void conn_linger(struct server *s, struct conn *c);
+
 /* Watch for input unless we are closing (then only for room to write). */
 static void conn_update_poll(struct server *s, struct conn *c)
 {
-	uint32_t want = (c->closing ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
+	uint32_t want = c->lingering ? EPOLLIN :
+		(c->closing ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
 	if (want == c->events || c->dead)
 		return;
 	struct epoll_event ev = { .events = want, .data.ptr = &c->w };
@@ -148,11 +168,12 @@ static void conn_flush(struct server *s, struct conn *c)
 			return;
 		}
 		c->out_off += (size_t)n;
+		c->last_active = clock_now_ns();
 	}
 	if (c->out_off == c->out_len) {
 		c->out_off = c->out_len = 0;
-		if (c->closing) {
-			conn_close(s, c);
+		if (c->closing && !c->lingering) {
+			conn_linger(s, c);
 			return;
 		}
 	}
@@ -262,6 +283,10 @@ static void conn_close(struct server *s, struct conn *c)
 		return;
 	c->dead = true;
 	turns_remove(s, c);
+	if (c->lingering)
+		s->n_lingering--;
+	else
+		s->n_conns--;
 	if (c->gens.n > 0) {
 		log_info("client %" PRIu64 " went away; cancelling its %u request(s)", c->id, c->gens.n);
 		sched_cancel(s->sched, c->id, 0, true);
@@ -277,10 +302,65 @@ static void conn_close(struct server *s, struct conn *c)
 		s->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	s->n_conns--;
 	c->next = s->graveyard;
 	c->prev = NULL;
 	s->graveyard = c;
+}
+
+/* The last frame is out: shut down our side for writing, then read and drop
+ * what the client still sends until it closes or LINGER_NS pass. Closing a
+ * socket with unread input resets the connection, and on a Unix socket the
+ * client then sees ECONNRESET (or EPIPE on its write) instead of the error
+ * frame that explained why. The slot is free from here; lingering has its own
+ * bound (LINGER_MAX), past which the connection is closed outright. */
+static void conn_linger(struct server *s, struct conn *c)
+{
+	if (s->n_lingering >= LINGER_MAX) {
+		conn_close(s, c);
+		return;
+	}
+	if (c->gens.n > 0) {
+		log_info("client %" PRIu64 " is being closed; cancelling its %u request(s)", c->id, c->gens.n);
+		sched_cancel(s->sched, c->id, 0, true);
+		gen_ids_free(&c->gens);
+	}
+	turns_remove(s, c);
+	frame_reader_release(&c->rd);
+	shutdown(c->w.fd, SHUT_WR);
+	c->lingering = true;
+	s->n_conns--;
+	s->n_lingering++;
+	c->linger_deadline = clock_now_ns() + LINGER_NS;
+	conn_update_poll(s, c);
+}
+
+/* Read and drop a lingering connection's input; close it at its EOF. */
+static void conn_discard(struct server *s, struct conn *c)
+{
+	uint8_t buf[4096];
+	for (size_t got = 0; got < LINGER_READ_MAX;) {
+		ssize_t n = recv(c->w.fd, buf, sizeof buf, MSG_DONTWAIT);
+		if (n > 0) {
+			got += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		conn_close(s, c); /* EOF, or the client reset it: nothing left to protect */
+		return;
+	}
+}
+
+/* Connections of this user now, lingering ones excepted. */
+static uint32_t conns_of_uid(const struct server *s, uid_t uid)
+{
+	uint32_t n = 0;
+	for (const struct conn *c = s->conns; c; c = c->next)
+		if (!c->lingering && c->have_uid && c->uid == uid)
+			n++;
+	return n;
 }
 
 static void bury_dead(struct server *s)
@@ -318,7 +398,18 @@ static void accept_clients(struct server *s)
 		c->w.fd = fd;
 		c->w.on_event = conn_event;
 		c->srv = s;
+		c->last_active = clock_now_ns();
 		frame_reader_init(&c->rd, s->cfg->max_frame);
+		struct ucred cred;
+		socklen_t len = sizeof cred;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+			c->uid = cred.uid;
+			c->have_uid = true;
+			log_debug("client %" PRIu64 " connected (pid %d, uid %u)", c->id, (int)cred.pid,
+				  (unsigned)cred.uid);
+		}
+		/* counted before it joins, so that it does not count itself */
+		uint32_t of_uid = c->have_uid ? conns_of_uid(s, c->uid) : 0;
 		c->next = s->conns;
 		if (s->conns)
 			s->conns->prev = c;
@@ -331,19 +422,25 @@ static void accept_clients(struct server *s)
 			conn_close(s, c);
 			continue;
 		}
-		struct ucred cred;
-		socklen_t len = sizeof cred;
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-			log_debug("client %" PRIu64 " connected (pid %d, uid %u)", c->id, (int)cred.pid,
-				  (unsigned)cred.uid);
+		struct reply_to to = conn_to(c);
 		if (s->n_conns > s->cfg->max_clients) {
-			struct reply_to to = conn_to(c);
+			log_info("client %" PRIu64 " refused: %u connections already (--max-clients)", c->id,
+				 s->cfg->max_clients);
 			request_error(&to, 0, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
 				     "too many connections (%u, --max-clients); try again later",
 				     s->cfg->max_clients);
-			c->closing = true;
-			conn_flush(s, c);
+		} else if (of_uid >= s->cfg->max_clients_per_uid) {
+			log_info("client %" PRIu64 " refused: uid %u has %u connections already "
+				 "(--max-clients-per-uid)", c->id, (unsigned)c->uid, of_uid);
+			request_error(&to, 0, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
+				     "uid %u already has %u connections, its share of the %u slots "
+				     "(--max-clients-per-uid); try again later",
+				     (unsigned)c->uid, of_uid, s->cfg->max_clients);
+		} else {
+			continue;
 		}
+		c->closing = true;
+		conn_flush(s, c);
 	}
 }
 
@@ -410,12 +507,19 @@ static void conn_readable(struct server *s, struct conn *c)
 			return;
 		}
 		int rc = frame_reader_fill(&c->rd, c->w.fd);
-		if (rc == FRAME_AGAIN)
+		if (rc == FRAME_AGAIN) {
+			/* the frame timeout runs from the first byte of a frame */
+			if (!frame_reader_started(&c->rd))
+				c->frame_t0 = 0;
+			else if (!c->frame_t0)
+				c->frame_t0 = clock_now_ns();
 			return;
+		}
 		if (rc == FRAME_READY) {
 			uint8_t *buf;
 			size_t len;
 			if (frame_reader_take(&c->rd, &buf, &len) == 0) {
+				c->frame_t0 = 0;
 				handle_frame(s, c, buf, len);
 				free(buf);
 			}
@@ -459,6 +563,12 @@ static void conn_event(struct server *s, struct watch *w, uint32_t events)
 	struct conn *c = container_of(w, struct conn, w);
 	if (c->dead)
 		return; /* closed earlier in this batch of events */
+	if (c->lingering) {
+		conn_discard(s, c);
+		return;
+	}
+	if (events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+		c->last_active = clock_now_ns();
 	if (events & EPOLLOUT)
 		conn_flush(s, c);
 	if (!c->dead && (events & (EPOLLIN | EPOLLHUP | EPOLLERR)))
@@ -484,10 +594,11 @@ static void drain_events(struct server *s)
 	struct sched_event *list = sched_take_events(s->sched);
 	for (struct sched_event *ev = list; ev; ev = ev->next) {
 		struct conn *c = conn_find(s, ev->client_id);
-		if (!c || c->dead)
-			continue; /* the client left; its requests were cancelled */
+		if (!c || c->dead || c->lingering)
+			continue; /* the client left or is being closed; its requests were cancelled */
 		if (ev->kind == SCHED_EV_DONE) {
 			gen_ids_remove(&c->gens, ev->request_id);
+			c->last_active = clock_now_ns(); /* the idle time starts now */
 			request_log_done(c->id, ev);
 		}
 		struct reply_to to = conn_to(c);
@@ -505,6 +616,32 @@ static void wake_event(struct server *s, struct watch *w, uint32_t events)
 
 /* ---- timer: watchdog, STATUS=, drain ---- */
 
+/* Close what waits too long: lingering connections past their deadline, a
+ * frame begun more than --frame-timeout ago, and connections with no request
+ * running, no frame begun, that neither sent nor received anything for
+ * --idle-timeout (a client that does not read its replies included). Without
+ * these, connections that send nothing hold --max-clients for ever. */
+static void check_timeouts(struct server *s, uint64_t now)
+{
+	uint64_t frame_ns = (uint64_t)s->cfg->frame_timeout * 1000000000ull;
+	uint64_t idle_ns = (uint64_t)s->cfg->idle_timeout * 1000000000ull;
+	for (struct conn *c = s->conns, *next; c; c = next) {
+		next = c->next;
+		if (c->lingering) {
+			if (now >= c->linger_deadline)
+				conn_close(s, c);
+		} else if (frame_ns && c->frame_t0 && now - c->frame_t0 >= frame_ns) {
+			log_info("client %" PRIu64 ": a request frame begun %u s ago is still incomplete "
+				 "(--frame-timeout); closing it", c->id, s->cfg->frame_timeout);
+			conn_close(s, c);
+		} else if (idle_ns && c->gens.n == 0 && !c->frame_t0 && now - c->last_active >= idle_ns) {
+			log_info("client %" PRIu64 ": idle for %u s (--idle-timeout); closing it", c->id,
+				 s->cfg->idle_timeout);
+			conn_close(s, c);
+		}
+	}
+}
+
 static void timer_event(struct server *s, struct watch *w, uint32_t events)
 {
 	(void)events;
@@ -513,6 +650,7 @@ static void timer_event(struct server *s, struct watch *w, uint32_t events)
 		/* EAGAIN on a spurious wake-up */
 	}
 	uint64_t now = clock_now_ns();
+	check_timeouts(s, now);
 	struct sched_stats st;
 	sched_get_stats(s->sched, &st);
 

@@ -30,6 +30,9 @@ enum opt_id {
 	OPT_MLOCK,
 	OPT_KV_TYPE,
 	OPT_MAX_CLIENTS,
+	OPT_MAX_CLIENTS_PER_UID,
+	OPT_IDLE_TIMEOUT,
+	OPT_FRAME_TIMEOUT,
 	OPT_MAX_QUEUE,
 	OPT_MAX_FRAME,
 	OPT_MAX_TOKENS,
@@ -53,6 +56,9 @@ static const struct option long_opts[] = {
 	{ "mlock", optional_argument, NULL, OPT_MLOCK },
 	{ "kv-type", required_argument, NULL, OPT_KV_TYPE },
 	{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+	{ "max-clients-per-uid", required_argument, NULL, OPT_MAX_CLIENTS_PER_UID },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT },
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
 	{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
@@ -86,6 +92,10 @@ void daemon_usage(FILE *f)
 		"  --mlock[=yes|no]        lock resident weights in RAM\n"
 		"  --kv-type f16|f32       KV cache precision (default f16)\n"
 		"  --max-clients N         connections at once (default 64)\n"
+		"  --max-clients-per-uid N connections at once of one user (default: half of --max-clients)\n"
+		"  --idle-timeout SEC      close a connection idle this long; 0 never (default 300)\n"
+		"  --frame-timeout SEC     close a connection whose request frame takes longer to\n"
+		"                          arrive whole; 0 no limit (default 30)\n"
 		"  --max-queue N           requests waiting for a free sequence (default 64)\n"
 		"  --max-frame BYTES       largest protocol frame accepted (default 1048576)\n"
 		"  --max-tokens N          cap on tokens generated per request (default: context)\n"
@@ -101,6 +111,8 @@ void daemon_config_default(struct daemon_config *c)
 	engine_config_default(&c->engine);
 	c->engine.n_slots = 4;
 	c->max_clients = 64;
+	c->idle_timeout = 300;
+	c->frame_timeout = 30;
 	c->max_queue = 64;
 	c->max_frame = 1u << 20;
 	c->shutdown_timeout = 10;
@@ -190,6 +202,9 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 		break;
 	}
 	case OPT_MAX_CLIENTS: rc = opt_u32(name, val, 1, &c->max_clients, err); break;
+	case OPT_MAX_CLIENTS_PER_UID: rc = opt_u32(name, val, 1, &c->max_clients_per_uid, err); break;
+	case OPT_IDLE_TIMEOUT: rc = opt_u32(name, val, 0, &c->idle_timeout, err); break;
+	case OPT_FRAME_TIMEOUT: rc = opt_u32(name, val, 0, &c->frame_timeout, err); break;
 	case OPT_MAX_QUEUE: rc = opt_u32(name, val, 0, &c->max_queue, err); break;
 	case OPT_MAX_FRAME: rc = opt_u32(name, val, 64, &c->max_frame, err); break;
 	case OPT_MAX_TOKENS: rc = opt_u32(name, val, 0, &c->max_tokens, err); break;
@@ -307,5 +322,7 @@ int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st
 		return st_errf(err, -EINVAL, "no model: give --model FILE (or 'model = FILE' in %s)",
 			       STRATAD_DEFAULT_CONFIG);
 	c->engine.model_path = c->model;
+	if (c->max_clients_per_uid == 0) /* default: one user may take half the slots */
+		c->max_clients_per_uid = c->max_clients > 1 ? c->max_clients / 2 : 1;
 	return 0;
 }

@@ -20,6 +20,9 @@ struct daemon_config {
 	char config_file[4096];	    /* what was read, for the log */
 	struct engine_config engine;/* model_path points at .model */
 	uint32_t max_clients;	    /* connections at once */
+	uint32_t max_clients_per_uid; /* connections at once of one user (peer uid); 0 = half of max_clients */
+	uint32_t idle_timeout;	    /* seconds a connection may sit with nothing to do; 0 = never closed */
+	uint32_t frame_timeout;	    /* seconds a begun frame may take to arrive whole; 0 = no limit */
 	uint32_t max_queue;	    /* requests waiting for a slot */
 	uint32_t max_frame;	    /* bytes of one protocol frame */
 	uint32_t max_tokens;	    /* cap on a request's max_tokens; 0 = the context */

@@ -294,6 +294,11 @@ int frame_reader_fill(struct frame_reader *r, int fd)
 	}
 }
 
+bool frame_reader_started(const struct frame_reader *r)
+{
+	return r->hdr_have > 0 || r->ready || r->in_off < r->in_len;
+}
+
 int frame_reader_take(struct frame_reader *r, uint8_t **buf, size_t *len)
 {
 	if (!r->ready)

@@ -110,6 +110,11 @@ int frame_reader_fill(struct frame_reader *r, int fd);
  * frame is pending, else -EPROTO. */
 int frame_reader_finish(struct frame_reader *r);
 
+/* true when the reader holds part of a frame: bytes of its prefix or body,
+ * or bytes read from the fd and not consumed yet (a frame has begun
+ * arriving); false between frames. */
+bool frame_reader_started(const struct frame_reader *r);
+
 /* Hand over the complete frame: *buf (malloc'd, never NULL; the caller frees
  * it with free()) and *len body bytes. The reader starts on the next frame.
  * -EAGAIN when no frame is ready. */

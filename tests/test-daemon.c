@@ -3,7 +3,9 @@
  * generation, 16 clients at once, every kind of bad input (each followed by
  * proof that the daemon still serves), cancel, overload, watchdog and STATUS
  * notifications, and SIGTERM while requests stream. Uses stories260K when
- * ../shared is there, else a synthetic model. */
+ * ../shared is there, else a synthetic model. Then a second stratad with
+ * small limits: per-user connection shares, refusals that arrive whole, idle
+ * and half-sent-frame timeouts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -333,6 +335,166 @@ static void start_daemon(void)
 	}
 }
 
+/* The second daemon: small limits and short timeouts, on its own socket and
+ * model; ready when it answers. Its log is limits.log. */
+static pid_t start_limits_daemon(const char *model)
+{
+	char stratad[4096], log_path[4096];
+	snprintf(stratad, sizeof stratad, "%s/daemon/stratad", tap_builddir());
+	snprintf(log_path, sizeof log_path, "%s/limits.log", tap_tmpdir());
+	pid_t pid = fork();
+	if (pid < 0)
+		tap_bail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (log >= 0)
+			dup2(log, 2);
+		unsetenv("NOTIFY_SOCKET");
+		execl(stratad, stratad, "--model", model, "--socket", sock_path, "--ctx-size", "128",
+		      "--threads", "2", "--max-clients", "8", "--max-clients-per-uid", "4",
+		      "--idle-timeout", "4", "--frame-timeout", "1", "--max-frame", "33554432",
+		      "--shutdown-timeout", "0", "--log-level", "debug", "--config", "/dev/null",
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 600 && !daemon_serves() && waitpid(pid, NULL, WNOHANG) == 0; i++)
+		usleep(50000);
+	return pid;
+}
+
+/* `strata status` run as another user (nobody): exit status, or -1. */
+static int status_as_nobody(void)
+{
+	char strata[4096];
+	snprintf(strata, sizeof strata, "%s/client/strata", tap_builddir());
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 1);
+		/* gid 0 stays: the socket is group-writable (0660, group root here) */
+		if (setuid(65534) != 0)
+			_exit(126);
+		execl(strata, strata, "--socket", sock_path, "status", (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* The peer closed within timeout_ms (EOF or a reset; replies before it are skipped). */
+static bool closed_within(int fd, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		int left = (int)(end - now_ms());
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return false;
+		char buf[4096];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			return true;
+	}
+}
+
+static void test_limits(void)
+{
+	char model[4096];
+	struct st_err err = { "" };
+	struct synth_params sp = { .n_embd = 32, .n_layer = 1, .n_head = 2, .n_head_kv = 2,
+				   .n_ff = 64, .n_ctx = 128, .type = ST_F32, .vocab_path = "builtin",
+				   .seed = 4, .name = "limits" };
+	snprintf(model, sizeof model, "%s/limits.gguf", tap_tmpdir());
+	if (synth_write(model, &sp, &err) < 0)
+		tap_bail("synth: %s", err.msg);
+	snprintf(sock_path, sizeof sock_path, "%s/limits.sock", tap_tmpdir());
+	pid_t pid = start_limits_daemon(model);
+	if (!tap_ok(daemon_serves(), "a second stratad with --max-clients 8 --max-clients-per-uid 4 "
+		    "--idle-timeout 4 --frame-timeout 1 serves")) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return;
+	}
+
+	/* one user fills its share of the slots with connections that do nothing */
+	int held[4];
+	bool all = true;
+	for (int i = 0; i < 4; i++) {
+		held[i] = connect_daemon();
+		all &= held[i] >= 0;
+	}
+	tap_ok(all, "4 connections of one user are open and idle");
+	int fd = connect_daemon();
+	uint64_t eid = 99;
+	tap_ok(fd >= 0 && expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
+				       "--max-clients-per-uid", &eid) && eid == 0,
+	       "a 5th connection of the same user gets OVERLOADED naming --max-clients-per-uid");
+	tap_ok(sees_eof(fd), "... and is closed");
+	close(fd);
+	if (getuid() == 0) {
+		/* the test's directory must be passable for another user */
+		chmod(tap_tmpdir(), 0711);
+		int rc = status_as_nobody();
+		tap_ok(rc == 0, "meanwhile another user (nobody) is served: strata status exits %d", rc);
+	} else {
+		tap_skip("not root: no other user to connect as");
+	}
+
+	/* a refused client that writes first still reads its OVERLOADED: the
+	 * server drains its input before closing, so no reset overtakes the frame */
+	int refused = 0, write_failed = 0;
+	for (int i = 0; i < 200; i++) {
+		fd = connect_daemon();
+		if (fd < 0)
+			continue;
+		if (send_status(fd, 5) < 0)
+			write_failed++;
+		Strata__V1__Response *r = recv_resp_within(fd, 5000);
+		if (r && r->body_case == STRATA__V1__RESPONSE__BODY_ERROR &&
+		    r->error->code == STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED)
+			refused++;
+		free_resp(r);
+		close(fd);
+	}
+	tap_ok(refused == 200 && write_failed == 0,
+	       "200 refused clients that write first: each reads its OVERLOADED (%d did; %d writes failed)",
+	       refused, write_failed);
+
+	/* a frame begun and not finished is closed after --frame-timeout;
+	 * the idle connections after --idle-timeout, not sooner */
+	close(held[3]);
+	usleep(100000);
+	fd = connect_daemon();
+	uint8_t two[2] = { 0, 0 };
+	write_raw(fd, two, sizeof two);
+	uint64_t t0 = now_ms();
+	bool cut = closed_within(fd, 3000);
+	tap_ok(cut, "2 bytes of a length prefix, then nothing: closed after --frame-timeout 1 (%.1f s)",
+	       (double)(now_ms() - t0) / 1000);
+	close(fd);
+	int still = 0;
+	for (int i = 0; i < 3; i++) {
+		struct pollfd p = { held[i], POLLIN, 0 };
+		still += poll(&p, 1, 0) == 0;
+	}
+	tap_is_int(still, 3, "the idle connections are still open then");
+	int gone = 0;
+	for (int i = 0; i < 3; i++) {
+		gone += closed_within(held[i], 8000);
+		close(held[i]);
+	}
+	tap_is_int(gone, 3, "the 3 idle connections are closed after --idle-timeout 4");
+	tap_ok(daemon_serves(), "... and their user is served again");
+
+	kill(pid, SIGTERM);
+	int status = 0;
+	tap_ok(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "the second stratad exits 0 on SIGTERM");
+}
+
 static void show_log(void)
 {
 	char path[4096], line[1024];
@@ -624,6 +786,8 @@ int main(void)
 	tap_ok(w == daemon_pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "stratad exits 0");
 	tap_ok(wait_note("STOPPING=1", 2000), "STOPPING=1 was sent");
 	tap_ok(stat(sock_path, &st) != 0 && errno == ENOENT, "the socket file is removed");
+
+	test_limits();
 
 	int rc = tap_done();
 	if (rc)

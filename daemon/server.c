@@ -180,11 +180,33 @@ static void conn_flush(struct server *s, struct conn *c)
 	conn_update_poll(s, c);
 }
 
+static void conn_queue(struct server *s, struct conn *c, Strata__V1__Response *r);
+
 static void conn_send(struct server *s, struct conn *c, Strata__V1__Response *r)
 {
 	if (c->dead)
 		return;
 	r->protocol_version = STRATA_PROTOCOL_VERSION;
+	/* Every string sent is UTF-8, whatever a handler put in it (a model's
+	 * path or name, text from the model): proto3 says so, and clients in
+	 * other languages refuse the frame otherwise. */
+	struct frame_utf8_fixes fixes = { 0 };
+	if (frame_sanitize_utf8(&r->base, &fixes) < 0) {
+		frame_utf8_fixes_undo(&fixes);
+		log_err("client %" PRIu64 ": out of memory for a reply; closing it", c->id);
+		conn_close(s, c);
+		return;
+	}
+	if (fixes.n)
+		log_debug("client %" PRIu64 ": %zu string(s) of a reply were not UTF-8; sent with U+FFFD",
+			  c->id, fixes.n);
+	conn_queue(s, c, r);
+	frame_utf8_fixes_undo(&fixes);
+}
+
+/* Pack r at the end of c's output and start writing it. */
+static void conn_queue(struct server *s, struct conn *c, Strata__V1__Response *r)
+{
 	size_t need = frame_size(&r->base);
 	if (c->out_len - c->out_off + need > CONN_OUT_MAX) {
 		log_warn("client %" PRIu64 " does not read its replies (%zu bytes queued); closing it",

@@ -355,31 +355,21 @@ int frame_pack(const ProtobufCMessage *msg, size_t cap, uint8_t **out, size_t *o
 	return 0;
 }
 
-static int check_message(const ProtobufCMessage *m, const char **field);
+/* Calls fn for every string field of m that is set (nested messages,
+ * repeated fields and set oneof members included), with the place that holds
+ * its pointer, until fn returns non-zero. Walks protobuf-c's descriptors, so
+ * a string field added to the .proto is covered without touching this code. */
+typedef int string_fn(const ProtobufCFieldDescriptor *f, char **slot, void *ctx);
 
-/* One value of field f: a string to check or a sub-message to descend into. */
-static int check_value(const ProtobufCFieldDescriptor *f, const void *v, const char **field)
-{
-	if (!v)
-		return 0;
-	if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-		return check_message(v, field);
-	if (utf8_valid(v, strlen(v)))
-		return 0;
-	if (field)
-		*field = f->name;
-	return -EILSEQ;
-}
-
-/* Walks the fields through protobuf-c's descriptors, so new string fields in
- * the .proto are covered without touching this code. */
-static int check_message(const ProtobufCMessage *m, const char **field)
+static int visit_strings(ProtobufCMessage *m, string_fn *fn, void *ctx)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
-	const char *base = (const char *)m;
+	char *base = (char *)m;
 
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		size_t n = 1;
+		void **vals = (void **)(base + f->offset);
 		int rc;
 
 		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
@@ -392,29 +382,84 @@ static int check_message(const ProtobufCMessage *m, const char **field)
 				continue;
 		}
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n;
-			void *const *vals;
 			memcpy(&n, base + f->quantifier_offset, sizeof n);
 			memcpy(&vals, base + f->offset, sizeof vals);
-			for (size_t j = 0; j < n; j++) {
-				rc = check_value(f, vals[j], field);
-				if (rc < 0)
-					return rc;
-			}
-		} else {
-			const void *v;
-			memcpy(&v, base + f->offset, sizeof v);
-			rc = check_value(f, v, field);
-			if (rc < 0)
+		}
+		for (size_t j = 0; j < n; j++) {
+			if (!vals[j])
+				continue;
+			if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+				rc = visit_strings(vals[j], fn, ctx);
+			else
+				rc = fn(f, (char **)&vals[j], ctx);
+			if (rc)
 				return rc;
 		}
 	}
 	return 0;
 }
 
+static int check_string(const ProtobufCFieldDescriptor *f, char **slot, void *ctx)
+{
+	const char **field = ctx;
+	if (utf8_valid(*slot, strlen(*slot)))
+		return 0;
+	if (field)
+		*field = f->name;
+	return -EILSEQ;
+}
+
 int frame_check_utf8(const ProtobufCMessage *msg, const char **field)
 {
 	if (field)
 		*field = NULL;
-	return check_message(msg, field);
+	/* visit_strings takes a mutable message; check_string only reads */
+	return visit_strings((ProtobufCMessage *)msg, check_string, (void *)field);
+}
+
+static int fix_string(const ProtobufCFieldDescriptor *f, char **slot, void *ctx)
+{
+	struct frame_utf8_fixes *fx = ctx;
+	size_t n = strlen(*slot), len;
+	char *copy;
+
+	(void)f;
+	if (utf8_valid(*slot, n))
+		return 0;
+	if (fx->n == fx->cap) {
+		size_t cap = fx->cap ? 2 * fx->cap : 4;
+		struct frame_utf8_fix *v = realloc(fx->v, cap * sizeof *v);
+		if (!v)
+			return -ENOMEM;
+		fx->v = v;
+		fx->cap = cap;
+	}
+	len = utf8_sanitize(*slot, n, NULL, 0);
+	copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	utf8_sanitize(*slot, n, copy, len + 1);
+	copy[len] = '\0';
+	fx->v[fx->n].slot = slot;
+	fx->v[fx->n].orig = *slot;
+	fx->n++;
+	*slot = copy;
+	return 0;
+}
+
+int frame_sanitize_utf8(ProtobufCMessage *msg, struct frame_utf8_fixes *fixes)
+{
+	return visit_strings(msg, fix_string, fixes);
+}
+
+void frame_utf8_fixes_undo(struct frame_utf8_fixes *fixes)
+{
+	if (!fixes)
+		return;
+	for (size_t i = fixes->n; i-- > 0;) {
+		free(*fixes->v[i].slot);
+		*fixes->v[i].slot = fixes->v[i].orig;
+	}
+	free(fixes->v);
+	memset(fixes, 0, sizeof *fixes);
 }

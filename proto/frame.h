@@ -149,4 +149,26 @@ ssize_t frame_pack_into(const ProtobufCMessage *msg, size_t cap, uint8_t *dst, s
  * spells it, e.g. "prompt". (protobuf-c strings also end at the first NUL.) */
 int frame_check_utf8(const ProtobufCMessage *msg, const char **field);
 
+/* ---- sending valid UTF-8 ---- */
+
+/* What frame_sanitize_utf8 replaced, to put back. Zero-initialize. */
+struct frame_utf8_fix {
+	char **slot; /* where the string pointer lives in the message */
+	char *orig;  /* the caller's string, put back by the undo */
+};
+struct frame_utf8_fixes {
+	struct frame_utf8_fix *v; /* (n) */
+	size_t n, cap;
+};
+
+/* Make every `string` field of msg (nested messages, repeated fields and set
+ * oneof members included) valid UTF-8 before it is packed: a string that is
+ * not is replaced in the message by a malloc'd copy in which each maximal
+ * invalid subpart became U+FFFD (utf8_sanitize). The caller's strings are not
+ * written to; `fixes` records each replacement, and
+ * frame_utf8_fixes_undo(fixes) puts the originals back and frees the copies:
+ * call it after packing, also when this fails. 0, or -ENOMEM. */
+int frame_sanitize_utf8(ProtobufCMessage *msg, struct frame_utf8_fixes *fixes);
+void frame_utf8_fixes_undo(struct frame_utf8_fixes *fixes);
+
 #endif

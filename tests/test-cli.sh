@@ -131,9 +131,10 @@ TAP_PIDS=
 # --ignore-eos: find a sampled generation that ends at EOS (on a random model
 # one does within a few seeds), then the same seed with --ignore-eos runs on
 # through the EOS to the full length, with the same text first.
-E="$TMP/eos.gguf"
+# (its path and its general.name are not UTF-8: strata status must still work)
+E="$TMP/eos-$(printf '\377').gguf"
 "$STRATA_MODEL" synth "$E" --n-embd 64 --n-layer 1 --n-head 4 --n-ff 128 --type f32 \
-	--vocab builtin --seed 5 &&
+	--vocab builtin --seed 5 --name "$(printf 'caf\351 story')" &&
 	{ "$STRATAD" --config /dev/null --model "$E" --socket "$TMP/e.sock" --threads 1 \
 		2>"$TMP/e.log" & }
 EPID=$!
@@ -159,6 +160,11 @@ case $(cat "$TMP/noeos.txt") in
 *) false ;;
 esac
 ok $? "... with the text of the run that stopped first, then more"
+"$STRATA" --socket "$TMP/e.sock" status >"$TMP/e.status" 2>&1 &&
+	grep -q "caf$(printf '\357\277\275') story" "$TMP/e.status" &&
+	grep -q "eos-$(printf '\357\277\275').gguf" "$TMP/e.status"
+ok $? "a model whose path and name are not UTF-8: strata status shows them with U+FFFD"
+grep -q "model\|file" "$TMP/e.status" || diag "$(cat "$TMP/e.status")"
 kill -TERM "$EPID"
 wait "$EPID"
 TAP_PIDS=

@@ -406,8 +406,9 @@ static void test_limits(void)
 	struct st_err err = { "" };
 	struct synth_params sp = { .n_embd = 32, .n_layer = 1, .n_head = 2, .n_head_kv = 2,
 				   .n_ff = 64, .n_ctx = 128, .type = ST_F32, .vocab_path = "builtin",
-				   .seed = 4, .name = "limits" };
-	snprintf(model, sizeof model, "%s/limits.gguf", tap_tmpdir());
+				   .seed = 4, .name = "lim\xffits \xc3" };
+	/* its path and general.name are not UTF-8: Status must still send UTF-8 */
+	snprintf(model, sizeof model, "%s/limits-\xfe\xff.gguf", tap_tmpdir());
 	if (synth_write(model, &sp, &err) < 0)
 		tap_bail("synth: %s", err.msg);
 	snprintf(sock_path, sizeof sock_path, "%s/limits.sock", tap_tmpdir());
@@ -419,6 +420,26 @@ static void test_limits(void)
 		return;
 	}
 
+	int fd = connect_daemon();
+	send_status(fd, 1);
+	Strata__V1__Response *r = recv_resp(fd);
+	const char *field = NULL;
+	tap_ok(r && r->body_case == STRATA__V1__RESPONSE__BODY_STATUS && r->status->model &&
+		       frame_check_utf8(&r->base, &field) == 0,
+	       "a model whose path and name are not UTF-8: Status is valid UTF-8 (bad field: %s)",
+	       field ? field : "none");
+	if (r && r->body_case == STRATA__V1__RESPONSE__BODY_STATUS && r->status->model) {
+		tap_ok(strstr(r->status->model->path, "limits-\xef\xbf\xbd\xef\xbf\xbd.gguf") != NULL,
+		       "... the path's bad bytes are each replaced by U+FFFD (%s)", r->status->model->path);
+		tap_is_str(r->status->model->name, "lim\xef\xbf\xbdits \xef\xbf\xbd",
+			   "... and so are the name's");
+	} else {
+		tap_skip("no Status");
+		tap_skip("no Status");
+	}
+	free_resp(r);
+	close(fd);
+
 	/* one user fills its share of the slots with connections that do nothing */
 	int held[4];
 	bool all = true;
@@ -427,7 +448,7 @@ static void test_limits(void)
 		all &= held[i] >= 0;
 	}
 	tap_ok(all, "4 connections of one user are open and idle");
-	int fd = connect_daemon();
+	fd = connect_daemon();
 	uint64_t eid = 99;
 	tap_ok(fd >= 0 && expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
 				       "--max-clients-per-uid", &eid) && eid == 0,
@@ -452,7 +473,7 @@ static void test_limits(void)
 			continue;
 		if (send_status(fd, 5) < 0)
 			write_failed++;
-		Strata__V1__Response *r = recv_resp_within(fd, 5000);
+		r = recv_resp_within(fd, 5000);
 		if (r && r->body_case == STRATA__V1__RESPONSE__BODY_ERROR &&
 		    r->error->code == STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED)
 			refused++;

@@ -1025,6 +1025,51 @@ static void test_utf8(void)
 	       "check_utf8: a bad byte in the second stop string is found");
 }
 
+/* The sending side: a Status whose nested strings are not UTF-8 goes out
+ * valid, and the caller's message is as it was afterwards. */
+static void test_sanitize(void)
+{
+	Strata__V1__Response r = STRATA__V1__RESPONSE__INIT;
+	Strata__V1__StatusReply sr = STRATA__V1__STATUS_REPLY__INIT;
+	Strata__V1__Model m = STRATA__V1__MODEL__INIT;
+	Strata__V1__WeightType wt[2] = { STRATA__V1__WEIGHT_TYPE__INIT, STRATA__V1__WEIGHT_TYPE__INIT };
+	Strata__V1__WeightType *wtp[2] = { &wt[0], &wt[1] };
+	char path[] = "/models/caf\xe9.gguf", name[] = "ALIA \xf0\x9f\x98", arch[] = "llama";
+	struct frame_utf8_fixes fx = { 0 };
+	const char *field = NULL;
+
+	r.body_case = STRATA__V1__RESPONSE__BODY_STATUS;
+	r.status = &sr;
+	sr.model = &m;
+	m.path = path;
+	m.name = name;
+	m.architecture = arch;
+	wt[0].type = "q8_0";
+	wt[1].type = "\xff";
+	m.n_weight_types = 2;
+	m.weight_types = wtp;
+	tap_ok(frame_check_utf8(&r.base, &field) == -EILSEQ, "sanitize: the Status starts out invalid");
+	int rc = frame_sanitize_utf8(&r.base, &fx);
+	tap_ok(rc == 0 && fx.n == 3, "sanitize: 3 strings replaced (%zu)", fx.n);
+	tap_is_int(frame_check_utf8(&r.base, &field), 0, "sanitize: then every string is UTF-8");
+	tap_is_str(m.path, "/models/caf\xef\xbf\xbd.gguf", "sanitize: a Latin-1 byte becomes U+FFFD");
+	tap_is_str(m.name, "ALIA \xef\xbf\xbd", "sanitize: a cut character becomes one U+FFFD");
+	tap_is_str(wt[1].type, "\xef\xbf\xbd", "sanitize: ... in repeated nested messages too");
+	uint8_t *buf;
+	size_t len;
+	tap_ok(frame_pack(&r.base, FRAME_RESPONSE_CAP, &buf, &len) == 0, "sanitize: the result packs");
+	frame_utf8_fixes_undo(&fx);
+	tap_ok(m.path == path && m.name == name && m.architecture == arch && strcmp(wt[0].type, "q8_0") == 0 &&
+		       strcmp(wt[1].type, "\xff") == 0 && fx.n == 0 && fx.v == NULL,
+	       "sanitize: undo puts the caller's strings back");
+	Strata__V1__Response *out = strata__v1__response__unpack(NULL, len - 4, buf + 4);
+	tap_ok(out && frame_check_utf8(&out->base, NULL) == 0 &&
+		       strcmp(out->status->model->name, "ALIA \xef\xbf\xbd") == 0,
+	       "sanitize: the packed frame reads back as valid UTF-8");
+	strata__v1__response__free_unpacked(out, NULL);
+	free(buf);
+}
+
 int main(void)
 {
 	test_one_byte_writes();
@@ -1042,5 +1087,6 @@ int main(void)
 	test_pack();
 	test_unknown_and_malformed();
 	test_utf8();
+	test_sanitize();
 	return tap_done();
 }

@@ -482,9 +482,12 @@ static void handle_frame(struct server *s, struct conn *c, const uint8_t *buf, s
 		return;
 	}
 	uint64_t id = req->id;
-	if (frame_check_utf8(&req->base, &field) < 0) {
-		request_error(&to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_MALFORMED,
-			     "field '%s' is not valid UTF-8", field ? field : "?");
+	/* the bytes themselves: unpacked strings stop at a NUL, and a repeated
+	 * sub-message is already replaced */
+	const char *problem = NULL;
+	if (frame_check_wire(&strata__v1__request__descriptor, buf, len, &field, &problem) < 0) {
+		request_error(&to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_MALFORMED, "field '%s' %s",
+			      field ? field : "?", problem ? problem : "is malformed");
 		c->closing = true;
 		conn_flush(s, c);
 		goto out;

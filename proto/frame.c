@@ -417,6 +417,120 @@ int frame_check_utf8(const ProtobufCMessage *msg, const char **field)
 	return visit_strings((ProtobufCMessage *)msg, check_string, (void *)field);
 }
 
+/* ---- the wire walker ---- */
+
+/* Nesting deeper than this is refused (strata.proto nests 3 deep). */
+#define WIRE_MAX_DEPTH 32
+/* Singular sub-message fields tracked per message for repeats (by index). */
+#define WIRE_MAX_FIELDS 256
+
+/* A varint at p[0..end): *v and the position after it, or NULL. */
+static const uint8_t *wire_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned shift = 0; shift < 64 && p < end; shift += 7) {
+		uint8_t b = *p++;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+struct wire_err {
+	const char *field;   /* static name, as the .proto spells it */
+	const char *problem; /* static words for a person */
+};
+
+static int wire_fail(struct wire_err *e, int rc, const char *field, const char *problem)
+{
+	e->field = field;
+	e->problem = problem;
+	return rc;
+}
+
+static int wire_message(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+			unsigned depth, struct wire_err *e)
+{
+	uint64_t seen[WIRE_MAX_FIELDS / 64] = { 0 };
+
+	if (depth > WIRE_MAX_DEPTH)
+		return wire_fail(e, -EBADMSG, d->name, "nests too deep");
+	while (p < end) {
+		uint64_t key, len;
+		p = wire_varint(p, end, &key);
+		if (!p)
+			return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+		switch (key & 7) {
+		case 0: /* varint */
+			p = wire_varint(p, end, &len);
+			if (!p)
+				return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+			continue;
+		case 1: /* 64-bit */
+			if (end - p < 8)
+				return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+			p += 8;
+			continue;
+		case 5: /* 32-bit */
+			if (end - p < 4)
+				return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+			p += 4;
+			continue;
+		case 2: /* length-delimited: below */
+			break;
+		default: /* groups (3, 4), which protobuf-c does not read either, and 6, 7 */
+			return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+		}
+		p = wire_varint(p, end, &len);
+		if (!p || len > (uint64_t)(end - p))
+			return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+		const uint8_t *v = p;
+		p += len;
+		const ProtobufCFieldDescriptor *f =
+			key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3)) : NULL;
+		if (!f)
+			continue; /* an unknown field: its bytes are nobody's text */
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			/* the whole wire length: protobuf-c's C string ends at a NUL,
+			 * and whatever follows it would escape any later check */
+			if (memchr(v, 0, len))
+				return wire_fail(e, -EILSEQ, f->name,
+						 "contains U+0000 (NUL), which strata refuses in strings");
+			if (!utf8_valid((const char *)v, len))
+				return wire_fail(e, -EILSEQ, f->name, "is not valid UTF-8");
+		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			size_t i = (size_t)(f - d->fields);
+			if (f->label != PROTOBUF_C_LABEL_REPEATED && i < WIRE_MAX_FIELDS) {
+				/* protobuf merges a repeated sub-message; protobuf-c
+				 * replaces it, so other readers would see other values */
+				if (seen[i / 64] >> (i % 64) & 1)
+					return wire_fail(e, -EBADMSG, f->name,
+							 "appears twice; strata does not merge sub-messages");
+				seen[i / 64] |= 1ull << (i % 64);
+			}
+			int rc = wire_message(f->descriptor, v, v + len, depth + 1, e);
+			if (rc < 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+int frame_check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		     const char **field, const char **problem)
+{
+	struct wire_err e = { NULL, NULL };
+	int rc = wire_message(d, buf, buf + len, 0, &e);
+	if (field)
+		*field = e.field;
+	if (problem)
+		*problem = e.problem;
+	return rc;
+}
+
 static int fix_string(const ProtobufCFieldDescriptor *f, char **slot, void *ctx)
 {
 	struct frame_utf8_fixes *fx = ctx;

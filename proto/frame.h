@@ -141,7 +141,26 @@ ssize_t frame_pack_into(const ProtobufCMessage *msg, size_t cap, uint8_t *dst, s
  * when the bytes are not a Request (MALFORMED); free the result with
  * strata__v1__request__free_unpacked(req, NULL). Unknown fields are kept and
  * ignored. protobuf-c does not check that strings are UTF-8 as proto3 wants,
- * so call this next: */
+ * its strings end at the first NUL byte whatever the wire length says, and a
+ * singular sub-message sent twice replaces the first instead of merging with
+ * it (as protobuf specifies and other readers do), so the server also checks
+ * the body's bytes themselves: */
+
+/* Walk the body buf[0..len) of a message of type d on the wire, driven by the
+ * descriptors (sub-messages, repeated fields and oneof members at any depth):
+ * every `string` field must be valid UTF-8 and free of U+0000 over its whole
+ * wire length (-EILSEQ), and no singular sub-message field may appear twice in
+ * one message (-EBADMSG); bytes that are not protobuf wire format, groups, or
+ * nesting deeper than 32 are -EBADMSG too. Unknown fields are skipped.
+ * Returns 0, or that error with *field (the static name of the field or
+ * message, as the .proto spells it) and *problem (static words: "is not valid
+ * UTF-8", "appears twice; strata does not merge sub-messages", ...), each
+ * when non-NULL. */
+int frame_check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		     const char **field, const char **problem);
+
+/* The same UTF-8 check on an unpacked message (the client checks replies
+ * with it): */
 
 /* 0 when every `string` field of msg (nested messages, repeated fields and set
  * oneof members included) is valid UTF-8; else -EILSEQ and *field (if

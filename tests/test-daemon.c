@@ -688,6 +688,28 @@ int main(void)
 	close(fd);
 	tap_ok(daemon_serves(), "the daemon still serves");
 
+	/* NUL inside a string: protobuf-c's C string would stop at it ("Hi") */
+	static const uint8_t nul_text[] = { 0, 0, 0, 17, 0x08, 11, 0x10, 1, 0x5a, 11,
+					    0x0a, 9, 'H', 'i', 0, ' ', 't', 'h', 'e', 'r', 'e' };
+	fd = connect_daemon();
+	write_raw(fd, nul_text, sizeof nul_text);
+	eid = 0;
+	tap_ok(expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_MALFORMED, "field 'text'", &eid) &&
+		       eid == 11, "a Tokenize of \"Hi\\0 there\" gets MALFORMED naming the field (not the "
+		       "tokens of \"Hi\")");
+	tap_ok(sees_eof(fd), "... and the connection is closed");
+	close(fd);
+	/* a Generate twice in one frame: Python merges the two, protobuf-c would
+	 * have kept the second alone */
+	static const uint8_t twice[] = { 0, 0, 0, 21, 0x08, 12, 0x10, 1, 0x52, 6, 0x0a, 4, 'O', 'n',
+					 'c', 'e', 0x52, 7, 0x10, 4, 0x1d, 0, 0, 0, 0 };
+	fd = connect_daemon();
+	write_raw(fd, twice, sizeof twice);
+	tap_ok(expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_MALFORMED, "appears twice", NULL),
+	       "a Generate sent twice in one Request gets MALFORMED (\"appears twice\")");
+	close(fd);
+	tap_ok(daemon_serves(), "the daemon still serves");
+
 	/* cancel, and cancel of an unknown id */
 	fd = connect_daemon();
 	send_generate(fd, 20, "Once upon a time", 400, false);

@@ -43,8 +43,14 @@
 #include "engine/model.h"
 #include "proto/frame.h"
 
-/* A client that does not read its replies may not pin more than this. */
-#define CONN_OUT_MAX (16u << 20)
+/* Output queued for a connection above this: stratad stops reading its
+ * requests (and so answering them) until the client has read enough. */
+#define CONN_OUT_HIGH (4u << 20)
+/* The hard cap on a connection's output queue: the high-water mark plus one
+ * maximal reply, so a reply to a request read below the mark always fits.
+ * Only streamed replies (the Pieces of Generates already running) can pass
+ * it, and only when the client does not read them: then it is closed. */
+#define CONN_OUT_MAX ((size_t)CONN_OUT_HIGH + FRAME_HEADER_BYTES + FRAME_RESPONSE_CAP)
 /* The first allocation of a connection's output queue; it doubles from there. */
 #define CONN_OUT_INITIAL 4096
 /* Events taken from epoll per wake-up. */
@@ -96,6 +102,7 @@ struct conn {
 	bool greeted;	    /* a request with our protocol version arrived */
 	bool closing;	    /* linger, then close, once the output is written */
 	bool lingering;	    /* output shut down; input dropped until EOF or linger_deadline */
+	bool paused;	    /* output above CONN_OUT_HIGH: its requests are not read */
 	bool dead;	    /* closed; freed after this batch of events */
 	uint64_t last_active; /* ns: accepted, bytes came or went, a Generate ended */
 	uint64_t frame_t0;  /* ns: when the frame being received began; 0 = none */
@@ -134,128 +141,7 @@ struct server {
 	char arch[64];
 };
 
-/* ---- output ---- */
-
-static void conn_close(struct server *s, struct conn *c);
-
-static void conn_linger(struct server *s, struct conn *c);
-
-/* Watch for input unless we are closing (then only for room to write). */
-static void conn_update_poll(struct server *s, struct conn *c)
-{
-	uint32_t want = c->lingering ? EPOLLIN :
-		(c->closing ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
-	if (want == c->events || c->dead)
-		return;
-	struct epoll_event ev = { .events = want, .data.ptr = &c->w };
-	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->w.fd, &ev) == 0)
-		c->events = want;
-}
-
-/* Write what the socket takes now; close when asked to and done. */
-static void conn_flush(struct server *s, struct conn *c)
-{
-	while (c->out_off < c->out_len) {
-		ssize_t n = send(c->w.fd, c->out + c->out_off, c->out_len - c->out_off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				break;
-			log_debug("client %" PRIu64 ": send: %s", c->id, strerror(errno));
-			conn_close(s, c);
-			return;
-		}
-		c->out_off += (size_t)n;
-		c->last_active = clock_now_ns();
-	}
-	if (c->out_off == c->out_len) {
-		c->out_off = c->out_len = 0;
-		if (c->closing && !c->lingering) {
-			conn_linger(s, c);
-			return;
-		}
-	}
-	conn_update_poll(s, c);
-}
-
-static void conn_queue(struct server *s, struct conn *c, Strata__V1__Response *r);
-
-static void conn_send(struct server *s, struct conn *c, Strata__V1__Response *r)
-{
-	if (c->dead)
-		return;
-	r->protocol_version = STRATA_PROTOCOL_VERSION;
-	/* Every string sent is UTF-8, whatever a handler put in it (a model's
-	 * path or name, text from the model): proto3 says so, and clients in
-	 * other languages refuse the frame otherwise. */
-	struct frame_utf8_fixes fixes = { 0 };
-	if (frame_sanitize_utf8(&r->base, &fixes) < 0) {
-		frame_utf8_fixes_undo(&fixes);
-		log_err("client %" PRIu64 ": out of memory for a reply; closing it", c->id);
-		conn_close(s, c);
-		return;
-	}
-	if (fixes.n)
-		log_debug("client %" PRIu64 ": %zu string(s) of a reply were not UTF-8; sent with U+FFFD",
-			  c->id, fixes.n);
-	conn_queue(s, c, r);
-	frame_utf8_fixes_undo(&fixes);
-}
-
-/* Pack r at the end of c's output and start writing it. */
-static void conn_queue(struct server *s, struct conn *c, Strata__V1__Response *r)
-{
-	size_t need = frame_size(&r->base);
-	if (c->out_len - c->out_off + need > CONN_OUT_MAX) {
-		log_warn("client %" PRIu64 " does not read its replies (%zu bytes queued); closing it",
-			 c->id, c->out_len - c->out_off);
-		conn_close(s, c);
-		return;
-	}
-	if (c->out_len + need > c->out_cap) {
-		if (c->out_off > 0) { /* reuse the space already sent */
-			memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-			c->out_len -= c->out_off;
-			c->out_off = 0;
-		}
-		size_t cap = c->out_cap ? c->out_cap : CONN_OUT_INITIAL;
-		while (cap < c->out_len + need)
-			cap *= 2;
-		uint8_t *p = realloc(c->out, cap);
-		if (!p) {
-			log_err("client %" PRIu64 ": out of memory for a reply; closing it", c->id);
-			conn_close(s, c);
-			return;
-		}
-		c->out = p;
-		c->out_cap = cap;
-	}
-	ssize_t n = frame_pack_into(&r->base, FRAME_RESPONSE_CAP, c->out + c->out_len,
-				    c->out_cap - c->out_len);
-	if (n < 0) {
-		log_err("client %" PRIu64 ": cannot pack a reply: %s", c->id, strerror((int)-n));
-		return;
-	}
-	c->out_len += (size_t)n;
-	conn_flush(s, c);
-}
-
-static void conn_reply(void *user, Strata__V1__Response *r)
-{
-	struct conn *c = user;
-	conn_send(c->srv, c, r);
-}
-
-/* Where requests.c sends this connection's replies. */
-static struct reply_to conn_to(struct conn *c)
-{
-	struct reply_to to = { .send = conn_reply, .user = c, .conn_id = c->id };
-	return to;
-}
-
-/* ---- connection bookkeeping ---- */
+/* ---- the turn list ---- */
 
 /* Queue c for another turn (a no-op when it is queued already). */
 static void turns_push(struct server *s, struct conn *c)
@@ -289,6 +175,152 @@ static void turns_remove(struct server *s, struct conn *c)
 	c->in_turns = false;
 	s->n_turns--;
 }
+
+/* ---- output ---- */
+
+static void conn_close(struct server *s, struct conn *c);
+static struct reply_to conn_to(struct conn *c);
+
+static void conn_linger(struct server *s, struct conn *c);
+
+/* Watch for input unless we are closing (then only for room to write). */
+static void conn_update_poll(struct server *s, struct conn *c)
+{
+	uint32_t want = c->lingering ? EPOLLIN :
+		(c->closing || c->paused ? 0 : EPOLLIN) | (c->out_len > c->out_off ? EPOLLOUT : 0);
+	if (want == c->events || c->dead)
+		return;
+	struct epoll_event ev = { .events = want, .data.ptr = &c->w };
+	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->w.fd, &ev) == 0)
+		c->events = want;
+}
+
+/* Write what the socket takes now; close when asked to and done. */
+static void conn_flush(struct server *s, struct conn *c)
+{
+	while (c->out_off < c->out_len) {
+		ssize_t n = send(c->w.fd, c->out + c->out_off, c->out_len - c->out_off,
+				 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			log_debug("client %" PRIu64 ": send: %s", c->id, strerror(errno));
+			conn_close(s, c);
+			return;
+		}
+		c->out_off += (size_t)n;
+		c->last_active = clock_now_ns();
+	}
+	if (c->out_off == c->out_len) {
+		c->out_off = c->out_len = 0;
+		if (c->closing && !c->lingering) {
+			conn_linger(s, c);
+			return;
+		}
+	}
+	if (c->paused && c->out_len - c->out_off <= CONN_OUT_HIGH) {
+		/* read requests again; some may already wait in its reader */
+		c->paused = false;
+		turns_push(s, c);
+	}
+	conn_update_poll(s, c);
+}
+
+static void conn_queue(struct server *s, struct conn *c, Strata__V1__Response *r);
+
+static void conn_send(struct server *s, struct conn *c, Strata__V1__Response *r)
+{
+	if (c->dead)
+		return;
+	r->protocol_version = STRATA_PROTOCOL_VERSION;
+	/* Every string sent is UTF-8, whatever a handler put in it (a model's
+	 * path or name, text from the model): proto3 says so, and clients in
+	 * other languages refuse the frame otherwise. */
+	struct frame_utf8_fixes fixes = { 0 };
+	if (frame_sanitize_utf8(&r->base, &fixes) < 0) {
+		frame_utf8_fixes_undo(&fixes);
+		log_err("client %" PRIu64 ": out of memory for a reply; closing it", c->id);
+		conn_close(s, c);
+		return;
+	}
+	if (fixes.n)
+		log_debug("client %" PRIu64 ": %zu string(s) of a reply were not UTF-8; sent with U+FFFD",
+			  c->id, fixes.n);
+	conn_queue(s, c, r);
+	frame_utf8_fixes_undo(&fixes);
+}
+
+/* Pack r at the end of c's output and start writing it. */
+static void conn_queue(struct server *s, struct conn *c, Strata__V1__Response *r)
+{
+	size_t need = frame_size(&r->base);
+	if (need > FRAME_HEADER_BYTES + FRAME_RESPONSE_CAP) {
+		/* the proto's promise: no frame above 64 MiB, an error instead */
+		log_info("client %" PRIu64 " request %" PRIu64 ": a reply of %zu bytes is over the %u a "
+			 "response may hold; refused", c->id, r->id, need - FRAME_HEADER_BYTES,
+			 FRAME_RESPONSE_CAP);
+		struct reply_to to = conn_to(c);
+		request_error(&to, r->id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+			      "the reply would be %zu bytes, over the %u MiB a response may hold; "
+			      "ask for less at a time", need - FRAME_HEADER_BYTES, FRAME_RESPONSE_CAP >> 20);
+		return;
+	}
+	if (c->out_len - c->out_off + need > CONN_OUT_MAX) {
+		log_warn("client %" PRIu64 " does not read the replies streamed to it (%zu bytes queued, "
+			 "%zu allowed); closing it", c->id, c->out_len - c->out_off, (size_t)CONN_OUT_MAX);
+		conn_close(s, c);
+		return;
+	}
+	if (c->out_len + need > c->out_cap) {
+		if (c->out_off > 0) { /* reuse the space already sent */
+			memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+			c->out_len -= c->out_off;
+			c->out_off = 0;
+		}
+		size_t cap = c->out_cap ? c->out_cap : CONN_OUT_INITIAL;
+		while (cap < c->out_len + need)
+			cap *= 2;
+		uint8_t *p = realloc(c->out, cap);
+		if (!p) {
+			log_err("client %" PRIu64 ": out of memory for a reply; closing it", c->id);
+			conn_close(s, c);
+			return;
+		}
+		c->out = p;
+		c->out_cap = cap;
+	}
+	ssize_t n = frame_pack_into(&r->base, FRAME_RESPONSE_CAP, c->out + c->out_len,
+				    c->out_cap - c->out_len);
+	if (n < 0) {
+		log_err("client %" PRIu64 ": cannot pack a reply: %s", c->id, strerror((int)-n));
+		return;
+	}
+	c->out_len += (size_t)n;
+	if (c->out_len - c->out_off > CONN_OUT_HIGH && !c->paused) {
+		log_debug("client %" PRIu64 ": %zu bytes of replies unread; reading its requests again "
+			  "once it has read them", c->id, c->out_len - c->out_off);
+		c->paused = true;
+		turns_remove(s, c);
+	}
+	conn_flush(s, c);
+}
+
+static void conn_reply(void *user, Strata__V1__Response *r)
+{
+	struct conn *c = user;
+	conn_send(c->srv, c, r);
+}
+
+/* Where requests.c sends this connection's replies. */
+static struct reply_to conn_to(struct conn *c)
+{
+	struct reply_to to = { .send = conn_reply, .user = c, .conn_id = c->id };
+	return to;
+}
+
+/* ---- connection bookkeeping ---- */
 
 static struct conn *conn_find(struct server *s, uint64_t id)
 {
@@ -526,7 +558,7 @@ out:
  * read already sit in its reader, and epoll will not announce them again. */
 static void conn_readable(struct server *s, struct conn *c)
 {
-	for (int frames = 0; !c->dead && !c->closing; frames++) {
+	for (int frames = 0; !c->dead && !c->closing && !c->paused; frames++) {
 		if (frames == FRAMES_PER_TURN) {
 			turns_push(s, c);
 			return;
@@ -655,11 +687,12 @@ static void check_timeouts(struct server *s, uint64_t now)
 		if (c->lingering) {
 			if (now >= c->linger_deadline)
 				conn_close(s, c);
-		} else if (frame_ns && c->frame_t0 && now - c->frame_t0 >= frame_ns) {
+		} else if (frame_ns && c->frame_t0 && !c->paused && now - c->frame_t0 >= frame_ns) {
 			log_info("client %" PRIu64 ": a request frame begun %u s ago is still incomplete "
 				 "(--frame-timeout); closing it", c->id, s->cfg->frame_timeout);
 			conn_close(s, c);
-		} else if (idle_ns && c->gens.n == 0 && !c->frame_t0 && now - c->last_active >= idle_ns) {
+		} else if (idle_ns && c->gens.n == 0 && (!c->frame_t0 || c->paused) &&
+			   now - c->last_active >= idle_ns) {
 			log_info("client %" PRIu64 ": idle for %u s (--idle-timeout); closing it", c->id,
 				 s->cfg->idle_timeout);
 			conn_close(s, c);

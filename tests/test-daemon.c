@@ -400,6 +400,82 @@ static bool closed_within(int fd, int timeout_ms)
 	}
 }
 
+/* A Tokenize of `n` euro signs: each is 3 byte tokens of ids above 127, so
+ * its reply takes about 15 bytes per sign. Sent with no cap of our own. */
+static int send_euros(int fd, uint64_t id, size_t n)
+{
+	char *text = malloc(3 * n + 1);
+	if (!text)
+		tap_bail("out of memory");
+	for (size_t i = 0; i < n; i++)
+		memcpy(text + 3 * i, "\xe2\x82\xac", 3);
+	text[3 * n] = '\0';
+	Strata__V1__Request r;
+	Strata__V1__Tokenize t = STRATA__V1__TOKENIZE__INIT;
+	req_init(&r, id);
+	t.text = text;
+	r.body_case = STRATA__V1__REQUEST__BODY_TOKENIZE;
+	r.tokenize = &t;
+	int rc = frame_send(fd, &r.base, UINT32_MAX);
+	free(text);
+	return rc;
+}
+
+struct euro_writer {
+	int fd, n;
+	size_t each;
+};
+
+static void *euro_writer_main(void *arg)
+{
+	struct euro_writer *w = arg;
+	for (int i = 0; i < w->n; i++)
+		send_euros(w->fd, 600 + (uint64_t)i, w->each);
+	return NULL;
+}
+
+static void test_big_replies(void)
+{
+	/* above the 16 MiB a connection's output queue once held: delivered */
+	int fd = connect_daemon();
+	send_euros(fd, 500, 1400000);
+	Strata__V1__Response *r = recv_resp(fd);
+	tap_ok(r && r->id == 500 && r->body_case == STRATA__V1__RESPONSE__BODY_TOKENIZE &&
+		       r->tokenize->n_ids >= 4200000,
+	       "a Tokenize reply of %.1f MiB (over the old 16 MiB output cap) arrives whole",
+	       r ? strata__v1__response__get_packed_size(r) / 1048576.0 : 0.0);
+	free_resp(r);
+	/* over the 64 MiB a response frame may hold: an error, the connection lives */
+	send_euros(fd, 501, 4600000);
+	tap_ok(expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "64", NULL),
+	       "a Tokenize whose reply would pass 64 MiB gets INVALID_ARGUMENT");
+	send_status(fd, 502);
+	r = recv_resp(fd);
+	tap_ok(r && r->id == 502 && r->body_case == STRATA__V1__RESPONSE__BODY_STATUS,
+	       "... and the connection goes on serving");
+	free_resp(r);
+	close(fd);
+
+	/* three such requests sent while the client reads nothing for a while:
+	 * stratad stops reading that connection's requests instead of closing it */
+	fd = connect_daemon();
+	struct euro_writer w = { fd, 3, 1400000 };
+	pthread_t th;
+	if (pthread_create(&th, NULL, euro_writer_main, &w) != 0)
+		tap_bail("pthread_create failed");
+	sleep(2);
+	int whole = 0;
+	for (int i = 0; i < 3; i++) {
+		r = recv_resp(fd);
+		whole += r && r->id == 600 + (uint64_t)i && r->body_case == STRATA__V1__RESPONSE__BODY_TOKENIZE &&
+			 r->tokenize->n_ids >= 4200000;
+		free_resp(r);
+	}
+	pthread_join(th, NULL);
+	tap_is_int(whole, 3, "3 replies of 20 MiB to a client that reads late all arrive, in order");
+	close(fd);
+}
+
 static void test_limits(void)
 {
 	char model[4096];
@@ -509,6 +585,8 @@ static void test_limits(void)
 	}
 	tap_is_int(gone, 3, "the 3 idle connections are closed after --idle-timeout 4");
 	tap_ok(daemon_serves(), "... and their user is served again");
+
+	test_big_replies();
 
 	kill(pid, SIGTERM);
 	int status = 0;

@@ -11,3 +11,7 @@ daemon_stratad_SOURCES = \
 	daemon/sched.c daemon/sched.h
 daemon_stratad_CPPFLAGS = $(AM_CPPFLAGS) $(SYSTEMD_CFLAGS) $(PROTOBUF_C_CFLAGS)
 daemon_stratad_LDADD = $(PROTO_LIBS) $(ENGINE_LIBS) $(SYSTEMD_LIBS)
+
+# stratad's start-up: settings files that are not text files, SIGTERM during loading.
+TESTS += tests/test-start.sh
+EXTRA_DIST += tests/test-start.sh

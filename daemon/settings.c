@@ -6,11 +6,13 @@
 #include "daemon/settings.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "weights/weights.h"
@@ -230,27 +232,118 @@ static char *trim(char *s)
 	return s;
 }
 
-static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
-{
-	FILE *f = fopen(path, "r");
-	char line[8192];
-	unsigned lineno = 0;
+/* A settings file is small text: these bound what a wrong --config costs. */
+#define SETTINGS_MAX_BYTES (1u << 20)
+#define SETTINGS_MAX_LINE 8191 /* bytes, without the newline */
 
-	if (!f) {
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
+	       S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* All of a settings file into *out (malloc'd, NUL-terminated; the caller
+ * frees it), *len bytes. Opened without blocking (a FIFO would wait for a
+ * writer) and taken only when it is a regular file of at most
+ * SETTINGS_MAX_BYTES (/dev/zero would never end). 0, 1 when it does not
+ * exist and need not, or -errno with a message. */
+static int slurp(const char *path, bool must_exist, char **out, size_t *len, struct st_err *err)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int rc, fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
 		if (errno == ENOENT && !must_exist)
-			return 0;
+			return 1;
 		return st_errf(err, -errno, "%s: %s", path, strerror(errno));
 	}
+	if (fstat(fd, &st) < 0) {
+		rc = st_errf(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = st_errf(err, -EINVAL, "%s is %s, not a settings file", path, file_kind(st.st_mode));
+		goto out;
+	}
+	if (st.st_size > SETTINGS_MAX_BYTES) {
+		rc = st_errf(err, -EFBIG, "%s: %lld bytes; a settings file may hold at most %u (1 MiB)", path,
+			     (long long)st.st_size, SETTINGS_MAX_BYTES);
+		goto out;
+	}
+	/* read up to one byte past the cap: the file may grow while we read */
+	buf = malloc(SETTINGS_MAX_BYTES + 2);
+	if (!buf) {
+		rc = st_errf(err, -ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + got, SETTINGS_MAX_BYTES + 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = st_errf(err, -errno, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (got > SETTINGS_MAX_BYTES) {
+			rc = st_errf(err, -EFBIG, "%s: more than %u bytes; a settings file may hold at most "
+				     "1 MiB", path, SETTINGS_MAX_BYTES);
+			goto out;
+		}
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
+{
+	char *text = NULL, line[SETTINGS_MAX_LINE + 1];
+	size_t len = 0, pos = 0;
+	unsigned lineno = 0;
+	int rc = slurp(path, must_exist, &text, &len, err);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
 	snprintf(c->config_file, sizeof c->config_file, "%s", path);
-	while (fgets(line, sizeof line, f)) {
+	/* a UTF-8 byte order mark, as some editors write, is not part of the first key */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
+	while (pos < len) {
+		const char *start = text + pos, *nl = memchr(start, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - start) : len - pos;
+		pos += n + (nl != NULL);
 		lineno++;
+		if (n > SETTINGS_MAX_LINE) {
+			rc = st_errf(err, -EINVAL, "%s:%u: a line of %zu bytes; lines may have at most %d",
+				     path, lineno, n, SETTINGS_MAX_LINE);
+			break;
+		}
+		const char *nul = memchr(start, '\0', n);
+		if (nul) {
+			rc = st_errf(err, -EINVAL, "%s:%u: a NUL byte at column %zu (not a text file?)", path,
+				     lineno, (size_t)(nul - start) + 1);
+			break;
+		}
+		memcpy(line, start, n);
+		line[n] = '\0';
 		char *s = trim(line);
 		if (*s == '\0' || *s == '#')
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			fclose(f);
-			return st_errf(err, -EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+			rc = st_errf(err, -EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+			break;
 		}
 		*eq = '\0';
 		char *key = trim(s), *val = trim(eq + 1);
@@ -258,21 +351,19 @@ static int read_file(struct daemon_config *c, const char *path, bool must_exist,
 		while (o->name && strcmp(o->name, key) != 0)
 			o++;
 		if (!o->name || o->val == OPT_CONFIG || o->val == OPT_HELP || o->val == OPT_VERSION) {
-			fclose(f);
-			return st_errf(err, -EINVAL, "%s:%u: unknown setting '%s'", path, lineno, key);
+			rc = st_errf(err, -EINVAL, "%s:%u: unknown setting '%s'", path, lineno, key);
+			break;
 		}
 		char where[64];
 		snprintf(where, sizeof where, "%s:%u", path, lineno);
 		char name[160];
 		snprintf(name, sizeof name, "%.60s: %.90s", where, key);
-		int rc = apply(c, o->val, name, val, err);
-		if (rc < 0) {
-			fclose(f);
-			return rc;
-		}
+		rc = apply(c, o->val, name, val, err);
+		if (rc < 0)
+			break;
 	}
-	fclose(f);
-	return 0;
+	free(text);
+	return rc < 0 ? rc : 0;
 }
 
 int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err)

@@ -833,6 +833,9 @@ int server_run(const struct daemon_config *cfg, struct engine *e, struct listene
 		log_err("epoll_ctl: %s", strerror(-rc));
 		goto out;
 	}
+	/* SIGTERM now drains through the loop; a signal that came just before
+	 * this ended the process in the handler */
+	signals_loop_started();
 
 	const struct model *m = engine_model(e);
 	struct gguf_str arch = { "", 0 };

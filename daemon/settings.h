@@ -1,6 +1,6 @@
-/* settings.h: stratad's settings, from /etc/strata/stratad.conf (or --config)
- * and then the command line, which wins. The file takes the long option
- * names as keys: `memory-budget = 6G`, `# comments`, blank lines. */
+/* settings.h: stratad's settings, from SYSCONFDIR/strata/stratad.conf (or
+ * --config) and then the command line, which wins. The file takes the long
+ * option names as keys: `memory-budget = 6G`, `# comments`, blank lines. */
 #ifndef STRATA_DAEMON_SETTINGS_H
 #define STRATA_DAEMON_SETTINGS_H
 
@@ -12,7 +12,13 @@
 #include "common/err.h"
 #include "common/log.h"
 
-#define STRATAD_DEFAULT_CONFIG "/etc/strata/stratad.conf"
+/* The configured sysconfdir (daemon/local.mk passes it): /etc for the
+ * Debian package, /usr/local/etc for make install with the default prefix,
+ * where the unit's --config points too. */
+#ifndef STRATA_SYSCONFDIR
+#error "STRATA_SYSCONFDIR must come from the build (daemon/local.mk)"
+#endif
+#define STRATAD_DEFAULT_CONFIG STRATA_SYSCONFDIR "/strata/stratad.conf"
 
 struct daemon_config {
 	char model[4096];

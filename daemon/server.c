@@ -11,8 +11,13 @@
  * FRAMES_PER_TURN frames; one that had more (frames already in its reader,
  * which no epoll event announces) waits in a list of turns served round-robin
  * after each batch of events, epoll_wait not sleeping while it is non-empty.
- * Output is queued per connection and written when the socket accepts it. A connection that goes away mid-way is freed only after the current
- * batch of epoll events, so no event ever points at freed memory. */
+ * Output is queued per connection and written when the socket accepts it;
+ * past CONN_OUT_HIGH unread, the connection's requests wait. The timer closes
+ * connections idle or stuck in a half-sent frame (--idle-timeout,
+ * --frame-timeout); a connection refused or ended after an error lingers
+ * briefly, dropping its input, so its error frame is not lost to a reset. A
+ * connection that goes away mid-way is freed only after the current batch of
+ * epoll events, so no event ever points at freed memory. */
 #include "config.h"
 
 #include "daemon/server.h"

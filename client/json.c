@@ -140,19 +140,22 @@ static void put_value(FILE *f, const ProtobufCFieldDescriptor *fd, const void *p
 		fprintf(f, "%" PRIu32, v);
 		break;
 	}
+	/* 64-bit integers as decimal strings, as protobuf's JSON mapping writes
+	 * them: JSON numbers are doubles to most readers (jq, JavaScript), which
+	 * round anything above 2^53, such as a random seed. */
 	case PROTOBUF_C_TYPE_INT64:
 	case PROTOBUF_C_TYPE_SINT64:
 	case PROTOBUF_C_TYPE_SFIXED64: {
 		int64_t v;
 		memcpy(&v, p, sizeof v);
-		fprintf(f, "%" PRId64, v);
+		fprintf(f, "\"%" PRId64 "\"", v);
 		break;
 	}
 	case PROTOBUF_C_TYPE_UINT64:
 	case PROTOBUF_C_TYPE_FIXED64: {
 		uint64_t v;
 		memcpy(&v, p, sizeof v);
-		fprintf(f, "%" PRIu64, v);
+		fprintf(f, "\"%" PRIu64 "\"", v);
 		break;
 	}
 	case PROTOBUF_C_TYPE_FLOAT: {

@@ -23,7 +23,9 @@ void json_put_double(FILE *f, double v);
  * included, except unset sub-messages and oneof members that are not
  * selected. Enums are written as their value name in lower case without the
  * enum's prefix ("FINISH_REASON_EOS" -> "eos"); bytes as strings (see
- * json_put_string); 64-bit integers as plain numbers. */
+ * json_put_string); 64-bit integers as decimal strings ("18446744073709551615"),
+ * as protobuf's canonical JSON mapping writes them, so that readers that hold
+ * numbers as doubles (jq, JavaScript) do not round them. */
 void json_put_fields(FILE *f, const ProtobufCMessage *msg);
 
 /* `{` json_put_fields `}` */

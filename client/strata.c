@@ -19,8 +19,9 @@
 #include <unistd.h>
 
 #include "client/conn.h"
-#include "common/utf8.h"
 #include "client/json.h"
+#include "common/parse.h"
+#include "common/utf8.h"
 #include "proto/frame.h"
 
 /* Exit codes: documented in --help and the man page; scripts rely on them. */
@@ -42,13 +43,40 @@ static const char *prog = "strata";
 
 /* ---- messages and usage ---- */
 
+/* The parts of the help, so each command's --help prints its own. */
+#define HELP_GENERATE_OPTS \
+	"  -n, --max-tokens N       generate at most N tokens\n" \
+	"      --temperature T      sampling temperature; 0 is greedy\n" \
+	"      --top-k K            keep the K most likely tokens; 0 keeps all\n" \
+	"      --top-p P            nucleus sampling threshold in (0, 1]\n" \
+	"      --min-p P            drop tokens below P times the most likely one\n" \
+	"      --repeat-penalty R   penalize recently seen tokens; 1 is off\n" \
+	"      --repeat-last-n N    how many recent tokens the penalty looks at\n" \
+	"      --seed S             sampler seed (the one used is in --verbose/--json)\n" \
+	"      --stop STR           stop when the text contains STR (repeatable); C escapes\n" \
+	"                           such as \\n, \\t, \\\\ and \\uXXXX are understood\n" \
+	"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n" \
+	"      --special            text spelling a special token becomes that token\n" \
+	"      --ignore-eos         go on after an end-of-generation token (up to -n)\n" \
+	"      --json               one JSON object per line for each piece, then a\n" \
+	"                           final {\"type\":\"done\",...} with the timings\n" \
+	"                           (64-bit integers such as the seed as strings)\n" \
+	"  -v, --verbose            a summary line on stderr: tokens, speed, finish reason\n" \
+	"Ctrl-C cancels the generation, waits for the server to confirm and exits\n" \
+	"130; a second Ctrl-C exits at once.\n"
+#define HELP_EXIT \
+	"Exit status: 0 success; 1 local failure (input, output, memory); 2 usage\n" \
+	"error or input that is not UTF-8; 3 cannot connect or connection lost;\n" \
+	"4 protocol error; 5 server error (an error reply, or generation ended by\n" \
+	"an error or a shutdown); 130 interrupted.\n"
+
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: %s [--socket PATH] COMMAND [OPTIONS] [ARGS]\n"
 		"Talk to stratad, the strata daemon.\n"
 		"\n"
-		"Commands:\n"
+		"Commands (each takes --help for its own usage):\n"
 		"  generate [OPTIONS] [PROMPT]  stream a continuation of PROMPT to stdout\n"
 		"                               (PROMPT from stdin when absent or \"-\")\n"
 		"  tokenize [--bos] [--special] [TEXT]\n"
@@ -57,42 +85,85 @@ static void usage(FILE *f)
 		"  status [--json]              describe the daemon, its model and its load\n"
 		"\n"
 		"Generate options (unset sampling options take the server's defaults):\n"
-		"  -n, --max-tokens N       generate at most N tokens\n"
-		"      --temperature T      sampling temperature; 0 is greedy\n"
-		"      --top-k K            keep the K most likely tokens; 0 keeps all\n"
-		"      --top-p P            nucleus sampling threshold in (0, 1]\n"
-		"      --min-p P            drop tokens below P times the most likely one\n"
-		"      --repeat-penalty R   penalize recently seen tokens; 1 is off\n"
-		"      --repeat-last-n N    how many recent tokens the penalty looks at\n"
-		"      --seed S             sampler seed (the one used is in --verbose/--json)\n"
-		"      --stop STR           stop when the text contains STR (repeatable)\n"
-		"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n"
-		"      --special            text spelling a special token becomes that token\n"
-		"      --ignore-eos         go on after an end-of-generation token (up to -n)\n"
-		"      --json               one JSON object per line for each piece, then a\n"
-		"                           final {\"type\":\"done\",...} with the timings\n"
-		"  -v, --verbose            a summary line on stderr: tokens, speed, finish reason\n"
-		"Ctrl-C cancels the generation, waits for the server to confirm and exits\n"
-		"130; a second Ctrl-C exits at once.\n"
+		HELP_GENERATE_OPTS
 		"\n"
 		"Tokenize/detokenize options:\n"
 		"      --bos                tokenize: add the BOS token first\n"
 		"      --special            tokenize: parse special tokens in TEXT;\n"
 		"                           detokenize: write control tokens as their text\n"
 		"\n"
-		"Global options:\n"
+		"Global options (before the command):\n"
 		"  -s, --socket PATH        stratad's socket (default: $STRATA_SOCKET, else\n"
 		"                           $XDG_RUNTIME_DIR/strata.sock, then\n"
 		"                           /run/strata/strata.sock)\n"
 		"  -h, --help               this text\n"
 		"  -V, --version            the client's version and protocol version\n"
 		"\n"
-		"Exit status: 0 success; 1 local failure (input, output, memory); 2 usage\n"
-		"error or input that is not UTF-8; 3 cannot connect or connection lost;\n"
-		"4 protocol error; 5 server error (an error reply, or generation ended by\n"
-		"an error or a shutdown); 130 interrupted.\n",
+		HELP_EXIT,
 		prog);
 }
+
+static void usage_generate(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s [--socket PATH] generate [OPTIONS] [PROMPT]\n"
+		"Stream a continuation of PROMPT to stdout (PROMPT from stdin when absent or\n"
+		"\"-\"). Unset sampling options take the server's defaults.\n"
+		"\n"
+		"Options:\n"
+		HELP_GENERATE_OPTS
+		"  -h, --help               this text\n"
+		"\n"
+		HELP_EXIT,
+		prog);
+}
+
+static void usage_tokenize(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s [--socket PATH] tokenize [--bos] [--special] [TEXT]\n"
+		"Print the token ids of TEXT (from stdin when absent or \"-\"), space-separated.\n"
+		"\n"
+		"Options:\n"
+		"      --bos                add the BOS token first\n"
+		"      --special            text spelling a special token becomes that token\n"
+		"  -h, --help               this text\n"
+		"\n"
+		HELP_EXIT,
+		prog);
+}
+
+static void usage_detokenize(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s [--socket PATH] detokenize [--special] ID...\n"
+		"Print the text of token ids.\n"
+		"\n"
+		"Options:\n"
+		"      --special            write control tokens (BOS, EOS) as their text\n"
+		"  -h, --help               this text\n"
+		"\n"
+		HELP_EXIT,
+		prog);
+}
+
+static void usage_status(FILE *f)
+{
+	fprintf(f,
+		"Usage: %s [--socket PATH] status [--json]\n"
+		"Describe the daemon, its model and its load.\n"
+		"\n"
+		"Options:\n"
+		"      --json               the StatusReply as one JSON object (64-bit\n"
+		"                           integers as strings)\n"
+		"  -h, --help               this text\n"
+		"\n"
+		HELP_EXIT,
+		prog);
+}
+
+/* The command being run, for "Try 'strata CMD --help'" (NULL: none yet). */
+static const char *command;
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *fmt, ...)
@@ -102,38 +173,38 @@ static int usage_error(const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry '%s --help'.\n", prog);
+	if (command)
+		fprintf(stderr, "\nTry '%s %s --help'.\n", prog, command);
+	else
+		fprintf(stderr, "\nTry '%s --help'.\n", prog);
 	return EXIT_USAGE;
 }
 
 /* ---- argument parsing ---- */
 
-static bool parse_u64(const char *s, uint64_t max, uint64_t *out)
+/* getopt_long (with opterr = 0 and a ':' first in the option string) returned
+ * '?' or ':' for argv[optind - 1]: the option as the user spelled it, without
+ * a "=value", into buf. */
+static const char *bad_option(char **argv, char *buf, size_t n)
 {
-	unsigned long long v;
-	char *end;
+	const char *arg = argv[optind - 1];
 
-	if (!isdigit((unsigned char)s[0]))
-		return false; /* strtoull would accept "-1" and " 1" */
-	errno = 0;
-	v = strtoull(s, &end, 0);
-	if (errno || *end || v > max)
-		return false;
-	*out = v;
-	return true;
+	if (optopt && !(arg[0] == '-' && arg[1] == '-'))
+		snprintf(buf, n, "-%c", optopt); /* a short option, perhaps in a group like -vx */
+	else
+		snprintf(buf, n, "%.*s", (int)strcspn(arg, "="), arg);
+	return buf;
 }
 
-static bool parse_float(const char *s, float *out)
+/* The message for an option error of a command's getopt_long loop. */
+static int option_error(int opt, char **argv)
 {
-	char *end;
-	float v;
+	char name[64];
 
-	errno = 0;
-	v = strtof(s, &end);
-	if (end == s || *end || errno || !isfinite(v))
-		return false;
-	*out = v;
-	return true;
+	bad_option(argv, name, sizeof name);
+	if (opt == ':')
+		return usage_error("option '%s' needs a value", name);
+	return usage_error("unknown option '%s' for %s", name, command ? command : "strata");
 }
 
 /* The first invalid byte of s[0..n) as an offset, or -1 when it is all UTF-8. */
@@ -613,29 +684,33 @@ static int stream_generation(struct conn *c, const struct gen_opts *o)
 	}
 }
 
+/* Each command's options, at file scope: main() looks in them to say where
+ * an option given before the command belongs. */
+enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_PEN, O_WIN, O_SEED, O_STOP, O_BOS, O_NOBOS, O_SPECIAL, O_JSON,
+       O_IGNORE_EOS };
+#define GENERATE_SHORT ":n:vh"
+static const struct option generate_opts[] = {
+	{ "max-tokens", required_argument, NULL, 'n' },
+	{ "temperature", required_argument, NULL, O_TEMP },
+	{ "top-k", required_argument, NULL, O_TOPK },
+	{ "top-p", required_argument, NULL, O_TOPP },
+	{ "min-p", required_argument, NULL, O_MINP },
+	{ "repeat-penalty", required_argument, NULL, O_PEN },
+	{ "repeat-last-n", required_argument, NULL, O_WIN },
+	{ "seed", required_argument, NULL, O_SEED },
+	{ "stop", required_argument, NULL, O_STOP },
+	{ "bos", no_argument, NULL, O_BOS },
+	{ "no-bos", no_argument, NULL, O_NOBOS },
+	{ "special", no_argument, NULL, O_SPECIAL },
+	{ "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
+	{ "json", no_argument, NULL, O_JSON },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int cmd_generate(int argc, char **argv)
 {
-	enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_PEN, O_WIN, O_SEED, O_STOP, O_BOS, O_NOBOS, O_SPECIAL, O_JSON,
-	       O_IGNORE_EOS };
-	static const struct option longopts[] = {
-		{ "max-tokens", required_argument, NULL, 'n' },
-		{ "temperature", required_argument, NULL, O_TEMP },
-		{ "top-k", required_argument, NULL, O_TOPK },
-		{ "top-p", required_argument, NULL, O_TOPP },
-		{ "min-p", required_argument, NULL, O_MINP },
-		{ "repeat-penalty", required_argument, NULL, O_PEN },
-		{ "repeat-last-n", required_argument, NULL, O_WIN },
-		{ "seed", required_argument, NULL, O_SEED },
-		{ "stop", required_argument, NULL, O_STOP },
-		{ "bos", no_argument, NULL, O_BOS },
-		{ "no-bos", no_argument, NULL, O_NOBOS },
-		{ "special", no_argument, NULL, O_SPECIAL },
-		{ "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
-		{ "json", no_argument, NULL, O_JSON },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	Strata__V1__Request req = STRATA__V1__REQUEST__INIT;
 	Strata__V1__Generate gen = STRATA__V1__GENERATE__INIT;
 	struct gen_opts o = { 0 };
@@ -643,6 +718,7 @@ static int cmd_generate(int argc, char **argv)
 	char **stops = NULL, *prompt, *owned = NULL;
 	struct conn c;
 	uint64_t u;
+	uint32_t u32;
 	int opt, code, li = -1;
 
 	stops = calloc((size_t)argc, sizeof *stops); /* --stop can appear at most argc times */
@@ -650,61 +726,78 @@ static int cmd_generate(int argc, char **argv)
 		fprintf(stderr, "%s: out of memory\n", prog);
 		return EXIT_LOCAL;
 	}
-	while ((opt = getopt_long(argc, argv, "n:vh", longopts, &li)) != -1) {
+	while ((opt = getopt_long(argc, argv, GENERATE_SHORT, generate_opts, &li)) != -1) {
 		switch (opt) {
 		case 'n':
-			if (!parse_u64(optarg, UINT32_MAX, &u))
+			if (parse_u32(optarg, &u32) < 0)
 				goto bad_int;
-			gen.max_tokens = (uint32_t)u;
+			gen.max_tokens = u32;
 			break;
 		case O_TEMP:
-			if (!parse_float(optarg, &gen.temperature))
+			if (parse_float(optarg, &gen.temperature) < 0)
 				goto bad_float;
 			gen.temperature_opt_case = STRATA__V1__GENERATE__TEMPERATURE_OPT_TEMPERATURE;
 			break;
 		case O_TOPK:
-			if (!parse_u64(optarg, UINT32_MAX, &u))
+			if (parse_u32(optarg, &u32) < 0)
 				goto bad_int;
-			gen.top_k = (uint32_t)u;
+			gen.top_k = u32;
 			gen.top_k_opt_case = STRATA__V1__GENERATE__TOP_K_OPT_TOP_K;
 			break;
 		case O_TOPP:
-			if (!parse_float(optarg, &gen.top_p))
+			if (parse_float(optarg, &gen.top_p) < 0)
 				goto bad_float;
 			gen.top_p_opt_case = STRATA__V1__GENERATE__TOP_P_OPT_TOP_P;
 			break;
 		case O_MINP:
-			if (!parse_float(optarg, &gen.min_p))
+			if (parse_float(optarg, &gen.min_p) < 0)
 				goto bad_float;
 			gen.min_p_opt_case = STRATA__V1__GENERATE__MIN_P_OPT_MIN_P;
 			break;
 		case O_PEN:
-			if (!parse_float(optarg, &gen.repetition_penalty))
+			if (parse_float(optarg, &gen.repetition_penalty) < 0)
 				goto bad_float;
 			gen.repetition_penalty_opt_case = STRATA__V1__GENERATE__REPETITION_PENALTY_OPT_REPETITION_PENALTY;
 			break;
 		case O_WIN:
-			if (!parse_u64(optarg, UINT32_MAX, &u))
+			if (parse_u32(optarg, &u32) < 0)
 				goto bad_int;
-			gen.repetition_window = (uint32_t)u;
+			gen.repetition_window = u32;
 			gen.repetition_window_opt_case = STRATA__V1__GENERATE__REPETITION_WINDOW_OPT_REPETITION_WINDOW;
 			break;
 		case O_SEED:
-			if (!parse_u64(optarg, UINT64_MAX, &u))
+			if (parse_u64(optarg, &u) < 0)
 				goto bad_int;
 			gen.seed = u;
 			gen.seed_opt_case = STRATA__V1__GENERATE__SEED_OPT_SEED;
 			break;
-		case O_STOP:
-			if (!*optarg) {
+		case O_STOP: {
+			/* C escapes, as llama-cli takes them: --stop "\n\n" */
+			size_t cap = strlen(optarg) + 1;
+			char *stop = malloc(cap);
+			int n = stop ? parse_escapes(optarg, stop, cap) : -ENOMEM;
+			if (n < 0) {
+				free(stop);
+				if (n == -ENOMEM) {
+					fprintf(stderr, "%s: out of memory\n", prog);
+					code = EXIT_LOCAL;
+				} else {
+					code = usage_error("--stop '%s': a \\x escape without hex digits, or one that "
+							   "makes a NUL, a surrogate or a code point past U+10FFFF",
+							   optarg);
+				}
+				goto out;
+			}
+			stops[gen.n_stop++] = stop;
+			if (n == 0) {
 				code = usage_error("--stop wants a non-empty string");
 				goto out;
 			}
-			code = check_text("--stop", optarg, strlen(optarg));
+			code = check_text("--stop", stop, (size_t)n);
 			if (code)
 				goto out;
-			stops[gen.n_stop++] = optarg;
 			break;
+		}
 		case O_BOS:
 		case O_NOBOS:
 			gen.add_bos_opt_case = STRATA__V1__GENERATE__ADD_BOS_OPT_ADD_BOS;
@@ -723,11 +816,11 @@ static int cmd_generate(int argc, char **argv)
 			o.verbose = true;
 			break;
 		case 'h':
-			usage(stdout);
+			usage_generate(stdout);
 			code = EXIT_OK;
 			goto out;
 		default:
-			code = usage_error("bad option for generate");
+			code = option_error(opt, argv);
 			goto out;
 		}
 		li = -1; /* getopt_long sets it only for long options */
@@ -763,28 +856,31 @@ out_conn:
 	conn_close(&c);
 out:
 	free(owned);
+	for (size_t i = 0; i < gen.n_stop; i++)
+		free(stops[i]);
 	free(stops);
 	return code;
 bad_int:
-	code = usage_error("--%s wants a whole number in range, not '%s'", li >= 0 ? longopts[li].name : "max-tokens",
-			   optarg);
+	code = usage_error("--%s wants a whole number in range, not '%s'",
+			   li >= 0 ? generate_opts[li].name : "max-tokens", optarg);
 	goto out;
 bad_float:
-	code = usage_error("--%s wants a number, not '%s'", longopts[li].name, optarg);
+	code = usage_error("--%s wants a number, not '%s'", generate_opts[li].name, optarg);
 	goto out;
 }
 
 /* ---- tokenize, detokenize, status ---- */
 
+#define TOKENIZE_SHORT ":h"
+static const struct option tokenize_opts[] = {
+	{ "bos", no_argument, NULL, O_BOS },
+	{ "special", no_argument, NULL, O_SPECIAL },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int cmd_tokenize(int argc, char **argv)
 {
-	enum { O_BOS = 256, O_SPECIAL };
-	static const struct option longopts[] = {
-		{ "bos", no_argument, NULL, O_BOS },
-		{ "special", no_argument, NULL, O_SPECIAL },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	Strata__V1__Request req = STRATA__V1__REQUEST__INIT;
 	Strata__V1__Tokenize tok = STRATA__V1__TOKENIZE__INIT;
 	Strata__V1__Response *resp;
@@ -794,7 +890,7 @@ static int cmd_tokenize(int argc, char **argv)
 	/* Without --bos no BOS is added: the command shows the text's own tokens. */
 	tok.add_bos_opt_case = STRATA__V1__TOKENIZE__ADD_BOS_OPT_ADD_BOS;
 	tok.add_bos = false;
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, TOKENIZE_SHORT, tokenize_opts, NULL)) != -1) {
 		switch (opt) {
 		case O_BOS:
 			tok.add_bos = true;
@@ -803,10 +899,10 @@ static int cmd_tokenize(int argc, char **argv)
 			tok.parse_special = true;
 			break;
 		case 'h':
-			usage(stdout);
+			usage_tokenize(stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("bad option for tokenize");
+			return option_error(opt, argv);
 		}
 	}
 	code = get_text(argc, argv, "text", &text, &owned);
@@ -826,14 +922,15 @@ static int cmd_tokenize(int argc, char **argv)
 	return flush_stdout();
 }
 
+#define DETOKENIZE_SHORT ":h"
+static const struct option detokenize_opts[] = {
+	{ "special", no_argument, NULL, O_SPECIAL },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int cmd_detokenize(int argc, char **argv)
 {
-	enum { O_SPECIAL = 256 };
-	static const struct option longopts[] = {
-		{ "special", no_argument, NULL, O_SPECIAL },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	Strata__V1__Request req = STRATA__V1__REQUEST__INIT;
 	Strata__V1__Detokenize det = STRATA__V1__DETOKENIZE__INIT;
 	Strata__V1__Response *resp;
@@ -841,16 +938,16 @@ static int cmd_detokenize(int argc, char **argv)
 	size_t len;
 	int opt, code;
 
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, DETOKENIZE_SHORT, detokenize_opts, NULL)) != -1) {
 		switch (opt) {
 		case O_SPECIAL:
 			det.render_special = true;
 			break;
 		case 'h':
-			usage(stdout);
+			usage_detokenize(stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("bad option for detokenize");
+			return option_error(opt, argv);
 		}
 	}
 	if (optind >= argc)
@@ -861,12 +958,11 @@ static int cmd_detokenize(int argc, char **argv)
 		return EXIT_LOCAL;
 	}
 	for (int i = optind; i < argc; i++) {
-		uint64_t u;
-		if (!parse_u64(argv[i], UINT32_MAX, &u)) {
+		if (parse_u32(argv[i], &ids[det.n_ids]) < 0) {
 			free(ids);
 			return usage_error("'%s' is not a token id", argv[i]);
 		}
-		ids[det.n_ids++] = (uint32_t)u;
+		det.n_ids++;
 	}
 	det.ids = ids;
 	req.body_case = STRATA__V1__REQUEST__BODY_DETOKENIZE;
@@ -928,30 +1024,31 @@ static void print_status(const Strata__V1__StatusReply *s)
 	printf("%-13s %s\n", "max request", fmt_bytes(s->max_frame_bytes, a, sizeof a));
 }
 
+#define STATUS_SHORT ":h"
+static const struct option status_opts[] = {
+	{ "json", no_argument, NULL, O_JSON },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
 static int cmd_status(int argc, char **argv)
 {
-	enum { O_JSON = 256 };
-	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, O_JSON },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
 	Strata__V1__Request req = STRATA__V1__REQUEST__INIT;
 	Strata__V1__Status st = STRATA__V1__STATUS__INIT;
 	Strata__V1__Response *resp;
 	bool json = false;
 	int opt, code;
 
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, STATUS_SHORT, status_opts, NULL)) != -1) {
 		switch (opt) {
 		case O_JSON:
 			json = true;
 			break;
 		case 'h':
-			usage(stdout);
+			usage_status(stdout);
 			return EXIT_OK;
 		default:
-			return usage_error("bad option for status");
+			return option_error(opt, argv);
 		}
 	}
 	if (optind < argc)
@@ -971,6 +1068,57 @@ static int cmd_status(int argc, char **argv)
 	return flush_stdout();
 }
 
+static const struct command {
+	const char *name;
+	int (*fn)(int, char **);
+	const struct option *opts;
+	const char *short_opts;
+} commands[] = {
+	{ "generate", cmd_generate, generate_opts, GENERATE_SHORT },
+	{ "tokenize", cmd_tokenize, tokenize_opts, TOKENIZE_SHORT },
+	{ "detokenize", cmd_detokenize, detokenize_opts, DETOKENIZE_SHORT },
+	{ "status", cmd_status, status_opts, STATUS_SHORT },
+};
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+/* Whether cmd takes the option spelled `name` ("--json", "-n"). */
+static bool command_has(const struct command *cmd, const char *name)
+{
+	if (name[0] == '-' && name[1] == '-') {
+		for (const struct option *o = cmd->opts; o->name; o++)
+			if (strcmp(o->name, name + 2) == 0)
+				return true;
+		return false;
+	}
+	return name[0] == '-' && name[1] && name[1] != ':' && strchr(cmd->short_opts, name[1]) != NULL;
+}
+
+/* An option main() does not know, given before the command: if a command
+ * takes it, say so and show where it goes. */
+static int misplaced_option(int argc, char **argv, const char *name)
+{
+	const struct command *named = NULL, *takes[N_COMMANDS];
+	size_t n = 0;
+
+	for (int i = optind; i < argc && !named; i++)
+		for (size_t k = 0; k < N_COMMANDS; k++)
+			if (strcmp(argv[i], commands[k].name) == 0)
+				named = &commands[k];
+	if (named && command_has(named, name))
+		return usage_error("%s is an option of '%s': %s %s %s", name, named->name, prog, named->name, name);
+	for (size_t k = 0; k < N_COMMANDS; k++)
+		if (command_has(&commands[k], name))
+			takes[n++] = &commands[k];
+	if (n == 0)
+		return usage_error("unknown option '%s'", name);
+	char list[128] = "";
+	for (size_t k = 0; k < n; k++)
+		snprintf(list + strlen(list), sizeof list - strlen(list), "%s'%s'",
+			 k == 0 ? "" : k + 1 == n ? " and " : ", ", takes[k]->name);
+	return usage_error("%s is an option of %s, not of strata itself: give it after the command, "
+			   "e.g. %s %s %s", name, list, prog, takes[0]->name, name);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -979,20 +1127,15 @@ int main(int argc, char **argv)
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static const struct {
-		const char *name;
-		int (*fn)(int, char **);
-	} cmds[] = {
-		{ "generate", cmd_generate },
-		{ "tokenize", cmd_tokenize },
-		{ "detokenize", cmd_detokenize },
-		{ "status", cmd_status },
-	};
 	const char *sock = NULL;
+	char name[64];
 	int opt;
 
+	/* Errors are ours to word, always as "strata: ..." (getopt would name
+	 * argv[0], which for a command's options is the command). */
+	opterr = 0;
 	/* "+": stop at the command; its options are parsed by the command. */
-	while ((opt = getopt_long(argc, argv, "+s:hV", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "+:s:hV", longopts, NULL)) != -1) {
 		switch (opt) {
 		case 's':
 			sock = optarg;
@@ -1003,8 +1146,10 @@ int main(int argc, char **argv)
 		case 'V':
 			printf("strata %s (protocol %d)\n", PACKAGE_VERSION, STRATA_PROTOCOL_VERSION);
 			return EXIT_OK;
+		case ':':
+			return usage_error("option '%s' needs a value", bad_option(argv, name, sizeof name));
 		default:
-			return usage_error("bad option");
+			return misplaced_option(argc, argv, bad_option(argv, name, sizeof name));
 		}
 	}
 	if (optind >= argc)
@@ -1012,12 +1157,13 @@ int main(int argc, char **argv)
 	if (sock && !*sock)
 		return usage_error("--socket wants a path");
 	choose_sockets(sock);
-	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
-		if (strcmp(argv[optind], cmds[i].name) == 0) {
+	for (size_t i = 0; i < N_COMMANDS; i++) {
+		if (strcmp(argv[optind], commands[i].name) == 0) {
 			int sub_argc = argc - optind;
 			char **sub_argv = argv + optind;
+			command = commands[i].name;
 			optind = 0; /* glibc: restart getopt for the command's own options */
-			return cmds[i].fn(sub_argc, sub_argv);
+			return commands[i].fn(sub_argc, sub_argv);
 		}
 	}
 	return usage_error("unknown command '%s'", argv[optind]);

@@ -9,5 +9,12 @@ daemon_stratad_SOURCES = \
 	daemon/server.c daemon/server.h \
 	daemon/requests.c daemon/requests.h \
 	daemon/sched.c daemon/sched.h
-daemon_stratad_CPPFLAGS = $(AM_CPPFLAGS) $(SYSTEMD_CFLAGS) $(PROTOBUF_C_CFLAGS)
+# The settings file's directory as configured (sysconfdir is only known
+# expanded at make time, hence a flag and not config.h).
+daemon_stratad_CPPFLAGS = $(AM_CPPFLAGS) $(SYSTEMD_CFLAGS) $(PROTOBUF_C_CFLAGS) \
+	-DSTRATA_SYSCONFDIR='"$(sysconfdir)"'
 daemon_stratad_LDADD = $(PROTO_LIBS) $(ENGINE_LIBS) $(SYSTEMD_LIBS)
+
+# stratad's start-up: settings files that are not text files, SIGTERM during loading.
+TESTS += tests/test-start.sh
+EXTRA_DIST += tests/test-start.sh

@@ -25,8 +25,8 @@ int main(int argc, char **argv)
 	int rc;
 
 	engine_setup_process(argv); /* may re-execute us with OpenBLAS set up */
-	/* First of all: a SIGTERM while the model loads is then seen by the
-	 * event loop as soon as it starts, and it stops cleanly. */
+	/* First of all: SIGTERM/SIGINT during start-up (settings, a model load
+	 * of minutes) end the process at once (signals.h). */
 	rc = signals_init();
 	if (rc < 0) {
 		log_err("cannot install signal handlers: %s", strerror(-rc));
@@ -62,6 +62,8 @@ int main(int argc, char **argv)
 		log_err("%s", err.msg);
 		return 1;
 	}
+	if (!lis.activated)
+		signals_set_socket(lis.path); /* removed if start-up is stopped from here on */
 
 	notify_status("Loading %s", cfg.model);
 	log_info("loading %s", cfg.model);

@@ -6,11 +6,14 @@
 #include "daemon/settings.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "engine/options.h"
@@ -20,6 +23,9 @@ enum opt_id {
 	OPT_SOCKET,
 	OPT_CONFIG,
 	OPT_MAX_CLIENTS,
+	OPT_MAX_CLIENTS_PER_UID,
+	OPT_IDLE_TIMEOUT,
+	OPT_FRAME_TIMEOUT,
 	OPT_MAX_QUEUE,
 	OPT_MAX_FRAME,
 	OPT_MAX_TOKENS,
@@ -35,6 +41,9 @@ static const struct option long_opts[] = {
 	{ "socket", required_argument, NULL, OPT_SOCKET },
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "max-clients", required_argument, NULL, OPT_MAX_CLIENTS },
+	{ "max-clients-per-uid", required_argument, NULL, OPT_MAX_CLIENTS_PER_UID },
+	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	{ "frame-timeout", required_argument, NULL, OPT_FRAME_TIMEOUT },
 	{ "max-queue", required_argument, NULL, OPT_MAX_QUEUE },
 	{ "max-frame", required_argument, NULL, OPT_MAX_FRAME },
 	{ "max-tokens", required_argument, NULL, OPT_MAX_TOKENS },
@@ -59,6 +68,10 @@ void daemon_usage(FILE *f)
 		"                          ignored under socket activation)\n"
 		"  --config FILE           settings file (default %s if it exists)\n"
 		"  --max-clients N         connections at once (default 64)\n"
+		"  --max-clients-per-uid N connections at once of one user (default: half of --max-clients)\n"
+		"  --idle-timeout SEC      close a connection idle this long; 0 never (default 300)\n"
+		"  --frame-timeout SEC     close a connection whose request frame takes longer to\n"
+		"                          arrive whole; 0 no limit (default 30)\n"
 		"  --max-queue N           requests waiting for a free sequence (default 64)\n"
 		"  --max-frame BYTES       largest protocol frame accepted (default 1048576)\n"
 		"  --max-tokens N          cap on tokens generated per request (default: context)\n"
@@ -76,6 +89,8 @@ void daemon_config_default(struct daemon_config *c)
 	engine_config_default(&c->engine);
 	c->engine.n_slots = 4;
 	c->max_clients = 64;
+	c->idle_timeout = 300;
+	c->frame_timeout = 30;
 	c->max_queue = 64;
 	c->max_frame = 1u << 20;
 	c->shutdown_timeout = 10;
@@ -124,6 +139,9 @@ static int apply(struct daemon_config *c, int id, const char *name, const char *
 		snprintf(c->socket, sizeof c->socket, "%s", val);
 		break;
 	case OPT_MAX_CLIENTS: rc = opt_u32(name, val, 1, &c->max_clients, err); break;
+	case OPT_MAX_CLIENTS_PER_UID: rc = opt_u32(name, val, 1, &c->max_clients_per_uid, err); break;
+	case OPT_IDLE_TIMEOUT: rc = opt_u32(name, val, 0, &c->idle_timeout, err); break;
+	case OPT_FRAME_TIMEOUT: rc = opt_u32(name, val, 0, &c->frame_timeout, err); break;
 	case OPT_MAX_QUEUE: rc = opt_u32(name, val, 0, &c->max_queue, err); break;
 	case OPT_MAX_FRAME: rc = opt_u32(name, val, 64, &c->max_frame, err); break;
 	case OPT_MAX_TOKENS: rc = opt_u32(name, val, 0, &c->max_tokens, err); break;
@@ -164,27 +182,125 @@ static char *trim(char *s)
 	return s;
 }
 
-static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
-{
-	FILE *f = fopen(path, "r");
-	char line[8192];
-	unsigned lineno = 0;
+/* A settings file is small text: these bound what a wrong --config costs. */
+#define SETTINGS_MAX_BYTES (1u << 20)
+#define SETTINGS_MAX_LINE 8191 /* bytes, without the newline */
 
-	if (!f) {
+static const char *file_kind(mode_t m)
+{
+	return S_ISDIR(m) ? "a directory" : S_ISFIFO(m) ? "a FIFO" : S_ISCHR(m) ? "a character device" :
+	       S_ISBLK(m) ? "a block device" : S_ISSOCK(m) ? "a socket" : "not a regular file";
+}
+
+/* All of a settings file into *out (malloc'd, NUL-terminated; the caller
+ * frees it; NULL for /dev/null, which holds no settings), *len bytes. Opened
+ * without blocking (a FIFO would wait for a writer) and taken only when it is
+ * a regular file of at most SETTINGS_MAX_BYTES (/dev/zero would never end).
+ * 0, 1 when it does not exist and need not, or -errno with a message. */
+static int slurp(const char *path, bool must_exist, char **out, size_t *len, struct st_err *err)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t got = 0;
+	int rc, fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0) {
 		if (errno == ENOENT && !must_exist)
-			return 0;
+			return 1;
 		return st_errf(err, -errno, "%s: %s", path, strerror(errno));
 	}
+	if (fstat(fd, &st) < 0) {
+		rc = st_errf(err, -errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)) {
+		/* the null device: "no settings", as tests and scripts say it */
+		rc = 0;
+		*out = NULL;
+		*len = 0;
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		rc = st_errf(err, -EINVAL, "%s is %s, not a settings file", path, file_kind(st.st_mode));
+		goto out;
+	}
+	if (st.st_size > SETTINGS_MAX_BYTES) {
+		rc = st_errf(err, -EFBIG, "%s: %lld bytes; a settings file may hold at most %u (1 MiB)", path,
+			     (long long)st.st_size, SETTINGS_MAX_BYTES);
+		goto out;
+	}
+	/* read up to one byte past the cap: the file may grow while we read */
+	buf = malloc(SETTINGS_MAX_BYTES + 2);
+	if (!buf) {
+		rc = st_errf(err, -ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(fd, buf + got, SETTINGS_MAX_BYTES + 1 - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			rc = st_errf(err, -errno, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+		if (got > SETTINGS_MAX_BYTES) {
+			rc = st_errf(err, -EFBIG, "%s: more than %u bytes; a settings file may hold at most "
+				     "1 MiB", path, SETTINGS_MAX_BYTES);
+			goto out;
+		}
+	}
+	buf[got] = '\0';
+	*out = buf;
+	*len = got;
+	buf = NULL;
+	rc = 0;
+out:
+	free(buf);
+	close(fd);
+	return rc;
+}
+
+static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
+{
+	char *text = NULL, line[SETTINGS_MAX_LINE + 1];
+	size_t len = 0, pos = 0;
+	unsigned lineno = 0;
+	int rc = slurp(path, must_exist, &text, &len, err);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
 	snprintf(c->config_file, sizeof c->config_file, "%s", path);
-	while (fgets(line, sizeof line, f)) {
+	/* a UTF-8 byte order mark, as some editors write, is not part of the first key */
+	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
+		pos = 3;
+	while (pos < len) {
+		const char *start = text + pos, *nl = memchr(start, '\n', len - pos);
+		size_t n = nl ? (size_t)(nl - start) : len - pos;
+		pos += n + (nl != NULL);
 		lineno++;
+		if (n > SETTINGS_MAX_LINE) {
+			rc = st_errf(err, -EINVAL, "%s:%u: a line of %zu bytes; lines may have at most %d",
+				     path, lineno, n, SETTINGS_MAX_LINE);
+			break;
+		}
+		const char *nul = memchr(start, '\0', n);
+		if (nul) {
+			rc = st_errf(err, -EINVAL, "%s:%u: a NUL byte at column %zu (not a text file?)", path,
+				     lineno, (size_t)(nul - start) + 1);
+			break;
+		}
+		memcpy(line, start, n);
+		line[n] = '\0';
 		char *s = trim(line);
 		if (*s == '\0' || *s == '#')
 			continue;
 		char *eq = strchr(s, '=');
 		if (!eq) {
-			fclose(f);
-			return st_errf(err, -EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+			rc = st_errf(err, -EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+			break;
 		}
 		*eq = '\0';
 		char *key = trim(s), *val = trim(eq + 1);
@@ -192,16 +308,14 @@ static int read_file(struct daemon_config *c, const char *path, bool must_exist,
 		snprintf(where, sizeof where, "%s:%u", path, lineno);
 		char name[160];
 		snprintf(name, sizeof name, "%.60s: %.90s", where, key);
-		int rc = apply_setting(c, key, name, val, err);
+		rc = apply_setting(c, key, name, val, err);
 		if (rc == -ENOENT)
 			rc = st_errf(err, -EINVAL, "%s:%u: unknown setting '%s'", path, lineno, key);
-		if (rc < 0) {
-			fclose(f);
-			return rc;
-		}
+		if (rc < 0)
+			break;
 	}
-	fclose(f);
-	return 0;
+	free(text);
+	return rc < 0 ? rc : 0;
 }
 
 int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err)
@@ -268,5 +382,7 @@ int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st
 		return st_errf(err, -EINVAL, "no model: give --model FILE (or 'model = FILE' in %s)",
 			       STRATAD_DEFAULT_CONFIG);
 	c->engine.model_path = c->model;
+	if (c->max_clients_per_uid == 0) /* default: one user may take half the slots */
+		c->max_clients_per_uid = c->max_clients > 1 ? c->max_clients / 2 : 1;
 	return 0;
 }

@@ -1,6 +1,6 @@
-/* settings.h: stratad's settings, from /etc/strata/stratad.conf (or --config)
- * and then the command line, which wins. The file takes the long option
- * names as keys: `memory-budget = 6G`, `# comments`, blank lines. */
+/* settings.h: stratad's settings, from SYSCONFDIR/strata/stratad.conf (or
+ * --config) and then the command line, which wins. The file takes the long
+ * option names as keys: `memory-budget = 6G`, `# comments`, blank lines. */
 #ifndef STRATA_DAEMON_SETTINGS_H
 #define STRATA_DAEMON_SETTINGS_H
 
@@ -12,7 +12,13 @@
 #include "common/err.h"
 #include "common/log.h"
 
-#define STRATAD_DEFAULT_CONFIG "/etc/strata/stratad.conf"
+/* The configured sysconfdir (daemon/local.mk passes it): /etc for the
+ * Debian package, /usr/local/etc for make install with the default prefix,
+ * where the unit's --config points too. */
+#ifndef STRATA_SYSCONFDIR
+#error "STRATA_SYSCONFDIR must come from the build (daemon/local.mk)"
+#endif
+#define STRATAD_DEFAULT_CONFIG STRATA_SYSCONFDIR "/strata/stratad.conf"
 
 struct daemon_config {
 	char model[4096];
@@ -20,6 +26,9 @@ struct daemon_config {
 	char config_file[4096];	    /* what was read, for the log */
 	struct engine_config engine;/* model_path points at .model */
 	uint32_t max_clients;	    /* connections at once */
+	uint32_t max_clients_per_uid; /* connections at once of one user (peer uid); 0 = half of max_clients */
+	uint32_t idle_timeout;	    /* seconds a connection may sit with nothing to do; 0 = never closed */
+	uint32_t frame_timeout;	    /* seconds a begun frame may take to arrive whole; 0 = no limit */
 	uint32_t max_queue;	    /* requests waiting for a slot */
 	uint32_t max_frame;	    /* bytes of one protocol frame */
 	uint32_t max_tokens;	    /* cap on a request's max_tokens; 0 = the context */

@@ -8,13 +8,21 @@
  * Checks, aborting on failure: the reader yields exactly the frames (and the
  * same final status: EOF, truncated, too large) as a plain whole-buffer
  * parser; every accepted Request packs back to bytes that unpack to the same
- * message and pack identically again. */
+ * message and pack identically again; and the daemon's wire check
+ * (frame_check_wire) agrees with an oracle written here on its own: a small
+ * protobuf decoder that collects the bytes of every string field at any depth
+ * and counts repeats of singular sub-messages. Whenever the daemon accepts a
+ * frame, every such string is valid UTF-8 without NUL and no singular
+ * sub-message repeats; whenever it refuses one that unpacks, the oracle sees
+ * why. (The old oracle used the unpacked C strings, which end at a NUL, so it
+ * could not see what hides behind one.) */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
 #include "fuzz/fuzz.h"
 #include "proto/frame.h"
 
@@ -85,6 +93,118 @@ static bool has_unknown(const ProtobufCMessage *m)
 	return false;
 }
 
+/* ---- the oracle: an independent reading of the wire ---- */
+
+struct oracle {
+	size_t n_strings, n_bad_strings; /* string fields seen; those with NUL or bad UTF-8 */
+	size_t n_repeats;                /* singular sub-messages seen again in one message */
+	bool broken;                     /* bytes this decoder cannot read as protobuf */
+};
+
+/* Base-128 varint at buf[*at..size); false when it runs off the end or past 10 bytes. */
+static bool o_varint(const uint8_t *buf, size_t size, size_t *at, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 10; i++) {
+		if (*at >= size)
+			return false;
+		uint8_t b = buf[(*at)++];
+		v |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (b < 0x80) {
+			*out = v;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* The field of d with number `num`, by a plain scan (no binary search). */
+static const ProtobufCFieldDescriptor *o_field(const ProtobufCMessageDescriptor *d, uint64_t num)
+{
+	for (unsigned i = 0; i < d->n_fields; i++)
+		if (d->fields[i].id == num)
+			return &d->fields[i];
+	return NULL;
+}
+
+static void o_message(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t size, int depth,
+		      struct oracle *o)
+{
+	uint32_t count[64] = { 0 }; /* occurrences of each field, by index (strata: < 64 fields) */
+	size_t at = 0;
+
+	if (depth > 40) {
+		o->broken = true;
+		return;
+	}
+	while (at < size && !o->broken) {
+		uint64_t key, skip;
+		if (!o_varint(buf, size, &at, &key)) {
+			o->broken = true;
+			return;
+		}
+		unsigned type = (unsigned)(key & 7);
+		if (type == 0) {
+			if (!o_varint(buf, size, &at, &skip))
+				o->broken = true;
+			continue;
+		}
+		if (type == 1 || type == 5) {
+			size_t n = type == 1 ? 8 : 4;
+			if (size - at < n)
+				o->broken = true;
+			else
+				at += n;
+			continue;
+		}
+		if (type != 2 || !o_varint(buf, size, &at, &skip) || skip > size - at) {
+			o->broken = true;
+			return;
+		}
+		const uint8_t *val = buf + at;
+		size_t len = (size_t)skip;
+		at += len;
+		const ProtobufCFieldDescriptor *f = o_field(d, key >> 3);
+		if (!f)
+			continue;
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			o->n_strings++;
+			if (memchr(val, 0, len) || !utf8_valid((const char *)val, len))
+				o->n_bad_strings++;
+		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			size_t idx = (size_t)(f - d->fields);
+			CHECK(idx < 64);
+			if (f->label != PROTOBUF_C_LABEL_REPEATED && count[idx]++ > 0)
+				o->n_repeats++;
+			o_message(f->descriptor, val, len, depth + 1, o);
+		}
+	}
+}
+
+/* The wire check of the daemon against the oracle, for a frame that unpacks. */
+static void check_wire(const uint8_t *body, size_t len)
+{
+	const ProtobufCMessageDescriptor *d = &strata__v1__request__descriptor;
+	const char *field = NULL, *problem = NULL;
+	struct oracle o = { 0 };
+	int rc = frame_check_wire(d, body, len, &field, &problem);
+
+	o_message(d, body, len, 0, &o);
+	if (rc == 0) {
+		/* accepted: what the daemon will read as text is clean */
+		CHECK(!o.broken);
+		CHECK(o.n_bad_strings == 0);
+		CHECK(o.n_repeats == 0);
+	} else {
+		/* refused, with a reason a person can read, that the oracle shares */
+		CHECK(rc == -EILSEQ || rc == -EBADMSG);
+		CHECK(field != NULL && problem != NULL);
+		CHECK(o.broken || o.n_bad_strings > 0 || o.n_repeats > 0);
+		if (rc == -EILSEQ)
+			CHECK(o.n_bad_strings > 0);
+	}
+}
+
 /* What the daemon does with a frame: unpack, check the strings, read the
  * fields it would use. Plus: the message survives a pack/unpack cycle. */
 static void handle_frame(const uint8_t *body, size_t len)
@@ -96,6 +216,7 @@ static void handle_frame(const uint8_t *body, size_t len)
 
 	if (!req)
 		return; /* MALFORMED */
+	check_wire(body, len);
 	if (frame_check_utf8(&req->base, &field) < 0)
 		CHECK(field != NULL);
 	switch (req->body_case) {

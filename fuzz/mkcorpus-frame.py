@@ -44,6 +44,17 @@ seeds = {
     "eof-in-body": ctl(7, 3) + fr(gen)[:20],
     "malformed": ctl(7, 2) + sc.frame(b"\x08\x80") + sc.frame(b"\x52\x05\x0a"),
     "bad-utf8": ctl(7, 3) + sc.frame(p.Request(id=7).SerializeToString() + b"\x52\x04\x0a\x02\xc3\x28"),
+    # NUL inside strings: the wire check must see the whole length, not a C string
+    "nul-in-prompt": ctl(7, 3) + fr(p.Request(id=9, protocol_version=1, generate=p.Generate(prompt="Hi\0 there"))),
+    "nul-first": ctl(7, 2) + fr(p.Request(id=10, protocol_version=1, tokenize=p.Tokenize(text="\0Once"))),
+    "bad-utf8-after-nul": ctl(7, 3) + sc.frame(p.Request(id=11).SerializeToString() + b"\x5a\x07\x0a\x05ok\x00\xff\xfe"),
+    "nul-in-stop": ctl(7, 4) + fr(p.Request(id=12, generate=p.Generate(prompt="go", stop=["\n", "Us\0er"]))),
+    # a singular sub-message twice (protobuf merges, protobuf-c replaces), and
+    # two different oneof members (the last wins everywhere)
+    "generate-twice": ctl(7, 3) + sc.frame(p.Request(id=13, protocol_version=1, generate=p.Generate(prompt="Once")).SerializeToString()
+                                           + p.Request(generate=p.Generate(max_tokens=4, temperature=0.5)).SerializeToString()),
+    "two-oneof-members": ctl(7, 3) + sc.frame(p.Request(id=14, generate=p.Generate(prompt="a")).SerializeToString()
+                                              + p.Request(status=p.Status()).SerializeToString()),
     "unknown-fields": ctl(7, 3) + sc.frame(p.Request(id=8, status=p.Status()).SerializeToString()
                                            + b"\x18\x09\x9a\x06\x03xyz\xa5\x01\xab\xab\xab\xab"),
 }

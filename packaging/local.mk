@@ -6,10 +6,15 @@
 # config.status (AC_CONFIG_FILES), so that `make prefix=...` and
 # `make install sbindir=...` reach them too (the automake manual's advice for
 # files that embed installation directories).
+# (man/local.mk uses the same edit for the pages that name these paths.)
 packaging_edit = sed \
 	-e 's|@sbindir[@]|$(sbindir)|g' \
 	-e 's|@bindir[@]|$(bindir)|g' \
-	-e 's|@sysconfdir[@]|$(sysconfdir)|g'
+	-e 's|@sysconfdir[@]|$(sysconfdir)|g' \
+	-e 's|@docdir[@]|$(docdir)|g' \
+	-e 's|@systemdsystemunitdir[@]|$(systemdsystemunitdir)|g' \
+	-e 's|@sysusersdir[@]|$(sysusersdir)|g' \
+	-e 's|@tmpfilesdir[@]|$(tmpfilesdir)|g'
 
 packaging/systemd/stratad.service: $(srcdir)/packaging/systemd/stratad.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) packaging/systemd && rm -f $@ $@.tmp && \

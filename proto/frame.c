@@ -294,6 +294,11 @@ int frame_reader_fill(struct frame_reader *r, int fd)
 	}
 }
 
+bool frame_reader_started(const struct frame_reader *r)
+{
+	return r->hdr_have > 0 || r->ready || r->in_off < r->in_len;
+}
+
 int frame_reader_take(struct frame_reader *r, uint8_t **buf, size_t *len)
 {
 	if (!r->ready)
@@ -350,31 +355,21 @@ int frame_pack(const ProtobufCMessage *msg, size_t cap, uint8_t **out, size_t *o
 	return 0;
 }
 
-static int check_message(const ProtobufCMessage *m, const char **field);
+/* Calls fn for every string field of m that is set (nested messages,
+ * repeated fields and set oneof members included), with the place that holds
+ * its pointer, until fn returns non-zero. Walks protobuf-c's descriptors, so
+ * a string field added to the .proto is covered without touching this code. */
+typedef int string_fn(const ProtobufCFieldDescriptor *f, char **slot, void *ctx);
 
-/* One value of field f: a string to check or a sub-message to descend into. */
-static int check_value(const ProtobufCFieldDescriptor *f, const void *v, const char **field)
-{
-	if (!v)
-		return 0;
-	if (f->type == PROTOBUF_C_TYPE_MESSAGE)
-		return check_message(v, field);
-	if (utf8_valid(v, strlen(v)))
-		return 0;
-	if (field)
-		*field = f->name;
-	return -EILSEQ;
-}
-
-/* Walks the fields through protobuf-c's descriptors, so new string fields in
- * the .proto are covered without touching this code. */
-static int check_message(const ProtobufCMessage *m, const char **field)
+static int visit_strings(ProtobufCMessage *m, string_fn *fn, void *ctx)
 {
 	const ProtobufCMessageDescriptor *d = m->descriptor;
-	const char *base = (const char *)m;
+	char *base = (char *)m;
 
 	for (unsigned i = 0; i < d->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		size_t n = 1;
+		void **vals = (void **)(base + f->offset);
 		int rc;
 
 		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
@@ -387,19 +382,136 @@ static int check_message(const ProtobufCMessage *m, const char **field)
 				continue;
 		}
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n;
-			void *const *vals;
 			memcpy(&n, base + f->quantifier_offset, sizeof n);
 			memcpy(&vals, base + f->offset, sizeof vals);
-			for (size_t j = 0; j < n; j++) {
-				rc = check_value(f, vals[j], field);
-				if (rc < 0)
-					return rc;
+		}
+		for (size_t j = 0; j < n; j++) {
+			if (!vals[j])
+				continue;
+			if (f->type == PROTOBUF_C_TYPE_MESSAGE)
+				rc = visit_strings(vals[j], fn, ctx);
+			else
+				rc = fn(f, (char **)&vals[j], ctx);
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+static int check_string(const ProtobufCFieldDescriptor *f, char **slot, void *ctx)
+{
+	const char **field = ctx;
+	if (utf8_valid(*slot, strlen(*slot)))
+		return 0;
+	if (field)
+		*field = f->name;
+	return -EILSEQ;
+}
+
+int frame_check_utf8(const ProtobufCMessage *msg, const char **field)
+{
+	if (field)
+		*field = NULL;
+	/* visit_strings takes a mutable message; check_string only reads */
+	return visit_strings((ProtobufCMessage *)msg, check_string, (void *)field);
+}
+
+/* ---- the wire walker ---- */
+
+/* Nesting deeper than this is refused (strata.proto nests 3 deep). */
+#define WIRE_MAX_DEPTH 32
+/* Singular sub-message fields tracked per message for repeats (by index). */
+#define WIRE_MAX_FIELDS 256
+
+/* A varint at p[0..end): *v and the position after it, or NULL. */
+static const uint8_t *wire_varint(const uint8_t *p, const uint8_t *end, uint64_t *v)
+{
+	uint64_t x = 0;
+	for (unsigned shift = 0; shift < 64 && p < end; shift += 7) {
+		uint8_t b = *p++;
+		x |= (uint64_t)(b & 0x7f) << shift;
+		if (!(b & 0x80)) {
+			*v = x;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+struct wire_err {
+	const char *field;   /* static name, as the .proto spells it */
+	const char *problem; /* static words for a person */
+};
+
+static int wire_fail(struct wire_err *e, int rc, const char *field, const char *problem)
+{
+	e->field = field;
+	e->problem = problem;
+	return rc;
+}
+
+static int wire_message(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+			unsigned depth, struct wire_err *e)
+{
+	uint64_t seen[WIRE_MAX_FIELDS / 64] = { 0 };
+
+	if (depth > WIRE_MAX_DEPTH)
+		return wire_fail(e, -EBADMSG, d->name, "nests too deep");
+	while (p < end) {
+		uint64_t key, len;
+		p = wire_varint(p, end, &key);
+		if (!p)
+			return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+		switch (key & 7) {
+		case 0: /* varint */
+			p = wire_varint(p, end, &len);
+			if (!p)
+				return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+			continue;
+		case 1: /* 64-bit */
+			if (end - p < 8)
+				return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+			p += 8;
+			continue;
+		case 5: /* 32-bit */
+			if (end - p < 4)
+				return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+			p += 4;
+			continue;
+		case 2: /* length-delimited: below */
+			break;
+		default: /* groups (3, 4), which protobuf-c does not read either, and 6, 7 */
+			return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+		}
+		p = wire_varint(p, end, &len);
+		if (!p || len > (uint64_t)(end - p))
+			return wire_fail(e, -EBADMSG, d->name, "is not protobuf wire format");
+		const uint8_t *v = p;
+		p += len;
+		const ProtobufCFieldDescriptor *f =
+			key >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3)) : NULL;
+		if (!f)
+			continue; /* an unknown field: its bytes are nobody's text */
+		if (f->type == PROTOBUF_C_TYPE_STRING) {
+			/* the whole wire length: protobuf-c's C string ends at a NUL,
+			 * and whatever follows it would escape any later check */
+			if (memchr(v, 0, len))
+				return wire_fail(e, -EILSEQ, f->name,
+						 "contains U+0000 (NUL), which strata refuses in strings");
+			if (!utf8_valid((const char *)v, len))
+				return wire_fail(e, -EILSEQ, f->name, "is not valid UTF-8");
+		} else if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			size_t i = (size_t)(f - d->fields);
+			if (f->label != PROTOBUF_C_LABEL_REPEATED && i < WIRE_MAX_FIELDS) {
+				/* protobuf merges a repeated sub-message; protobuf-c
+				 * replaces it, so other readers would see other values */
+				if (seen[i / 64] >> (i % 64) & 1)
+					return wire_fail(e, -EBADMSG, f->name,
+							 "appears twice; strata does not merge sub-messages");
+				seen[i / 64] |= 1ull << (i % 64);
 			}
-		} else {
-			const void *v;
-			memcpy(&v, base + f->offset, sizeof v);
-			rc = check_value(f, v, field);
+			int rc = wire_message(f->descriptor, v, v + len, depth + 1, e);
 			if (rc < 0)
 				return rc;
 		}
@@ -407,9 +519,61 @@ static int check_message(const ProtobufCMessage *m, const char **field)
 	return 0;
 }
 
-int frame_check_utf8(const ProtobufCMessage *msg, const char **field)
+int frame_check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		     const char **field, const char **problem)
 {
+	struct wire_err e = { NULL, NULL };
+	int rc = wire_message(d, buf, buf + len, 0, &e);
 	if (field)
-		*field = NULL;
-	return check_message(msg, field);
+		*field = e.field;
+	if (problem)
+		*problem = e.problem;
+	return rc;
+}
+
+static int fix_string(const ProtobufCFieldDescriptor *f, char **slot, void *ctx)
+{
+	struct frame_utf8_fixes *fx = ctx;
+	size_t n = strlen(*slot), len;
+	char *copy;
+
+	(void)f;
+	if (utf8_valid(*slot, n))
+		return 0;
+	if (fx->n == fx->cap) {
+		size_t cap = fx->cap ? 2 * fx->cap : 4;
+		struct frame_utf8_fix *v = realloc(fx->v, cap * sizeof *v);
+		if (!v)
+			return -ENOMEM;
+		fx->v = v;
+		fx->cap = cap;
+	}
+	len = utf8_sanitize(*slot, n, NULL, 0);
+	copy = malloc(len + 1);
+	if (!copy)
+		return -ENOMEM;
+	utf8_sanitize(*slot, n, copy, len + 1);
+	copy[len] = '\0';
+	fx->v[fx->n].slot = slot;
+	fx->v[fx->n].orig = *slot;
+	fx->n++;
+	*slot = copy;
+	return 0;
+}
+
+int frame_sanitize_utf8(ProtobufCMessage *msg, struct frame_utf8_fixes *fixes)
+{
+	return visit_strings(msg, fix_string, fixes);
+}
+
+void frame_utf8_fixes_undo(struct frame_utf8_fixes *fixes)
+{
+	if (!fixes)
+		return;
+	for (size_t i = fixes->n; i-- > 0;) {
+		free(*fixes->v[i].slot);
+		*fixes->v[i].slot = fixes->v[i].orig;
+	}
+	free(fixes->v);
+	memset(fixes, 0, sizeof *fixes);
 }

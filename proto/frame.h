@@ -110,6 +110,11 @@ int frame_reader_fill(struct frame_reader *r, int fd);
  * frame is pending, else -EPROTO. */
 int frame_reader_finish(struct frame_reader *r);
 
+/* true when the reader holds part of a frame: bytes of its prefix or body,
+ * or bytes read from the fd and not consumed yet (a frame has begun
+ * arriving); false between frames. */
+bool frame_reader_started(const struct frame_reader *r);
+
 /* Hand over the complete frame: *buf (malloc'd, never NULL; the caller frees
  * it with free()) and *len body bytes. The reader starts on the next frame.
  * -EAGAIN when no frame is ready. */
@@ -136,12 +141,53 @@ ssize_t frame_pack_into(const ProtobufCMessage *msg, size_t cap, uint8_t *dst, s
  * when the bytes are not a Request (MALFORMED); free the result with
  * strata__v1__request__free_unpacked(req, NULL). Unknown fields are kept and
  * ignored. protobuf-c does not check that strings are UTF-8 as proto3 wants,
- * so call this next: */
+ * its strings end at the first NUL byte whatever the wire length says, and a
+ * singular sub-message sent twice replaces the first instead of merging with
+ * it (as protobuf specifies and other readers do), so the server also checks
+ * the body's bytes themselves: */
+
+/* Walk the body buf[0..len) of a message of type d on the wire, driven by the
+ * descriptors (sub-messages, repeated fields and oneof members at any depth):
+ * every `string` field must be valid UTF-8 and free of U+0000 over its whole
+ * wire length (-EILSEQ), and no singular sub-message field may appear twice in
+ * one message (-EBADMSG); bytes that are not protobuf wire format, groups, or
+ * nesting deeper than 32 are -EBADMSG too. Unknown fields are skipped.
+ * Returns 0, or that error with *field (the static name of the field or
+ * message, as the .proto spells it) and *problem (static words: "is not valid
+ * UTF-8", "appears twice; strata does not merge sub-messages", ...), each
+ * when non-NULL. */
+int frame_check_wire(const ProtobufCMessageDescriptor *d, const uint8_t *buf, size_t len,
+		     const char **field, const char **problem);
+
+/* The same UTF-8 check on an unpacked message (the client checks replies
+ * with it): */
 
 /* 0 when every `string` field of msg (nested messages, repeated fields and set
  * oneof members included) is valid UTF-8; else -EILSEQ and *field (if
  * non-NULL) points at the static name of the first bad field as the .proto
  * spells it, e.g. "prompt". (protobuf-c strings also end at the first NUL.) */
 int frame_check_utf8(const ProtobufCMessage *msg, const char **field);
+
+/* ---- sending valid UTF-8 ---- */
+
+/* What frame_sanitize_utf8 replaced, to put back. Zero-initialize. */
+struct frame_utf8_fix {
+	char **slot; /* where the string pointer lives in the message */
+	char *orig;  /* the caller's string, put back by the undo */
+};
+struct frame_utf8_fixes {
+	struct frame_utf8_fix *v; /* (n) */
+	size_t n, cap;
+};
+
+/* Make every `string` field of msg (nested messages, repeated fields and set
+ * oneof members included) valid UTF-8 before it is packed: a string that is
+ * not is replaced in the message by a malloc'd copy in which each maximal
+ * invalid subpart became U+FFFD (utf8_sanitize). The caller's strings are not
+ * written to; `fixes` records each replacement, and
+ * frame_utf8_fixes_undo(fixes) puts the originals back and frees the copies:
+ * call it after packing, also when this fails. 0, or -ENOMEM. */
+int frame_sanitize_utf8(ProtobufCMessage *msg, struct frame_utf8_fixes *fixes);
+void frame_utf8_fixes_undo(struct frame_utf8_fixes *fixes);
 
 #endif

@@ -1,6 +1,7 @@
 /* eiofs.c: a test fixture, a read-only FUSE filesystem with one file that mirrors a backing
  * file and answers EIO for reads overlapping a byte range, so tests meet a real kernel read
- * error; it can also refuse O_DIRECT opens, as some filesystems do. Used by
+ * error; it can also refuse O_DIRECT opens, as some filesystems do, and answer reads late
+ * (a slow disk, for test-start.sh). Used by
  * test-daemon-io.sh and test-weights-fault. Speaks <linux/fuse.h> over /dev/fuse itself (no
  * libfuse); root only; not a server. */
 #include "config.h"
@@ -19,6 +20,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Newer than the <linux/fuse.h> of older distributions (protocol 7.39): lets a file opened
@@ -43,6 +45,7 @@ struct eiofs {
 	bool direct_io;		/* open replies carry FOPEN_DIRECT_IO */
 	bool refuse_direct;	/* opens asking for O_DIRECT get EINVAL */
 	bool verbose;
+	unsigned delay_ms;	/* each READ is answered this much later (a slow disk) */
 	char *in;		/* (in_cap) bytes: one request */
 	size_t in_cap;
 	char *data;		/* (EIO_MAX_PAGES * 4096) bytes: one READ reply's data */
@@ -210,6 +213,11 @@ static void do_read(struct eiofs *fs, const struct fuse_in_header *h, const void
 	if (size > EIO_MAX_PAGES * 4096u)
 		size = EIO_MAX_PAGES * 4096u;
 	fs->n_reads++;
+	if (fs->delay_ms) {
+		struct timespec ts = { fs->delay_ms / 1000, (long)(fs->delay_ms % 1000) * 1000000L };
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
 	if (failing && in->offset < fs->fail_hi && in->offset + size > fs->fail_lo) {
 		fs->n_failed++;
 		if (fs->n_failed <= EIO_LOG_FAILS)
@@ -372,6 +380,7 @@ static void usage(void)
 		"  --on             start failing at once (default: off until SIGUSR1)\n"
 		"  --direct-io      open replies carry FOPEN_DIRECT_IO (no page cache)\n"
 		"  --refuse-direct  opens that ask for O_DIRECT fail with EINVAL\n"
+		"  --delay MS       answer each read MS milliseconds late (a slow disk)\n"
 		"  --state FILE     FILE says \"on\" or \"off\", then \"eio N\" (reads failed)\n"
 		"                   and \"direct N\" (O_DIRECT opens); rewritten when serving\n"
 		"                   starts, after each switch has taken effect, and before\n"
@@ -411,6 +420,15 @@ int main(int argc, char **argv)
 			fs.direct_io = true;
 		} else if (!strcmp(argv[i], "--refuse-direct")) {
 			fs.refuse_direct = true;
+		} else if (!strcmp(argv[i], "--delay") && i + 1 < argc) {
+			char *end;
+			unsigned long ms = strtoul(argv[++i], &end, 10);
+			if (*end || end == argv[i] || ms > 60000) {
+				fprintf(stderr, "%s: --delay wants milliseconds (0..60000), not '%s'\n", prog,
+					argv[i]);
+				return 2;
+			}
+			fs.delay_ms = (unsigned)ms;
 		} else if (!strcmp(argv[i], "-v")) {
 			fs.verbose = true;
 		} else {

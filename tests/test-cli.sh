@@ -107,6 +107,63 @@ ok $? "a server error (prompt too long): exit code 5 and the server's message ($
 [ $? -eq 2 ]
 ok $? "an unknown command: exit code 2"
 
+# each command's --help is its own usage, exit 0
+for c in generate tokenize detokenize status; do
+	"$STRATA" $c --help >"$TMP/help-$c.txt" 2>&1
+	r=$?
+	[ $r -eq 0 ] && head -n 1 "$TMP/help-$c.txt" | grep -q "^Usage: strata .*$c" &&
+		! grep -q "^Commands:" "$TMP/help-$c.txt"
+	ok $? "strata $c --help prints the usage of $c and exits 0 ($r: $(head -n 1 "$TMP/help-$c.txt"))"
+done
+grep -q -- "--temperature" "$TMP/help-generate.txt" && ! grep -q -- "--temperature" "$TMP/help-status.txt"
+ok $? "... generate's lists its sampling options, status's does not"
+
+# option errors name the program, whatever the command
+"$STRATA" generate --frobnicate x 2>"$TMP/opt1.err"
+r1=$?
+"$STRATA" tokenize --special --bos --json x 2>"$TMP/opt2.err"
+r2=$?
+"$STRATA" generate "$PROMPT" --temperature 2>"$TMP/opt3.err"
+r3=$?
+[ $r1 -eq 2 ] && [ $r2 -eq 2 ] && [ $r3 -eq 2 ] &&
+	grep -q "^strata: .*--frobnicate" "$TMP/opt1.err" && grep -q "^strata: .*--json" "$TMP/opt2.err" &&
+	grep -q "^strata: .*--temperature" "$TMP/opt3.err" && ! grep -q "^generate:\|^tokenize:" "$TMP/opt"*.err
+ok $? "option errors begin 'strata: ' and name the option ($(head -n 1 "$TMP/opt1.err"); $(head -n 1 "$TMP/opt3.err"))"
+
+# a command's option given before the command
+"$STRATA" --socket "$SOCK" --json status 2>"$TMP/before.err"
+r=$?
+[ $r -eq 2 ] && grep -q "^strata: --json is an option of 'status': strata status --json" "$TMP/before.err"
+ok $? "strata --json status says where --json belongs (exit $r: $(head -n 1 "$TMP/before.err"))"
+"$STRATA" -n 5 generate "$PROMPT" 2>"$TMP/before2.err"
+r=$?
+[ $r -eq 2 ] && grep -q "^strata: -n is an option of 'generate'" "$TMP/before2.err"
+ok $? "... and so for strata -n 5 generate (exit $r: $(head -n 1 "$TMP/before2.err"))"
+
+# --stop takes C escapes, as llama-cli does: '\u0065' is "e"
+"$STRATA" --socket "$SOCK" generate -n 40 --temperature 0 --json "$PROMPT" >"$TMP/nostop.json"
+"$STRATA" --socket "$SOCK" generate -n 40 --temperature 0 --json --stop '\u0065' "$PROMPT" >"$TMP/stop.json"
+grep -q '"finish_reason":"stop_string".*"stop_string":"e"' "$TMP/stop.json"
+ok $? "--stop '\\u0065' stops at the first e: $(tail -n 1 "$TMP/stop.json" | cut -c 1-60)..."
+"$STRATA" --socket "$SOCK" generate -n 2 --stop 'a\x00b' "$PROMPT" >/dev/null 2>"$TMP/stopnul.err"
+[ $? -eq 2 ] && grep -q "^strata: --stop" "$TMP/stopnul.err"
+ok $? "--stop with an escape that makes a NUL is a usage error ($(cat "$TMP/stopnul.err"))"
+
+# 64-bit integers in --json are strings (protobuf's JSON mapping): a seed
+# above 2^53 survives a JSON parser that reads numbers as doubles
+"$STRATA" --socket "$SOCK" generate --json -n 2 --seed 18446744073709551615 "$PROMPT" >"$TMP/seed.json"
+grep -q '"seed":"18446744073709551615"' "$TMP/seed.json"
+ok $? "generate --json prints the seed 2^64-1 as a string"
+if [ -n "${PYTHON3:-}" ]; then
+	"$PYTHON3" -c '
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+done = lines[-1]
+assert done["type"] == "done" and int(done["seed"]) == 2**64 - 1, done
+assert all(l["type"] == "piece" for l in lines[:-1])' "$TMP/seed.json"
+	ok $? "... and every line parses as JSON, the seed exactly"
+fi
+
 # Ctrl-C cancels the request cleanly. --ignore-eos and 4000 tokens: the
 # generation is certainly still running when the signal comes.
 "$STRATA" --socket "$SOCK" generate -n 4000 --ignore-eos --temperature 1 "$PROMPT" \
@@ -131,9 +188,10 @@ TAP_PIDS=
 # --ignore-eos: find a sampled generation that ends at EOS (on a random model
 # one does within a few seeds), then the same seed with --ignore-eos runs on
 # through the EOS to the full length, with the same text first.
-E="$TMP/eos.gguf"
+# (its path and its general.name are not UTF-8: strata status must still work)
+E="$TMP/eos-$(printf '\377').gguf"
 "$STRATA_MODEL" synth "$E" --n-embd 64 --n-layer 1 --n-head 4 --n-ff 128 --type f32 \
-	--vocab builtin --seed 5 &&
+	--vocab builtin --seed 5 --name "$(printf 'caf\351 story')" &&
 	{ "$STRATAD" --config /dev/null --model "$E" --socket "$TMP/e.sock" --threads 1 \
 		2>"$TMP/e.log" & }
 EPID=$!
@@ -159,6 +217,11 @@ case $(cat "$TMP/noeos.txt") in
 *) false ;;
 esac
 ok $? "... with the text of the run that stopped first, then more"
+"$STRATA" --socket "$TMP/e.sock" status >"$TMP/e.status" 2>&1 &&
+	grep -q "caf$(printf '\357\277\275') story" "$TMP/e.status" &&
+	grep -q "eos-$(printf '\357\277\275').gguf" "$TMP/e.status"
+ok $? "a model whose path and name are not UTF-8: strata status shows them with U+FFFD"
+grep -q "model\|file" "$TMP/e.status" || diag "$(cat "$TMP/e.status")"
 kill -TERM "$EPID"
 wait "$EPID"
 TAP_PIDS=

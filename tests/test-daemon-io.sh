@@ -105,7 +105,7 @@ for io in uring mmap; do
 	[ "$io" = mmap ] && want_mode=mmap
 	grep -q '"layers_resident": *0[^0-9]' "$TMP/st-$io.json" &&
 		grep -q "\"io_mode\": *\"$want_mode\"" "$TMP/st-$io.json" &&
-		grep -q '"generated_tokens_total": *[1-9]' "$TMP/st-$io.json"
+		grep -q '"generated_tokens_total": *"[1-9]' "$TMP/st-$io.json"
 	ok $? "cut-$io: status says no layer is resident, io mode $want_mode, and counts the tokens"
 
 	dd if="$TMP/orig.gguf" of="$M" conv=notrunc status=none

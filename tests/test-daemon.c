@@ -3,7 +3,9 @@
  * generation, 16 clients at once, every kind of bad input (each followed by
  * proof that the daemon still serves), cancel, overload, watchdog and STATUS
  * notifications, and SIGTERM while requests stream. Uses stories260K when
- * ../shared is there, else a synthetic model. */
+ * ../shared is there, else a synthetic model. Then a second stratad with
+ * small limits: per-user connection shares, refusals that arrive whole, idle
+ * and half-sent-frame timeouts. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -99,11 +101,11 @@ static int send_req(int fd, Strata__V1__Request *r)
 	return frame_send(fd, &r->base, FRAME_REQUEST_CAP_DEFAULT);
 }
 
-/* Next response, or NULL on EOF/timeout. Caller frees with free_unpacked. */
-static Strata__V1__Response *recv_resp(int fd)
+/* Next response, or NULL on EOF or after timeout_ms. Caller frees with free_unpacked. */
+static Strata__V1__Response *recv_resp_within(int fd, int timeout_ms)
 {
 	struct pollfd p = { fd, POLLIN, 0 };
-	if (poll(&p, 1, TIMEOUT_MS) <= 0)
+	if (poll(&p, 1, timeout_ms) <= 0)
 		return NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
@@ -112,6 +114,11 @@ static Strata__V1__Response *recv_resp(int fd)
 	Strata__V1__Response *r = strata__v1__response__unpack(NULL, len, buf);
 	free(buf);
 	return r;
+}
+
+static Strata__V1__Response *recv_resp(int fd)
+{
+	return recv_resp_within(fd, TIMEOUT_MS);
 }
 
 static void free_resp(Strata__V1__Response *r)
@@ -248,6 +255,52 @@ static void write_raw(int fd, const void *p, size_t n)
 		tap_diag("short write: %s", strerror(errno));
 }
 
+/* Append one packed Request frame to buf[*len..cap). */
+static void pack_req(Strata__V1__Request *r, uint8_t *buf, size_t cap, size_t *len)
+{
+	ssize_t n = frame_pack_into(&r->base, FRAME_REQUEST_CAP_DEFAULT, buf + *len, cap - *len);
+	if (n < 0)
+		tap_bail("frame_pack_into: %s", strerror((int)-n));
+	*len += (size_t)n;
+}
+
+/* Send n requests in one write(): n Status (gen == false) or n short greedy
+ * Generates, ids first_id.., then count the terminal replies (Status, Done or
+ * Error) until all have come or the daemon falls silent. */
+static int pipelined(int fd, int n, bool gen, uint64_t first_id)
+{
+	static uint8_t buf[65536];
+	size_t len = 0;
+	for (int i = 0; i < n; i++) {
+		Strata__V1__Request r;
+		Strata__V1__Status st = STRATA__V1__STATUS__INIT;
+		Strata__V1__Generate g = STRATA__V1__GENERATE__INIT;
+		req_init(&r, first_id + (uint64_t)i);
+		if (gen) {
+			g.prompt = (char *)"Once upon a time";
+			g.max_tokens = 2;
+			g.temperature_opt_case = STRATA__V1__GENERATE__TEMPERATURE_OPT_TEMPERATURE;
+			r.body_case = STRATA__V1__REQUEST__BODY_GENERATE;
+			r.generate = &g;
+		} else {
+			r.body_case = STRATA__V1__REQUEST__BODY_STATUS;
+			r.status = &st;
+		}
+		pack_req(&r, buf, sizeof buf, &len);
+	}
+	write_raw(fd, buf, len);
+	int terminal = 0;
+	while (terminal < n) {
+		Strata__V1__Response *r = recv_resp_within(fd, 5000);
+		if (!r)
+			break;
+		if (r->body_case != STRATA__V1__RESPONSE__BODY_PIECE)
+			terminal++;
+		free_resp(r);
+	}
+	return terminal;
+}
+
 static void start_daemon(void)
 {
 	struct sockaddr_un a = { .sun_family = AF_UNIX };
@@ -280,6 +333,265 @@ static void start_daemon(void)
 		      "--config", "/dev/null", (char *)NULL);
 		_exit(127);
 	}
+}
+
+/* The second daemon: small limits and short timeouts, on its own socket and
+ * model; ready when it answers. Its log is limits.log. */
+static pid_t start_limits_daemon(const char *model)
+{
+	char stratad[4096], log_path[4096];
+	snprintf(stratad, sizeof stratad, "%s/daemon/stratad", tap_builddir());
+	snprintf(log_path, sizeof log_path, "%s/limits.log", tap_tmpdir());
+	pid_t pid = fork();
+	if (pid < 0)
+		tap_bail("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int log = open(log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+		if (log >= 0)
+			dup2(log, 2);
+		unsetenv("NOTIFY_SOCKET");
+		execl(stratad, stratad, "--model", model, "--socket", sock_path, "--ctx-size", "128",
+		      "--threads", "2", "--max-clients", "8", "--max-clients-per-uid", "4",
+		      "--idle-timeout", "4", "--frame-timeout", "1", "--max-frame", "33554432",
+		      "--shutdown-timeout", "0", "--log-level", "debug", "--config", "/dev/null",
+		      (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 600 && !daemon_serves() && waitpid(pid, NULL, WNOHANG) == 0; i++)
+		usleep(50000);
+	return pid;
+}
+
+/* `strata status` run as another user (nobody): exit status, or -1. */
+static int status_as_nobody(void)
+{
+	char strata[4096];
+	snprintf(strata, sizeof strata, "%s/client/strata", tap_builddir());
+	pid_t pid = fork();
+	if (pid == 0) {
+		int null = open("/dev/null", O_WRONLY);
+		if (null >= 0)
+			dup2(null, 1);
+		/* gid 0 stays: the socket is group-writable (0660, group root here) */
+		if (setuid(65534) != 0)
+			_exit(126);
+		execl(strata, strata, "--socket", sock_path, "status", (char *)NULL);
+		_exit(127);
+	}
+	int st;
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
+		return -1;
+	return WEXITSTATUS(st);
+}
+
+/* The peer closed within timeout_ms (EOF or a reset; replies before it are skipped). */
+static bool closed_within(int fd, int timeout_ms)
+{
+	uint64_t end = now_ms() + (uint64_t)timeout_ms;
+	for (;;) {
+		int left = (int)(end - now_ms());
+		struct pollfd p = { fd, POLLIN, 0 };
+		if (left <= 0 || poll(&p, 1, left) <= 0)
+			return false;
+		char buf[4096];
+		ssize_t n = recv(fd, buf, sizeof buf, 0);
+		if (n <= 0)
+			return true;
+	}
+}
+
+/* A Tokenize of `n` euro signs: each is 3 byte tokens of ids above 127, so
+ * its reply takes about 15 bytes per sign. Sent with no cap of our own. */
+static int send_euros(int fd, uint64_t id, size_t n)
+{
+	char *text = malloc(3 * n + 1);
+	if (!text)
+		tap_bail("out of memory");
+	for (size_t i = 0; i < n; i++)
+		memcpy(text + 3 * i, "\xe2\x82\xac", 3);
+	text[3 * n] = '\0';
+	Strata__V1__Request r;
+	Strata__V1__Tokenize t = STRATA__V1__TOKENIZE__INIT;
+	req_init(&r, id);
+	t.text = text;
+	r.body_case = STRATA__V1__REQUEST__BODY_TOKENIZE;
+	r.tokenize = &t;
+	int rc = frame_send(fd, &r.base, UINT32_MAX);
+	free(text);
+	return rc;
+}
+
+struct euro_writer {
+	int fd, n;
+	size_t each;
+};
+
+static void *euro_writer_main(void *arg)
+{
+	struct euro_writer *w = arg;
+	for (int i = 0; i < w->n; i++)
+		send_euros(w->fd, 600 + (uint64_t)i, w->each);
+	return NULL;
+}
+
+static void test_big_replies(void)
+{
+	/* above the 16 MiB a connection's output queue once held: delivered */
+	int fd = connect_daemon();
+	send_euros(fd, 500, 1400000);
+	Strata__V1__Response *r = recv_resp(fd);
+	tap_ok(r && r->id == 500 && r->body_case == STRATA__V1__RESPONSE__BODY_TOKENIZE &&
+		       r->tokenize->n_ids >= 4200000,
+	       "a Tokenize reply of %.1f MiB (over the old 16 MiB output cap) arrives whole",
+	       r ? strata__v1__response__get_packed_size(r) / 1048576.0 : 0.0);
+	free_resp(r);
+	/* over the 64 MiB a response frame may hold: an error, the connection lives */
+	send_euros(fd, 501, 4600000);
+	tap_ok(expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT, "64", NULL),
+	       "a Tokenize whose reply would pass 64 MiB gets INVALID_ARGUMENT");
+	send_status(fd, 502);
+	r = recv_resp(fd);
+	tap_ok(r && r->id == 502 && r->body_case == STRATA__V1__RESPONSE__BODY_STATUS,
+	       "... and the connection goes on serving");
+	free_resp(r);
+	close(fd);
+
+	/* three such requests sent while the client reads nothing for a while:
+	 * stratad stops reading that connection's requests instead of closing it */
+	fd = connect_daemon();
+	struct euro_writer w = { fd, 3, 1400000 };
+	pthread_t th;
+	if (pthread_create(&th, NULL, euro_writer_main, &w) != 0)
+		tap_bail("pthread_create failed");
+	sleep(2);
+	int whole = 0;
+	for (int i = 0; i < 3; i++) {
+		r = recv_resp(fd);
+		whole += r && r->id == 600 + (uint64_t)i && r->body_case == STRATA__V1__RESPONSE__BODY_TOKENIZE &&
+			 r->tokenize->n_ids >= 4200000;
+		free_resp(r);
+	}
+	pthread_join(th, NULL);
+	tap_is_int(whole, 3, "3 replies of 20 MiB to a client that reads late all arrive, in order");
+	close(fd);
+}
+
+static void test_limits(void)
+{
+	char model[4096];
+	struct st_err err = { "" };
+	struct synth_params sp = { .n_embd = 32, .n_layer = 1, .n_head = 2, .n_head_kv = 2,
+				   .n_ff = 64, .n_ctx = 128, .type = ST_F32, .vocab_path = "builtin",
+				   .seed = 4, .name = "lim\xffits \xc3" };
+	/* its path and general.name are not UTF-8: Status must still send UTF-8 */
+	snprintf(model, sizeof model, "%s/limits-\xfe\xff.gguf", tap_tmpdir());
+	if (synth_write(model, &sp, &err) < 0)
+		tap_bail("synth: %s", err.msg);
+	snprintf(sock_path, sizeof sock_path, "%s/limits.sock", tap_tmpdir());
+	pid_t pid = start_limits_daemon(model);
+	if (!tap_ok(daemon_serves(), "a second stratad with --max-clients 8 --max-clients-per-uid 4 "
+		    "--idle-timeout 4 --frame-timeout 1 serves")) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		return;
+	}
+
+	int fd = connect_daemon();
+	send_status(fd, 1);
+	Strata__V1__Response *r = recv_resp(fd);
+	const char *field = NULL;
+	tap_ok(r && r->body_case == STRATA__V1__RESPONSE__BODY_STATUS && r->status->model &&
+		       frame_check_utf8(&r->base, &field) == 0,
+	       "a model whose path and name are not UTF-8: Status is valid UTF-8 (bad field: %s)",
+	       field ? field : "none");
+	if (r && r->body_case == STRATA__V1__RESPONSE__BODY_STATUS && r->status->model) {
+		tap_ok(strstr(r->status->model->path, "limits-\xef\xbf\xbd\xef\xbf\xbd.gguf") != NULL,
+		       "... the path's bad bytes are each replaced by U+FFFD (%s)", r->status->model->path);
+		tap_is_str(r->status->model->name, "lim\xef\xbf\xbdits \xef\xbf\xbd",
+			   "... and so are the name's");
+	} else {
+		tap_skip("no Status");
+		tap_skip("no Status");
+	}
+	free_resp(r);
+	close(fd);
+
+	/* one user fills its share of the slots with connections that do nothing */
+	int held[4];
+	bool all = true;
+	for (int i = 0; i < 4; i++) {
+		held[i] = connect_daemon();
+		all &= held[i] >= 0;
+	}
+	tap_ok(all, "4 connections of one user are open and idle");
+	fd = connect_daemon();
+	uint64_t eid = 99;
+	tap_ok(fd >= 0 && expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
+				       "--max-clients-per-uid", &eid) && eid == 0,
+	       "a 5th connection of the same user gets OVERLOADED naming --max-clients-per-uid");
+	tap_ok(sees_eof(fd), "... and is closed");
+	close(fd);
+	if (getuid() == 0) {
+		/* the test's directory must be passable for another user */
+		chmod(tap_tmpdir(), 0711);
+		int rc = status_as_nobody();
+		tap_ok(rc == 0, "meanwhile another user (nobody) is served: strata status exits %d", rc);
+	} else {
+		tap_skip("not root: no other user to connect as");
+	}
+
+	/* a refused client that writes first still reads its OVERLOADED: the
+	 * server drains its input before closing, so no reset overtakes the frame */
+	int refused = 0, write_failed = 0;
+	for (int i = 0; i < 200; i++) {
+		fd = connect_daemon();
+		if (fd < 0)
+			continue;
+		if (send_status(fd, 5) < 0)
+			write_failed++;
+		r = recv_resp_within(fd, 5000);
+		if (r && r->body_case == STRATA__V1__RESPONSE__BODY_ERROR &&
+		    r->error->code == STRATA__V1__ERROR_CODE__ERROR_CODE_OVERLOADED)
+			refused++;
+		free_resp(r);
+		close(fd);
+	}
+	tap_ok(refused == 200 && write_failed == 0,
+	       "200 refused clients that write first: each reads its OVERLOADED (%d did; %d writes failed)",
+	       refused, write_failed);
+
+	/* a frame begun and not finished is closed after --frame-timeout;
+	 * the idle connections after --idle-timeout, not sooner */
+	close(held[3]);
+	usleep(100000);
+	fd = connect_daemon();
+	uint8_t two[2] = { 0, 0 };
+	write_raw(fd, two, sizeof two);
+	uint64_t t0 = now_ms();
+	bool cut = closed_within(fd, 3000);
+	tap_ok(cut, "2 bytes of a length prefix, then nothing: closed after --frame-timeout 1 (%.1f s)",
+	       (double)(now_ms() - t0) / 1000);
+	close(fd);
+	int still = 0;
+	for (int i = 0; i < 3; i++) {
+		struct pollfd p = { held[i], POLLIN, 0 };
+		still += poll(&p, 1, 0) == 0;
+	}
+	tap_is_int(still, 3, "the idle connections are still open then");
+	int gone = 0;
+	for (int i = 0; i < 3; i++) {
+		gone += closed_within(held[i], 8000);
+		close(held[i]);
+	}
+	tap_is_int(gone, 3, "the 3 idle connections are closed after --idle-timeout 4");
+	tap_ok(daemon_serves(), "... and their user is served again");
+
+	test_big_replies();
+
+	kill(pid, SIGTERM);
+	int status = 0;
+	tap_ok(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	       "the second stratad exits 0 on SIGTERM");
 }
 
 static void show_log(void)
@@ -454,6 +766,28 @@ int main(void)
 	close(fd);
 	tap_ok(daemon_serves(), "the daemon still serves");
 
+	/* NUL inside a string: protobuf-c's C string would stop at it ("Hi") */
+	static const uint8_t nul_text[] = { 0, 0, 0, 17, 0x08, 11, 0x10, 1, 0x5a, 11,
+					    0x0a, 9, 'H', 'i', 0, ' ', 't', 'h', 'e', 'r', 'e' };
+	fd = connect_daemon();
+	write_raw(fd, nul_text, sizeof nul_text);
+	eid = 0;
+	tap_ok(expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_MALFORMED, "field 'text'", &eid) &&
+		       eid == 11, "a Tokenize of \"Hi\\0 there\" gets MALFORMED naming the field (not the "
+		       "tokens of \"Hi\")");
+	tap_ok(sees_eof(fd), "... and the connection is closed");
+	close(fd);
+	/* a Generate twice in one frame: Python merges the two, protobuf-c would
+	 * have kept the second alone */
+	static const uint8_t twice[] = { 0, 0, 0, 21, 0x08, 12, 0x10, 1, 0x52, 6, 0x0a, 4, 'O', 'n',
+					 'c', 'e', 0x52, 7, 0x10, 4, 0x1d, 0, 0, 0, 0 };
+	fd = connect_daemon();
+	write_raw(fd, twice, sizeof twice);
+	tap_ok(expect_error(fd, STRATA__V1__ERROR_CODE__ERROR_CODE_MALFORMED, "appears twice", NULL),
+	       "a Generate sent twice in one Request gets MALFORMED (\"appears twice\")");
+	close(fd);
+	tap_ok(daemon_serves(), "the daemon still serves");
+
 	/* cancel, and cancel of an unknown id */
 	fd = connect_daemon();
 	send_generate(fd, 20, "Once upon a time", 400, false);
@@ -504,6 +838,15 @@ int main(void)
 			usleep(20000);
 	}
 	tap_ok(freed, "... the client hangs up: its request is cancelled and its slot freed");
+
+	/* more frames in one read than one connection is served per turn: the
+	 * rest wait in the reader's buffer, and every one must still be answered */
+	fd = connect_daemon();
+	int got = pipelined(fd, 70, false, 1000);
+	tap_is_int(got, 70, "70 Status requests in one write: 70 replies");
+	got = pipelined(fd, 100, true, 2000);
+	tap_is_int(got, 100, "100 pipelined Generates in one write: each gets its Done or OVERLOADED");
+	close(fd);
 
 	/* overload: 4 running + 12 queued fit; more are refused */
 	fd = connect_daemon();
@@ -564,6 +907,8 @@ int main(void)
 	tap_ok(w == daemon_pid && WIFEXITED(status) && WEXITSTATUS(status) == 0, "stratad exits 0");
 	tap_ok(wait_note("STOPPING=1", 2000), "STOPPING=1 was sent");
 	tap_ok(stat(sock_path, &st) != 0 && errno == ENOENT, "the socket file is removed");
+
+	test_limits();
 
 	int rc = tap_done();
 	if (rc)

@@ -1025,6 +1025,164 @@ static void test_utf8(void)
 	       "check_utf8: a bad byte in the second stop string is found");
 }
 
+/* The sending side: a Status whose nested strings are not UTF-8 goes out
+ * valid, and the caller's message is as it was afterwards. */
+static void test_sanitize(void)
+{
+	Strata__V1__Response r = STRATA__V1__RESPONSE__INIT;
+	Strata__V1__StatusReply sr = STRATA__V1__STATUS_REPLY__INIT;
+	Strata__V1__Model m = STRATA__V1__MODEL__INIT;
+	Strata__V1__WeightType wt[2] = { STRATA__V1__WEIGHT_TYPE__INIT, STRATA__V1__WEIGHT_TYPE__INIT };
+	Strata__V1__WeightType *wtp[2] = { &wt[0], &wt[1] };
+	char path[] = "/models/caf\xe9.gguf", name[] = "ALIA \xf0\x9f\x98", arch[] = "llama";
+	struct frame_utf8_fixes fx = { 0 };
+	const char *field = NULL;
+
+	r.body_case = STRATA__V1__RESPONSE__BODY_STATUS;
+	r.status = &sr;
+	sr.model = &m;
+	m.path = path;
+	m.name = name;
+	m.architecture = arch;
+	wt[0].type = "q8_0";
+	wt[1].type = "\xff";
+	m.n_weight_types = 2;
+	m.weight_types = wtp;
+	tap_ok(frame_check_utf8(&r.base, &field) == -EILSEQ, "sanitize: the Status starts out invalid");
+	int rc = frame_sanitize_utf8(&r.base, &fx);
+	tap_ok(rc == 0 && fx.n == 3, "sanitize: 3 strings replaced (%zu)", fx.n);
+	tap_is_int(frame_check_utf8(&r.base, &field), 0, "sanitize: then every string is UTF-8");
+	tap_is_str(m.path, "/models/caf\xef\xbf\xbd.gguf", "sanitize: a Latin-1 byte becomes U+FFFD");
+	tap_is_str(m.name, "ALIA \xef\xbf\xbd", "sanitize: a cut character becomes one U+FFFD");
+	tap_is_str(wt[1].type, "\xef\xbf\xbd", "sanitize: ... in repeated nested messages too");
+	uint8_t *buf;
+	size_t len;
+	tap_ok(frame_pack(&r.base, FRAME_RESPONSE_CAP, &buf, &len) == 0, "sanitize: the result packs");
+	frame_utf8_fixes_undo(&fx);
+	tap_ok(m.path == path && m.name == name && m.architecture == arch && strcmp(wt[0].type, "q8_0") == 0 &&
+		       strcmp(wt[1].type, "\xff") == 0 && fx.n == 0 && fx.v == NULL,
+	       "sanitize: undo puts the caller's strings back");
+	Strata__V1__Response *out = strata__v1__response__unpack(NULL, len - 4, buf + 4);
+	tap_ok(out && frame_check_utf8(&out->base, NULL) == 0 &&
+		       strcmp(out->status->model->name, "ALIA \xef\xbf\xbd") == 0,
+	       "sanitize: the packed frame reads back as valid UTF-8");
+	strata__v1__response__free_unpacked(out, NULL);
+	free(buf);
+}
+
+/* Hand-built wire bytes: a key, then a length and bytes (lengths < 128). */
+static size_t wire_ld(uint8_t *p, unsigned field, const void *b, size_t n)
+{
+	p[0] = (uint8_t)(field << 3 | 2);
+	p[1] = (uint8_t)n;
+	memcpy(p + 2, b, n);
+	return 2 + n;
+}
+
+/* Request{id 1, version 1, <body field> { <string field 1> = s[0..n) } } */
+static size_t wire_request(uint8_t *out, unsigned body, const char *s, size_t n)
+{
+	uint8_t sub[128];
+	size_t k = wire_ld(sub, 1, s, n), len = 0;
+	out[len++] = 0x08, out[len++] = 1; /* id */
+	out[len++] = 0x10, out[len++] = 1; /* protocol_version */
+	return len + wire_ld(out + len, body, sub, k);
+}
+
+static bool same_name(const char *got, const char *want)
+{
+	return !want || (got && strcmp(got, want) == 0);
+}
+
+static void test_wire(void)
+{
+	const ProtobufCMessageDescriptor *d = &strata__v1__request__descriptor;
+	uint8_t w[512];
+	size_t n;
+	const char *field, *problem;
+	int rc;
+
+#define WIRE(rc_want, field_want, what)                                                            \
+	do {                                                                                       \
+		field = problem = NULL;                                                            \
+		rc = frame_check_wire(d, w, n, &field, &problem);                                  \
+		tap_ok(rc == (rc_want) && same_name(field, field_want),                            \
+		       "wire: %s (%d, %s %s)", what, rc, field ? field : "-", problem ? problem : ""); \
+	} while (0)
+
+	n = wire_request(w, 10, "Once upon a time", 16);
+	WIRE(0, NULL, "a Generate with a plain prompt passes");
+	n = wire_request(w, 10, "Hi\0 there", 9);
+	WIRE(-EILSEQ, "prompt", "\"Hi\\0 there\" is refused, naming the prompt");
+	Strata__V1__Request *req = strata__v1__request__unpack(NULL, n, w);
+	tap_ok(req && strcmp(req->generate->prompt, "Hi") == 0 && frame_check_utf8(&req->base, NULL) == 0,
+	       "wire: ... where the unpacked message shows only \"Hi\" and passes the unpacked check");
+	strata__v1__request__free_unpacked(req, NULL);
+	tap_ok(problem && strstr(problem, "U+0000"), "wire: ... and the problem names U+0000 (%s)", problem);
+	n = wire_request(w, 10, "\0Once", 5);
+	WIRE(-EILSEQ, "prompt", "a prompt that starts with NUL is refused");
+	n = wire_request(w, 10, "ok\0\xff\xfe", 5);
+	WIRE(-EILSEQ, "prompt", "invalid bytes after a NUL are caught");
+	n = wire_request(w, 10, "caf\xc3", 4);
+	WIRE(-EILSEQ, "prompt", "a prompt cut inside a character is refused");
+	tap_ok(problem && strstr(problem, "UTF-8"), "wire: ... as not UTF-8");
+	n = wire_request(w, 11, "a\0b", 3);
+	WIRE(-EILSEQ, "text", "a Tokenize text with NUL is refused, naming the text");
+
+	/* a stop string with a NUL, in second place */
+	{
+		uint8_t sub[64];
+		size_t k = wire_ld(sub, 1, "go", 2);
+		k += wire_ld(sub + k, 10, "\n\n", 2);
+		k += wire_ld(sub + k, 10, "Us\0er", 5);
+		n = 0;
+		w[n++] = 0x08, w[n++] = 3;
+		n += wire_ld(w + n, 10, sub, k);
+	}
+	WIRE(-EILSEQ, "stop", "a NUL in the second stop string is found");
+
+	/* the Generate sub-message twice: protobuf merges, protobuf-c replaces */
+	n = wire_request(w, 10, "first", 5);
+	{
+		uint8_t sub[16];
+		size_t k = wire_ld(sub, 1, "second", 6);
+		n += wire_ld(w + n, 10, sub, k);
+	}
+	WIRE(-EBADMSG, "generate", "a Generate sent twice in one Request is refused");
+	tap_ok(problem && strstr(problem, "twice"), "wire: ... saying it appears twice (%s)", problem);
+	/* two different members of the oneof: the last wins everywhere, no merge */
+	n = wire_request(w, 10, "first", 5);
+	n += wire_ld(w + n, 13, "", 0);
+	WIRE(0, NULL, "two different oneof members pass (the last one wins)");
+	/* repeated stop strings are repeated, not a repeat */
+	{
+		uint8_t sub[64];
+		size_t k = wire_ld(sub, 10, "a", 1);
+		k += wire_ld(sub + k, 10, "b", 1);
+		n = 0;
+		n += wire_ld(w + n, 10, sub, k);
+	}
+	WIRE(0, NULL, "two stop strings pass");
+	/* bytes that are not text: an unknown field and packed ids may hold 0 and 0xff */
+	n = wire_request(w, 10, "ok", 2);
+	n += wire_ld(w + n, 99, "\0\xff", 2);
+	WIRE(0, NULL, "an unknown length-delimited field with NUL and 0xff passes");
+	{
+		uint8_t sub[16];
+		size_t k = wire_ld(sub, 1, "\0\x80\x01\xff\x01", 5); /* Detokenize.ids, packed */
+		n = 0;
+		n += wire_ld(w + n, 12, sub, k);
+	}
+	WIRE(0, NULL, "packed token ids (0, 128, 255) pass");
+	n = wire_request(w, 10, "Once upon a time", 16) - 3;
+	WIRE(-EBADMSG, NULL, "a body cut short is not wire format");
+	w[0] = 0x0b, n = 1; /* field 1 as a group */
+	WIRE(-EBADMSG, NULL, "a group is refused");
+	n = 0;
+	WIRE(0, NULL, "an empty body passes");
+#undef WIRE
+}
+
 int main(void)
 {
 	test_one_byte_writes();
@@ -1042,5 +1200,7 @@ int main(void)
 	test_pack();
 	test_unknown_and_malformed();
 	test_utf8();
+	test_sanitize();
+	test_wire();
 	return tap_done();
 }

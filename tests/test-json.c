@@ -121,9 +121,9 @@ static void test_messages(void)
 	check(f,
 	      "{\"finish_reason\":\"stop_string\",\"timings\":{\"prompt_tokens\":12,\"generated_tokens\":40,"
 	      "\"queued_ms\":0,\"time_to_first_token_ms\":812.25,\"prompt_tokens_per_s\":0,"
-	      "\"generation_tokens_per_s\":14.8,\"total_ms\":3500.5,\"bytes_read\":0,\"read_mb_per_s\":0,"
-	      "\"stall_ms\":0,\"compute_ms\":0},\"seed\":18446744073709551615,\"stop_string\":\"User:\",\"passes\":0}",
-	      "Done: enum by short name, nested Timings, uint64 in full, unset Error left out");
+	      "\"generation_tokens_per_s\":14.8,\"total_ms\":3500.5,\"bytes_read\":\"0\",\"read_mb_per_s\":0,"
+	      "\"stall_ms\":0,\"compute_ms\":0},\"seed\":\"18446744073709551615\",\"stop_string\":\"User:\",\"passes\":0}",
+	      "Done: enum by short name, nested Timings, uint64 as a string in full, unset Error left out");
 
 	done.finish_reason = STRATA__V1__FINISH_REASON__FINISH_REASON_ERROR;
 	done.timings = NULL;
@@ -136,7 +136,7 @@ static void test_messages(void)
 	json_put_fields(f, &done.base);
 	fputc('}', f);
 	check(f,
-	      "{\"type\":\"done\",\"finish_reason\":\"error\",\"seed\":18446744073709551615,\"stop_string\":\"\","
+	      "{\"type\":\"done\",\"finish_reason\":\"error\",\"seed\":\"18446744073709551615\",\"stop_string\":\"\","
 	      "\"error\":{\"code\":\"io_error\",\"message\":\"read failed: \\\"Input/output error\\\"\"},"
 	      "\"passes\":0}",
 	      "json_put_fields lets the caller add keys; nested Error with an escaped message");
@@ -174,7 +174,7 @@ static void test_messages(void)
 	json_put_message(f, &sr.base);
 	fclose(f);
 	tap_ok(strstr(out_buf, "\"io_mode\":\"stream\"") &&
-	       strstr(out_buf, "\"weight_types\":[{\"type\":\"q8_0\",\"n_tensors\":337,\"bytes\":42900000000}]") &&
+	       strstr(out_buf, "\"weight_types\":[{\"type\":\"q8_0\",\"n_tensors\":337,\"bytes\":\"42900000000\"}]") &&
 	       !strstr(out_buf, "\"memory\""),
 	       "StatusReply: enum, repeated messages, an unset sub-message left out");
 	free(out_buf);

@@ -32,7 +32,8 @@ SHORT="Once upon a time"
 LONG=$(for i in 1 2 3 4 5 6; do printf 'the cat sat on a mat and '; done)
 
 kib() { sed -n "s/^$1:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$DPID/status"; }
-field() { sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p" "$TMP/status.json"; }
+# (64-bit fields are JSON strings, 32-bit ones numbers)
+field() { sed -n "s/.*\"$1\":\"\{0,1\}\([0-9]*\).*/\1/p" "$TMP/status.json"; }
 
 for io in uring mmap; do
 	SOCK="$TMP/$io.sock"

@@ -70,8 +70,8 @@ else
 	# verify refuses a unit whose ExecStart binary is missing, and looks up the
 	# Documentation= man pages: give it the built stratad and our own pages.
 	mkdir -p "$TMP/units" "$TMP/man/man1" "$TMP/man/man5" "$TMP/man/man8"
-	for p in "$SRCDIR"/man/*.[158]; do
-		ln -s "$p" "$TMP/man/man${p##*.}/"
+	for p in "$SRCDIR"/man/*.[158] "$BUILDDIR"/man/*.[158]; do
+		[ -f "$p" ] && ln -sf "$p" "$TMP/man/man${p##*.}/"
 	done
 	if [ -x "$STRATAD" ]; then
 		abs=$(cd "$(dirname "$STRATAD")" && pwd)/stratad
@@ -153,6 +153,15 @@ else
 	ok $? "every value in stratad.conf is accepted by stratad (exit $r)"
 	[ $r -eq 1 ] || diag "$(cat "$TMP/all.err")"
 
+	# One settings path everywhere: the one built into stratad (its --help
+	# names it), the unit's --config and the manual pages as built.
+	builtin=$("$STRATAD" --help | sed -n 's/.*--config FILE .*(default \([^ ]*\) if it exists).*/\1/p')
+	unitconf=${exec_start##*--config }
+	[ -n "$builtin" ] && [ "$builtin" = "$unitconf" ] &&
+		grep -q "^\.I $builtin\$" "$BUILDDIR/man/stratad.conf.5" &&
+		grep -q "^\.I $builtin\$" "$BUILDDIR/man/stratad.8"
+	ok $? "stratad's default settings file ($builtin) is the unit's --config ($unitconf) and the manual's"
+
 	# ... and every option of stratad --help is in it (config, help and
 	# version are not settings).
 	"$STRATAD" --help | sed -n 's/^ *--\([a-z][a-z-]*\).*/\1/p' |
@@ -219,6 +228,26 @@ else
 	else
 		skip "this systemd-analyze has no security --offline (systemd < 250)"
 	fi
+fi
+
+# ---- where make install puts the units ----
+
+# Under the prefix, unless configure was told otherwise: a `make install` to
+# /usr/local must not write into /lib/systemd/system.
+if [ -x "$BUILDDIR/config.status" ] && [ -f "$BUILDDIR/Makefile" ]; then
+	prefix=$(sed -n 's/^prefix = //p' "$BUILDDIR/Makefile")
+	unitdir=$(sed -n 's/^systemdsystemunitdir = //p' "$BUILDDIR/Makefile")
+	if "$BUILDDIR/config.status" --config | grep -q -- --with-systemdsystemunitdir; then
+		skip "configure was given --with-systemdsystemunitdir ($unitdir)"
+	else
+		case "$unitdir" in
+		"$prefix"/* | '${prefix}'/*) r=0 ;;
+		*) r=1 ;;
+		esac
+		ok $r "the units install under the prefix $prefix ($unitdir)"
+	fi
+else
+	skip "no config.status in $BUILDDIR"
 fi
 
 # ---- sysusers.d and tmpfiles.d, applied to a scratch root ----

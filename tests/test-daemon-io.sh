@@ -118,6 +118,15 @@ for io in uring mmap; do
 	stop "cut-$io"
 done
 
+# ---- 1b. a FIFO as the model: refused at once (it used to block open() for minutes) ----
+
+mkfifo "$TMP/fifo.gguf"
+timeout 20 "$STRATAD" --model "$TMP/fifo.gguf" --socket "$TMP/fifo.sock" --config /dev/null \
+	2>"$TMP/fifo.err"
+e=$?
+[ $e -eq 1 ] && grep -q "fifo.gguf is not a regular file (a FIFO)" "$TMP/fifo.err"
+ok $? "a FIFO as the model: stratad exits 1 at once (exit $e: $(tail -n 1 "$TMP/fifo.err"))"
+
 # ---- 2. a real read error: EIO from the kernel, through FUSE ----
 
 fuse_reason=

@@ -10,10 +10,14 @@ weights_libweights_a_SOURCES = \
 	weights/sigbus.c weights/sigbus.h \
 	weights/uring_reader.c weights/uring_reader.h
 
-check_PROGRAMS += tests/test-weights tests/test-weights-fault tests/test-weights-plan
-TESTS += tests/test-weights tests/test-weights-fault tests/test-weights-plan
+check_PROGRAMS += tests/test-weights tests/test-weights-fault tests/test-weights-plan \
+	tests/test-weights-change
+TESTS += tests/test-weights tests/test-weights-fault tests/test-weights-plan \
+	tests/test-weights-change
 tests_test_weights_plan_SOURCES = tests/test-weights-plan.c
 tests_test_weights_plan_LDADD = $(TEST_LIBS)
+tests_test_weights_change_SOURCES = tests/test-weights-change.c
+tests_test_weights_change_LDADD = $(TEST_LIBS)
 tests_test_weights_SOURCES = tests/test-weights.c
 tests_test_weights_LDADD = $(TEST_LIBS)
 tests_test_weights_fault_SOURCES = tests/test-weights-fault.c

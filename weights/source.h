@@ -18,8 +18,8 @@
  * weights_open before a backend opens; unchanged until weights_close. */
 struct w_file {
 	const char *path;	/* for messages */
-	int fd;			/* the file, buffered: buffered reads, the mapping */
-	int dfd;		/* the same file opened O_DIRECT, or -1 */
+	int fd;			/* the caller's descriptor (borrowed): buffered reads, the mapping */
+	int dfd;		/* the same inode opened O_DIRECT (ours), or -1 */
 	uint64_t file_size;	/* at open */
 	uint32_t page;		/* the VM page size */
 	uint32_t block;		/* alignment of every extent: max(page, O_DIRECT alignment) */

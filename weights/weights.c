@@ -1,6 +1,7 @@
-/* weights.c: see weights.h. The file (opened, and again O_DIRECT), the resident set, and the
- * ring of slots that streamed units pass through: which unit goes into which slot and when. How bytes get into a slot is a backend's business
- * (source.h); what the plan is, plan.c's. Byte ranges only: no GGUF, no tensors. */
+/* weights.c: see weights.h. The file (checked, reopened O_DIRECT by descriptor), the
+ * resident set, and the ring of slots that streamed units pass through: which unit goes
+ * into which slot and when. How bytes get into a slot is a backend's business (source.h);
+ * what the plan is, plan.c's. Byte ranges only: no GGUF, no tensors. */
 #include "config.h"
 
 #include "weights/weights.h"
@@ -46,6 +47,8 @@ struct weights {
 	struct w_slot *slots; /* (plan.n_slots) */
 	uint32_t cursor;      /* stream position expected next (where read-ahead starts) */
 
+	struct stat id; /* the file at open */
+
 	/* counters (the backends keep their own; these are the caller's side) */
 	uint64_t stall_ns, n_acquires, n_stalls, n_misses, n_read_errors;
 	uint64_t res_bytes, res_ns; /* the resident load: bytes read, wall time */
@@ -79,13 +82,26 @@ static void w_lock(struct weights *w, void *p, uint64_t len, const char *what)
 
 /* ---- the file ---- */
 
-/* The file again with O_DIRECT, probed with a real read, since some filesystems accept the
+/* The same inode again with O_DIRECT, through /proc/self/fd (never the path, which may
+ * name another file by now); probed with a real read, since some filesystems accept the
  * flag and fail the read. -1 and the reason in why when it cannot be had. */
 static int w_open_direct(const struct weights *w, char *why, size_t cap)
 {
-	int fd = open(w->path, O_RDONLY | O_DIRECT | O_CLOEXEC);
+	char proc[64];
+	snprintf(proc, sizeof proc, "/proc/self/fd/%d", w->f.fd);
+	int fd = open(proc, O_RDONLY | O_DIRECT | O_CLOEXEC);
 	if (fd < 0) {
-		snprintf(why, cap, "%s", strerror(errno));
+		int e = errno;
+		if (e == EINVAL || e == EOPNOTSUPP)
+			snprintf(why, cap, "%s", strerror(e));
+		else
+			snprintf(why, cap, "cannot reopen it through %s: %s", proc, strerror(e));
+		return -1;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0 || st.st_dev != w->id.st_dev || st.st_ino != w->id.st_ino) {
+		snprintf(why, cap, "%s is not the same file (no /proc here?)", proc);
+		close(fd);
 		return -1;
 	}
 	if (w->f.file_size > 0) {
@@ -103,16 +119,23 @@ static int w_open_direct(const struct weights *w, char *why, size_t cap)
 	return fd;
 }
 
-/* Open the file and learn it: size, block. */
-static int w_open_file(struct weights *w, uint32_t *dio_align, struct st_err *err)
+/* Check the caller's descriptor and learn the file: size, block, identity. */
+static int w_check_file(struct weights *w, const struct weights_config *cfg,
+			uint32_t *dio_align, struct st_err *err)
 {
-	w->f.fd = open(w->path, O_RDONLY | O_CLOEXEC);
-	if (w->f.fd < 0) {
-		int rc = -errno;
-		return st_errf(err, rc, "cannot open %s: %s", w->path, strerror(-rc));
-	}
+	int fl = fcntl(cfg->fd, F_GETFL);
+	if (fl < 0)
+		return st_errf(err, -errno, "weights: %s: bad descriptor %d: %s", w->path, cfg->fd,
+			       strerror(errno));
+	if ((fl & O_ACCMODE) == O_WRONLY)
+		return st_errf(err, -EINVAL, "weights: %s: descriptor %d is not open for reading",
+			       w->path, cfg->fd);
+	if (fl & O_NONBLOCK) /* io_uring would answer -EAGAIN instead of waiting */
+		return st_errf(err, -EINVAL, "weights: %s: descriptor %d has O_NONBLOCK set",
+			       w->path, cfg->fd);
 	struct statx stx;
-	if (statx(w->f.fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) != 0) {
+	if (statx(cfg->fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS | STATX_DIOALIGN, &stx) != 0 ||
+	    fstat(cfg->fd, &w->id) != 0) {
 		int rc = -errno;
 		return st_errf(err, rc, "cannot stat %s: %s", w->path, strerror(-rc));
 	}
@@ -286,16 +309,16 @@ int weights_open(const struct weights_config *cfg, const struct weights_unit *un
 {
 	int rc;
 	*out = NULL;
-	if (!cfg || !cfg->path || (n_units > 0 && !units) ||
+	if (!cfg || cfg->fd < 0 || (n_units > 0 && !units) ||
 	    (cfg->io != WEIGHTS_IO_URING && cfg->io != WEIGHTS_IO_MMAP))
 		return st_errf(err, -EINVAL, "weights_open: no file, no units, or no such io mode");
 	struct weights *w = calloc(1, sizeof *w);
 	if (!w)
 		return st_errf(err, -ENOMEM, "out of memory");
-	w->f.fd = -1;
+	w->f.fd = cfg->fd;
 	w->f.dfd = -1;
 	w->f.plan = &w->plan;
-	w->path = strdup(cfg->path);
+	w->path = strdup(cfg->path ? cfg->path : "the weights file");
 	w->f.path = w->path;
 	w->io = cfg->io;
 	w->budget = cfg->budget;
@@ -306,7 +329,7 @@ int weights_open(const struct weights_config *cfg, const struct weights_unit *un
 		goto fail;
 	}
 	uint32_t dio_align = 0;
-	rc = w_open_file(w, &dio_align, err);
+	rc = w_check_file(w, cfg, &dio_align, err);
 	if (rc < 0)
 		goto fail;
 	w->f.queue_depth = cfg->queue_depth ? cfg->queue_depth : WEIGHTS_DEFAULT_QUEUE_DEPTH;
@@ -589,8 +612,6 @@ void weights_close(struct weights *w)
 	free(w->res_buf);
 	if (w->f.dfd >= 0)
 		close(w->f.dfd);
-	if (w->f.fd >= 0)
-		close(w->f.fd);
 	plan_free(&w->plan);
 	free(w->path);
 	free(w);

@@ -33,7 +33,11 @@ enum weights_io {
 };
 
 struct weights_config {
-	const char *path;     /* the file; weights_open opens it and keeps it open */
+	int fd;		      /* the file, open O_RDONLY without O_NONBLOCK; a regular file.
+			       * Borrowed: the caller keeps it open until weights_close.
+			       * Buffered reads and the mapping use it; O_DIRECT reads reopen
+			       * the same inode (/proc/self/fd), never the path */
+	const char *path;     /* the file's name, for messages only (NULL: "the weights file") */
 	uint64_t budget;      /* bytes of weights we may hold: resident units + streaming
 			       * buffers (0 = no limit: everything resident) */
 	enum weights_io io;   /* asked-for mode; URING falls back to MMAP (with a warning)
@@ -50,11 +54,12 @@ struct weights_config {
 #define WEIGHTS_DEFAULT_QUEUE_DEPTH 32
 #define WEIGHTS_DEFAULT_CHUNK_BYTES (4u << 20)
 
-/* Open the file, plan the budget, read the resident units, and start reading the first
- * streamed units. `units` are given in pass order: the order acquire() is called, cyclically
- * (after the last comes the first again); the order only steers prefetch, any order works.
- * Fails (-errno, message in err) when the file cannot be read, a range lies outside it, or
- * the budget is below the smallest workable plan (the message says that minimum).
+/* Plan the budget, read the resident units, and start reading the first streamed units.
+ * `units` are given in pass order: the order acquire() is called, cyclically (after the
+ * last comes the first again); the order only steers prefetch, any order works.
+ * Fails (-errno, message in err) when cfg->fd is not a readable regular file without
+ * O_NONBLOCK (-EINVAL), the file cannot be read, a range lies outside it, or the budget is
+ * below the smallest workable plan (-ENOSPC; the message says that minimum).
  * The caller owns *out and frees it with weights_close; `units` may be freed after return. */
 int weights_open(const struct weights_config *cfg, const struct weights_unit *units,
 		 uint32_t n_units, struct weights **out, struct st_err *err);
@@ -125,8 +130,8 @@ bool weights_is_resident(const struct weights *w, uint32_t unit);
 /* A snapshot of the counters and the plan. */
 void weights_get_stats(const struct weights *w, struct weights_stats *out);
 
-/* Stop reads in flight, free buffers, close the file. NULL is a no-op. Every unit must
- * have been released (pointers die here). */
+/* Stop reads in flight, free buffers, close what weights_open opened (not cfg->fd). NULL
+ * is a no-op. Every unit must have been released (pointers die here). */
 void weights_close(struct weights *w);
 
 #endif

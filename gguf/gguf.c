@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "kernels/types.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -84,13 +85,7 @@ static uint64_t ld_u64(const uint8_t *p)
 
 static uint64_t hash_bytes(const void *p, uint64_t n)
 {
-	const uint8_t *b = p;
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-	for (uint64_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return hash_fnv1a64(HASH_FNV1A64_INIT, p, (size_t)n);
 }
 
 static bool str_eq_bytes(struct gguf_str a, const void *p, uint64_t n)

@@ -111,6 +111,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	struct weights_config wc = {
 		.fd = e->fd,
 		.path = cfg->model_path,
+		.header_bytes = gguf_data_offset(e->model->gguf), /* changed: a different model */
 		.budget = cfg->memory_budget, /* 0: everything resident */
 		.io = cfg->io,
 		.prefetch = cfg->prefetch > 0 ? (uint32_t)cfg->prefetch : 0,

@@ -384,6 +384,9 @@ int forward_run(struct forward *f, const struct forward_batch *b, float *logits,
 			return st_errf(err, -EINVAL, "token %u: slot %u position %u is outside the cache "
 				       "(%u slots of %u positions)", i, b->slot[i], b->pos[i],
 				       f->kv->n_slots, f->kv->n_ctx);
+	rc = weights_revalidate(f->w, err); /* the file changed: nothing read before is used */
+	if (rc < 0)
+		return rc;
 	rc = embed(f, b, err);
 	if (rc < 0)
 		return rc;

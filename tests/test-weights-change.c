@@ -1,6 +1,8 @@
 /* test-weights-change.c: the weight source and its file over time. It reads the file it was
- * given by descriptor, whatever happens to the path, and refuses descriptors it cannot use.
- * Both io modes. */
+ * given by descriptor, whatever happens to the path; it refuses descriptors it cannot use;
+ * after the file is rewritten in place, weights_revalidate makes the next pass see the new
+ * bytes (no read-ahead from before, resident copies read again), and a changed header
+ * (another model) or size fails. Both io modes. */
 #include "config.h"
 
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -79,6 +82,19 @@ static void make_file(const char *path, uint64_t seed)
 		seed_of[u] = seed;
 }
 
+/* Rewrite unit u's whole 256 KiB in place with contents `seed`. A pause first, so the
+ * change shows in the timestamps even where they are coarse. */
+static void rewrite_unit(const char *path, uint32_t u, uint64_t seed)
+{
+	nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		tap_bail("%s: %s", path, strerror(errno));
+	write_seed(fd, HEADER + u * UNIT, UNIT, seed);
+	close(fd);
+	seed_of[u] = seed;
+}
+
 /* One pass; units whose bytes are not seed_of[u] (or that fail) are counted. */
 static int pass(struct weights *w)
 {
@@ -128,6 +144,11 @@ static void test_descriptors(const char *dir, const char *path)
 	close(cfg.fd);
 	cfg.fd = -1;
 	tap_is_int(weights_open(&cfg, units, N_UNITS, &w, &err), -EINVAL, "no descriptor: -EINVAL");
+	cfg.fd = open(path, O_RDONLY | O_CLOEXEC);
+	cfg.header_bytes = FILE_SIZE + 1;
+	tap_ok(weights_open(&cfg, units, N_UNITS, &w, &err) == -EINVAL &&
+	       strstr(err.msg, "longer than the file"), "a header longer than the file: %s", err.msg);
+	close(cfg.fd);
 
 	/* O_DIRECT comes from reopening the descriptor's inode: wherever the path can be
 	 * opened O_DIRECT, the source says it reads O_DIRECT */
@@ -155,7 +176,8 @@ static void test_path_swapped(const char *dir, const char *path, enum weights_io
 	snprintf(other, sizeof other, "%s/other.bin", dir);
 	make_file(path, 1);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct weights_config cfg = { .fd = fd, .path = path, .budget = 4 * UNIT, .io = io };
+	struct weights_config cfg = { .fd = fd, .path = path, .header_bytes = HEADER,
+				      .budget = 4 * UNIT, .io = io };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
 	if (!tap_ok(weights_open(&cfg, units, N_UNITS, &w, &err) == 0, "%s swap: opens (%s)",
@@ -171,9 +193,100 @@ static void test_path_swapped(const char *dir, const char *path, enum weights_io
 	close(ofd);
 	if (rename(other, path) != 0)
 		tap_bail("rename: %s", strerror(errno));
+	int rc = weights_revalidate(w, &err);
 	int bad = pass(w) + pass(w);
-	tap_ok(bad == 0, "%s swap: another file renamed over the path changes nothing: the "
-	       "same bytes, 2 passes", io_name(io));
+	tap_ok(rc == 0 && bad == 0, "%s swap: another file renamed over the path changes "
+	       "nothing: the same bytes, 2 passes (revalidate %d)", io_name(io), rc);
+	weights_close(w);
+	close(fd);
+}
+
+/* ---- rewritten in place ---- */
+
+static void test_rewrite(const char *path, enum weights_io io)
+{
+	make_file(path, 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* 5 units' worth: 3 resident (0, 2, 4), 5 streamed through 2 buffers */
+	struct weights_config cfg = { .fd = fd, .path = path, .header_bytes = HEADER,
+				      .budget = 5 * UNIT, .io = io };
+	struct weights *w = NULL;
+	struct st_err err = { "" };
+	if (!tap_ok(weights_open(&cfg, units, N_UNITS, &w, &err) == 0, "%s: opens (%s)",
+		    io_name(io), err.msg)) {
+		close(fd);
+		return;
+	}
+	struct weights_stats st0, st;
+	weights_get_stats(w, &st0);
+	uint32_t res = N_UNITS, str = N_UNITS, str2 = N_UNITS;
+	for (uint32_t u = 0; u < N_UNITS; u++) {
+		if (weights_is_resident(w, u))
+			res = res == N_UNITS ? u : res;
+		else if (str == N_UNITS)
+			str = u;
+		else if (str2 == N_UNITS)
+			str2 = u;
+	}
+	if (!tap_ok(res < N_UNITS && str2 < N_UNITS && st0.io == io,
+		    "%s: units resident and streamed (%u resident, %u streamed)", io_name(io),
+		    st0.n_resident, st0.n_streamed))
+		goto out;
+	tap_is_int(pass(w), 0, "%s: a pass", io_name(io));
+	/* the read-ahead now holds the first streamed units for the next pass */
+
+	tap_ok(weights_revalidate(w, &err) == 0, "%s: an unchanged file revalidates", io_name(io));
+	weights_get_stats(w, &st);
+	uint64_t read0 = st.bytes_read;
+
+	/* the streamed units read ahead, rewritten */
+	err.msg[0] = '\0';
+	rewrite_unit(path, str, 3);
+	rewrite_unit(path, str2, 3);
+	int rc = weights_revalidate(w, &err);
+	tap_ok(rc == 0 && pass(w) == 0, "%s: streamed units %u and %u rewritten: the next pass "
+	       "has their new bytes, not the read-ahead (%s)", io_name(io), str, str2, err.msg);
+
+	/* a resident unit rewritten: read again in place */
+	rewrite_unit(path, res, 4);
+	weights_get_stats(w, &st);
+	uint64_t before = st.bytes_read;
+	rc = weights_revalidate(w, &err);
+	weights_get_stats(w, &st);
+	tap_ok(rc == 0 && pass(w) == 0 && st.bytes_read - before >= st.bytes_resident,
+	       "%s: resident unit %u rewritten: the next pass has its new bytes (%" PRIu64
+	       " bytes read again)", io_name(io), res, st.bytes_read - before);
+	tap_ok(st.bytes_read > read0, "%s: re-reads are counted", io_name(io));
+
+	/* a different header: another model in place of this one */
+	int wfd = open(path, O_WRONLY | O_CLOEXEC);
+	nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+	write_seed(wfd, 0, 64, 5);
+	rc = weights_revalidate(w, &err);
+	tap_ok(rc == -ESTALE && strstr(err.msg, path) && strstr(err.msg, "different file") &&
+	       strstr(err.msg, "restarted"), "%s: a changed header: -ESTALE: %s", io_name(io),
+	       err.msg);
+	tap_is_int(weights_revalidate(w, &err), -ESTALE, "%s: ... and again", io_name(io));
+	write_seed(wfd, 0, 64, 1);
+	err.msg[0] = '\0';
+	rc = weights_revalidate(w, &err);
+	tap_ok(rc == 0 && pass(w) == 0, "%s: the header put back: usable again (%s)", io_name(io),
+	       err.msg);
+
+	/* truncated, then whole again */
+	if (ftruncate(wfd, FILE_SIZE / 2) != 0)
+		tap_bail("ftruncate: %s", strerror(errno));
+	rc = weights_revalidate(w, &err);
+	tap_ok(rc == -EIO && strstr(err.msg, path) && strstr(err.msg, "truncated"),
+	       "%s: truncated: -EIO: %s", io_name(io), err.msg);
+	for (uint32_t u = 0; u < N_UNITS; u++)
+		write_seed(wfd, HEADER + u * UNIT, UNIT, seed_of[u] = 6);
+	err.msg[0] = '\0';
+	rc = weights_revalidate(w, &err);
+	tap_ok(rc == 0 && pass(w) == 0 && pass(w) == 0, "%s: whole again, with new bytes: "
+	       "2 passes right (%s)", io_name(io), err.msg);
+	close(wfd);
+out:
 	weights_close(w);
 	close(fd);
 }
@@ -191,6 +304,7 @@ int main(void)
 	static const enum weights_io ios[] = { WEIGHTS_IO_URING, WEIGHTS_IO_MMAP };
 	for (size_t m = 0; m < 2; m++) {
 		test_path_swapped(dir, path, ios[m]);
+		test_rewrite(path, ios[m]);
 	}
 	return tap_done();
 }

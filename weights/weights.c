@@ -1,7 +1,7 @@
-/* weights.c: see weights.h. The file (checked, reopened O_DIRECT by descriptor), the
- * resident set, and the ring of slots that streamed units pass through: which unit goes
- * into which slot and when. How bytes get into a slot is a backend's business (source.h);
- * what the plan is, plan.c's. Byte ranges only: no GGUF, no tensors. */
+/* weights.c: see weights.h. The file (checked, reopened O_DIRECT by descriptor, watched for
+ * changes), the resident set, and the ring of slots that streamed units pass through: which
+ * unit goes into which slot and when. How bytes get into a slot is a backend's business
+ * (source.h); what the plan is, plan.c's. Byte ranges only: no GGUF, no tensors. */
 #include "config.h"
 
 #include "weights/weights.h"
@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "weights/plan.h"
 #include "weights/source.h"
@@ -47,11 +48,13 @@ struct weights {
 	struct w_slot *slots; /* (plan.n_slots) */
 	uint32_t cursor;      /* stream position expected next (where read-ahead starts) */
 
-	struct stat id; /* the file at open */
+	/* what the file was at open (or at the last weights_revalidate that passed) */
+	struct stat id;
+	uint64_t header_bytes, header_hash;
 
 	/* counters (the backends keep their own; these are the caller's side) */
 	uint64_t stall_ns, n_acquires, n_stalls, n_misses, n_read_errors;
-	uint64_t res_bytes, res_ns; /* the resident load: bytes read, wall time */
+	uint64_t res_bytes, res_ns; /* resident reads (at open and again): bytes, wall time */
 };
 
 /* ---- memory ---- */
@@ -81,6 +84,32 @@ static void w_lock(struct weights *w, void *p, uint64_t len, const char *what)
 }
 
 /* ---- the file ---- */
+
+/* Hash of the file's first n bytes (FNV-1a), read through the buffered descriptor. */
+static int w_hash_head(const struct weights *w, uint64_t n, uint64_t *out)
+{
+	static const size_t piece = 1u << 20;
+	char *buf = malloc(piece);
+	uint64_t h = HASH_FNV1A64_INIT;
+	int rc = 0;
+	if (!buf)
+		return -ENOMEM;
+	for (uint64_t at = 0; at < n;) {
+		size_t want = n - at < piece ? (size_t)(n - at) : piece;
+		ssize_t got = pread(w->f.fd, buf, want, (off_t)at);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			rc = got < 0 ? -errno : -ENODATA;
+			break;
+		}
+		h = hash_fnv1a64(h, buf, (size_t)got);
+		at += (uint64_t)got;
+	}
+	free(buf);
+	*out = h;
+	return rc;
+}
 
 /* The same inode again with O_DIRECT, through /proc/self/fd (never the path, which may
  * name another file by now); probed with a real read, since some filesystems accept the
@@ -154,6 +183,13 @@ static int w_check_file(struct weights *w, const struct weights_config *cfg,
 			w->f.block = stx.stx_dio_offset_align;
 	}
 	return 0;
+}
+
+static bool w_same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_size == b->st_size && a->st_ino == b->st_ino && a->st_dev == b->st_dev &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /* ---- the ring: start, collect, drop ---- */
@@ -336,6 +372,19 @@ int weights_open(const struct weights_config *cfg, const struct weights_unit *un
 	uint64_t chunk = cfg->chunk_bytes ? cfg->chunk_bytes : WEIGHTS_DEFAULT_CHUNK_BYTES;
 	w->f.chunk_bytes = (uint32_t)((chunk + w->f.block - 1) / w->f.block * w->f.block);
 
+	w->header_bytes = cfg->header_bytes;
+	if (w->header_bytes > w->f.file_size) {
+		rc = st_errf(err, -EINVAL, "weights: %s: a header of %" PRIu64 " bytes is longer "
+			     "than the file (%" PRIu64 " bytes)", w->path, w->header_bytes,
+			     w->f.file_size);
+		goto fail;
+	}
+	rc = w_hash_head(w, w->header_bytes, &w->header_hash);
+	if (rc < 0) {
+		st_errf(err, rc, "cannot read %s: %s", w->path, strerror(-rc));
+		goto fail;
+	}
+
 	struct plan_input pin = {
 		.units = units, .n_units = n_units, .file_size = w->f.file_size,
 		.block = w->f.block, .budget = cfg->budget, .prefetch = cfg->prefetch,
@@ -497,6 +546,61 @@ void weights_release(struct weights *w, uint32_t unit)
 	if (w->ops->clear_on_release)
 		w_slot_clear(w, s);
 	w_fill(w);
+}
+
+/* ---- the file changed under us ---- */
+
+int weights_revalidate(struct weights *w, struct st_err *err)
+{
+	struct stat st;
+	char b[32];
+	if (fstat(w->f.fd, &st) != 0) {
+		int rc = -errno;
+		return st_errf(err, rc, "weights: cannot stat %s: %s", w->path, strerror(-rc));
+	}
+	if (w_same_file(&st, &w->id))
+		return 0;
+	/* Changed. The header and metadata first: the caller's view of the file (tensor
+	 * offsets, shapes, the vocabulary) comes from them. */
+	uint64_t h = 0;
+	int rc = (uint64_t)st.st_size >= w->header_bytes ? w_hash_head(w, w->header_bytes, &h)
+							 : -ENODATA;
+	if (rc == 0 && h != w->header_hash)
+		return st_errf(err, -ESTALE, "weights: %s was replaced by a different file (its "
+			       "header and metadata changed since it was loaded): stratad must be "
+			       "restarted to load it", w->path);
+	if (rc < 0 && rc != -ENODATA)
+		return st_errf(err, rc, "weights: cannot read %s again: %s", w->path,
+			       strerror(-rc));
+	if ((uint64_t)st.st_size != w->f.file_size)
+		return st_errf(err, -EIO, "weights: %s has %" PRIu64 " bytes now, %" PRIu64 " at "
+			       "open: truncated or replaced in place; requests fail until the file "
+			       "is whole again (or stratad is restarted on a new one)", w->path,
+			       (uint64_t)st.st_size, w->f.file_size);
+
+	/* the same model, rewritten in place: nothing read before may be used after */
+	uint32_t dropped = 0;
+	if (w->ops->copies) {
+		for (uint32_t s = 0; s < w->plan.n_slots; s++) {
+			if (w->slots[s].unit >= 0 && w->slots[s].holds == 0) {
+				w_slot_clear(w, s);
+				dropped++;
+			}
+		}
+	}
+	uint64_t before = w->res_bytes;
+	rc = w_resident_read(&w->f, w->res_buf, w->io == WEIGHTS_IO_URING, &w->res_bytes,
+			     &w->res_ns, err);
+	if (rc < 0)
+		return rc;
+	log_notice("weights: %s changed on disk (same size and header): read the %u resident "
+		   "units again (%s) and dropped %u streaming buffers read ahead before the change",
+		   w->path, w->plan.n_units - w->plan.n_stream,
+		   plan_size_str(w->res_bytes - before, b, sizeof b), dropped);
+	w->id = st;
+	if (w->plan.n_stream > 0)
+		w_fill(w);
+	return 0;
 }
 
 /* ---- telling ---- */

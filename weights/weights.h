@@ -38,6 +38,9 @@ struct weights_config {
 			       * Buffered reads and the mapping use it; O_DIRECT reads reopen
 			       * the same inode (/proc/self/fd), never the path */
 	const char *path;     /* the file's name, for messages only (NULL: "the weights file") */
+	uint64_t header_bytes; /* the file's first bytes that the caller parsed at open (GGUF:
+			       * header, metadata, tensor table = gguf_data_offset);
+			       * weights_revalidate fails when they change. 0 = none */
 	uint64_t budget;      /* bytes of weights we may hold: resident units + streaming
 			       * buffers (0 = no limit: everything resident) */
 	enum weights_io io;   /* asked-for mode; URING falls back to MMAP (with a warning)
@@ -90,6 +93,20 @@ const void *weights_ptr(const struct weights *w, uint32_t unit, uint64_t file_of
  * checked fails the next weights_acquire instead. Call from the thread that acquires. */
 int weights_check(struct weights *w, uint32_t unit, struct st_err *err);
 
+/* Whether the file is still the one opened, cheaply (one fstat): call between passes, with
+ * no unit held, e.g. at the start of every pass. When the file changed since the last call
+ * (size, modification or change time, inode), streaming buffers not held are emptied (their
+ * read-ahead is stale) and the resident units are read again in place (a notice in the log
+ * says how many bytes); MMAP pages show the new bytes by themselves. Fails, and keeps
+ * failing until the file is as it was:
+ *   -ESTALE  the first cfg->header_bytes bytes changed: a different file (another model)
+ *            was written in place; the caller must be restarted to load it;
+ *   -EIO     the size changed but the header did not: truncated (or grown) in place; the
+ *            requests fail until the file is whole again (as acquire does for a cut unit);
+ *   -errno   fstat or the re-read failed.
+ * The message names the file. */
+int weights_revalidate(struct weights *w, struct st_err *err);
+
 /* Done with the unit: its buffer may be reused, which starts the next read ahead. */
 void weights_release(struct weights *w, uint32_t unit);
 
@@ -110,8 +127,9 @@ struct weights_stats {
 	uint64_t slot_bytes;	      /* bytes per streaming buffer */
 	uint32_t prefetch;	      /* streamed units read ahead of the one in use */
 	uint32_t queue_depth, chunk_bytes, block_bytes; /* reader shape; block = alignment */
-	uint64_t bytes_read;	      /* since open, resident load included. MMAP: bytes paged
-				       * in at acquire (some may have been page-cache hits) */
+	uint64_t bytes_read;	      /* since open, resident load (and re-reads) included.
+				       * MMAP: bytes paged in at acquire (some may have been
+				       * page-cache hits) */
 	uint64_t read_ns;	      /* wall time with at least one read in flight (MMAP: time
 				       * spent paging in, which is also stall time) */
 	uint64_t stall_ns;	      /* time acquire() waited for bytes */

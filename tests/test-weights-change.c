@@ -2,7 +2,7 @@
  * given by descriptor, whatever happens to the path; it refuses descriptors it cannot use;
  * after the file is rewritten in place, weights_revalidate makes the next pass see the new
  * bytes (no read-ahead from before, resident copies read again), and a changed header
- * (another model) or size fails. Both io modes. */
+ * (another model) or size fails. Also the progress of the resident load. Both io modes. */
 #include "config.h"
 
 #include <errno.h>
@@ -291,6 +291,50 @@ out:
 	close(fd);
 }
 
+/* ---- progress ---- */
+
+struct progress_log {
+	uint64_t n, first_done, last_done, total, backwards;
+};
+
+static void on_progress(void *user, uint64_t done, uint64_t total)
+{
+	struct progress_log *p = user;
+	if (p->n == 0)
+		p->first_done = done;
+	else if (done < p->last_done || total != p->total)
+		p->backwards++;
+	p->n++;
+	p->last_done = done;
+	p->total = total;
+}
+
+static void test_progress(const char *path, enum weights_io io)
+{
+	make_file(path, 1);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct progress_log log = { 0 };
+	struct weights_config cfg = { .fd = fd, .path = path, .budget = 5 * UNIT, .io = io,
+				      .progress = on_progress, .progress_user = &log };
+	struct weights *w = NULL;
+	struct st_err err = { "" };
+	if (tap_ok(weights_open(&cfg, units, N_UNITS, &w, &err) == 0, "%s progress: opens (%s)",
+		   io_name(io), err.msg)) {
+		struct weights_stats st;
+		weights_get_stats(w, &st);
+		tap_ok(log.n >= 2 && log.n <= 110 && log.first_done == 0 && log.backwards == 0 &&
+		       log.last_done == log.total && log.total == st.bytes_resident &&
+		       log.total <= st.bytes_read,
+		       "%s progress: %" PRIu64 " calls from 0 to %" PRIu64 " bytes, never back",
+		       io_name(io), log.n, log.total);
+		tap_ok(st.load_ns > 0 && st.load_ns <= st.read_ns, "%s progress: load time %.3f ms "
+		       "counted", io_name(io), st.load_ns / 1e6);
+		tap_is_int(pass(w), 0, "%s progress: a pass right", io_name(io));
+		weights_close(w);
+	}
+	close(fd);
+}
+
 int main(void)
 {
 	log_set_level(LOG_LVL_WARNING);
@@ -305,6 +349,7 @@ int main(void)
 	for (size_t m = 0; m < 2; m++) {
 		test_path_swapped(dir, path, ios[m]);
 		test_rewrite(path, ios[m]);
+		test_progress(path, ios[m]);
 	}
 	return tap_done();
 }

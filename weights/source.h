@@ -72,16 +72,25 @@ struct w_source_ops {
 extern const struct w_source_ops w_source_uring, w_source_mmap;
 
 /* Read every resident unit's bytes into res_buf[unit] (NULL for streamed units), in file
- * order: with use_uring, through an io_uring reader of its own (O_DIRECT when f->dfd >= 0),
- * else with pread. Adds the bytes read and the wall time to *bytes and *ns. 0, or -errno
- * with a message naming the unit and byte. */
-int w_resident_read(const struct w_file *f, char *const *res_buf, bool use_uring,
+ * order: through an io_uring reader of its own when io_uring works here (O_DIRECT when
+ * f->dfd >= 0), else with pread. With `populate`, each piece of memory is populated up
+ * front (MADV_POPULATE_WRITE) just before it is read into: faulting fresh memory in page by
+ * page costs more than the disk. progress (may be NULL) is called with bytes done and the
+ * total, at the start, at most every 1% or 250 ms, and at the end. Adds the bytes read and
+ * the wall time to *bytes and *ns. 0, or -errno with a message naming the unit and byte. */
+int w_resident_read(const struct w_file *f, char *const *res_buf, bool populate,
+		    void (*progress)(void *user, uint64_t done, uint64_t total), void *user,
 		    uint64_t *bytes, uint64_t *ns, struct st_err *err);
 
 /* ---- memory (weights.c) ---- */
 
-/* An anonymous private mapping of len bytes (huge pages advised from 2 MiB); NULL when
- * out of memory. Free with munmap. */
-char *w_map_anon(uint64_t len);
+/* An anonymous private mapping of len bytes, not yet populated, huge pages advised (from
+ * 2 MiB) when `huge`; NULL when out of memory. Free with munmap. */
+char *w_map_anon(uint64_t len, bool huge);
+
+/* Populate [p, p + len) (page-aligned, inside a w_map_anon mapping, holding nothing yet)
+ * for writing, now: MADV_POPULATE_WRITE, or before Linux 5.14 a fresh MAP_POPULATE mapping
+ * of the range. 0, or -ENOMEM (-errno) when the memory cannot be had. */
+int w_populate(void *p, uint64_t len);
 
 #endif

@@ -50,6 +50,11 @@ struct weights_config {
 	bool mlock;	      /* lock resident units (and buffers) in RAM; failure is a warning */
 	uint32_t queue_depth; /* reads in flight; 0 = WEIGHTS_DEFAULT_QUEUE_DEPTH */
 	uint32_t chunk_bytes; /* bytes per read (rounded to the block size); 0 = default */
+	/* Loading the resident units at open: `done` of `total` bytes read. Called from the
+	 * thread in weights_open: at the start, at most every ~1% or 250 ms, and at the end
+	 * (done == total). NULL = not told. */
+	void (*progress)(void *user, uint64_t done, uint64_t total);
+	void *progress_user;
 };
 
 /* 128 MiB in flight: measured best on this project's virtio disk (bench/weights-bench);
@@ -132,6 +137,7 @@ struct weights_stats {
 				       * page-cache hits) */
 	uint64_t read_ns;	      /* wall time with at least one read in flight (MMAP: time
 				       * spent paging in, which is also stall time) */
+	uint64_t load_ns;	      /* of which reading the resident units at open */
 	uint64_t stall_ns;	      /* time acquire() waited for bytes */
 	uint64_t n_acquires;	      /* acquire() calls that succeeded */
 	uint64_t n_stalls;	      /* ... of which had to wait (MMAP: every streamed one,

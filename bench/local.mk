@@ -22,7 +22,7 @@ noinst_PROGRAMS += bench/matmul-bench
 bench_matmul_bench_SOURCES = bench/matmul-bench.c
 bench_matmul_bench_LDADD = $(ENGINE_LIBS)
 
-EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh \
+EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh bench/startup.py \
 	bench/compare-llamacpp.sh
 
 # It runs on a tiny synthesized model and prints both output formats.

@@ -231,6 +231,11 @@ int main(int argc, char **argv)
 	printf("%-6s %-6s %4s %4s %8s %6s %6s %6s %6s %6s %6s %6s %6s %6s\n", "io", "budget",
 	       "res", "strm", "MiB/pass", "open s", "s/pass", "MB/s", "fio", "ratio", "fio-h",
 	       "ratio", "stall%", "qd");
+	int fd = open(o.file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		fprintf(stderr, "cannot open %s: %s\n", o.file, strerror(errno));
+		return 1;
+	}
 	double fio = o.fio ? fio_mbps(o.file, o.size, false) : 0;
 	double fio_h = huge ? fio_mbps(o.file, o.size, true) : 0;
 
@@ -240,7 +245,7 @@ int main(int argc, char **argv)
 			continue;
 		for (int b = 0; b < o.n_budgets; b++) {
 			struct weights_config cfg = {
-				.path = o.file, .io = io,
+				.fd = fd, .path = o.file, .io = io,
 				/* 0: the minimum, two buffers of a unit (plus its block padding) */
 				.budget = o.budgets[b] > 0 ? (uint64_t)(o.budgets[b] * o.size)
 							   : 2 * (per_unit + (64u << 10)),
@@ -296,6 +301,7 @@ int main(int argc, char **argv)
 			fio_h = fio_h_after;
 		}
 	}
+	close(fd);
 	free(ranges);
 	free(units);
 	return 0;

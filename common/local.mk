@@ -5,6 +5,7 @@ noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \
 	common/err.c common/err.h \
 	common/clock.c common/clock.h \
+	common/hash.c common/hash.h \
 	common/parse.c common/parse.h \
 	common/log.c common/log.h \
 	common/utf8.c common/utf8.h

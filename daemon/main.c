@@ -16,6 +16,31 @@
 #include "engine/engine.h"
 #include "common/log.h"
 
+/* Loading the resident weights of a 40 GB model takes a while: systemd's
+ * STATUS= says how far it got (systemctl status shows it), and the log gets a
+ * line every 10%. */
+struct load_report {
+	const char *path;
+	int last_logged;  /* tens of percent already logged, or -1 */
+	int last_status;  /* percent last sent as STATUS= */
+};
+
+static void on_load_progress(void *user, uint64_t done, uint64_t total)
+{
+	struct load_report *lr = user;
+	int pct = total ? (int)(done * 100 / total) : 100;
+	if (pct != lr->last_status) {
+		notify_status("Loading %s: %d%% of %.1f GiB resident weights read", lr->path, pct,
+			      (double)total / (1u << 30));
+		lr->last_status = pct;
+	}
+	if (pct / 10 > lr->last_logged) {
+		lr->last_logged = pct / 10;
+		log_info("loading: %d%% of %.1f GiB resident weights read", pct,
+			 (double)total / (1u << 30));
+	}
+}
+
 int main(int argc, char **argv)
 {
 	struct daemon_config cfg;
@@ -67,6 +92,9 @@ int main(int argc, char **argv)
 
 	notify_status("Loading %s", cfg.model);
 	log_info("loading %s", cfg.model);
+	struct load_report lr = { .path = cfg.model, .last_logged = -1 };
+	cfg.engine.load_progress = on_load_progress;
+	cfg.engine.load_progress_user = &lr;
 	rc = engine_open(&cfg.engine, &e, &err);
 	if (rc < 0) {
 		log_err("%s", err.msg);

@@ -4,10 +4,12 @@
 #include "engine/engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -27,6 +29,7 @@
 struct engine {
 	struct engine_config cfg;
 	struct engine_info info;
+	int fd;			/* the model file, opened once: gguf, weights, embeddings read it */
 	struct model *model;
 	struct tokenizer *tok;
 	struct weights_unit *units;
@@ -156,7 +159,24 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	e->cfg = *cfg;
 	e->threads = cfg->threads > 0 ? cfg->threads : default_threads();
 
-	rc = model_open(cfg->model_path, &e->model, err);
+	/* Opened once, by everyone: a path swapped underneath cannot mix two files, and
+	 * O_NONBLOCK keeps a FIFO given as the model from blocking the open. */
+	e->fd = open(cfg->model_path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	struct stat st;
+	if (e->fd < 0 || fstat(e->fd, &st) != 0) {
+		rc = st_errf(err, -errno, "%s: cannot open: %s", cfg->model_path, strerror(errno));
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		const char *kind = S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO"
+				   : S_ISSOCK(st.st_mode) ? "a socket" : "a device";
+		rc = st_errf(err, S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL,
+			     "%s is not a regular file (%s)", cfg->model_path, kind);
+		goto fail;
+	}
+	/* io_uring answers EAGAIN on an O_NONBLOCK descriptor instead of waiting */
+	fcntl(e->fd, F_SETFL, fcntl(e->fd, F_GETFL) & ~O_NONBLOCK);
+	rc = model_open_fd(e->fd, cfg->model_path, &e->model, err);
 	if (rc < 0)
 		goto fail;
 	const struct model_hparams *hp = &e->model->hp;
@@ -188,11 +208,15 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 		goto fail;
 	}
 	struct weights_config wc = {
+		.fd = e->fd,
 		.path = cfg->model_path,
+		.header_bytes = gguf_data_offset(e->model->gguf), /* changed: a different model */
 		.budget = cfg->memory_budget, /* 0: everything resident */
 		.io = cfg->io == ENGINE_IO_MMAP ? WEIGHTS_IO_MMAP : WEIGHTS_IO_URING,
 		.prefetch = cfg->prefetch,
 		.mlock = cfg->mlock,
+		.progress = cfg->load_progress,
+		.progress_user = cfg->load_progress_user,
 	};
 	rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
 	if (rc < 0)
@@ -253,6 +277,8 @@ void engine_close(struct engine *e)
 	forward_units_free(e->units, e->n_units);
 	tokenizer_free(e->tok);
 	model_close(e->model);
+	if (e->fd >= 0)
+		close(e->fd);
 	free(e);
 }
 

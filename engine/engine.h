@@ -41,6 +41,11 @@ struct engine_config {
 	bool mlock;		/* lock resident weights in RAM */
 	char chat_template[32];	/* a chat template family for every chat request,
 				 * instead of the model's; "": the model's */
+	/* Called while engine_open reads the resident weights (bytes done of
+	 * total; at most every percent or so), for a daemon's STATUS= or a
+	 * progress line. May be NULL. */
+	void (*load_progress)(void *user, uint64_t done, uint64_t total);
+	void *load_progress_user;
 };
 
 void engine_config_default(struct engine_config *c);

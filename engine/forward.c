@@ -111,7 +111,7 @@ int forward_create(const struct model *m, struct weights *w, struct kv_cache *kv
 	 * unreadable under us is a short read or EIO that fails one request,
 	 * where a touch of the mapping would be SIGBUS in the uring mode, which
 	 * has no handler for the model's mapping. */
-	f->embd_fd = open(m->path, O_RDONLY | O_CLOEXEC);
+	f->embd_fd = fcntl(m->fd, F_DUPFD_CLOEXEC, 0); /* the engine's descriptor: the same file */
 	f->embd_row = malloc(st_row_bytes(m->token_embd.type, hp->n_embd));
 	if (f->embd_fd < 0 || !f->embd_row) {
 		rc = f->embd_fd < 0 ? st_errf(err, -errno, "%s: %s", m->path, strerror(errno))
@@ -389,6 +389,9 @@ int forward_run(struct forward *f, const struct batch *b, float *logits,
 			return st_errf(err, -EINVAL, "token %u: slot %u position %u is outside the cache "
 				       "(%u slots of %u positions)", i, b->slot[i], b->pos[i],
 				       f->kv->n_slots, f->kv->n_ctx);
+	rc = weights_revalidate(f->w, err); /* the file changed: nothing read before is used */
+	if (rc < 0)
+		return rc;
 	rc = embed(f, b, err);
 	if (rc < 0)
 		return rc;

@@ -249,6 +249,11 @@ static void summarize(struct model *m)
 
 int model_open(const char *path, struct model **out, struct st_err *err)
 {
+	return model_open_fd(-1, path, out, err);
+}
+
+int model_open_fd(int fd, const char *path, struct model **out, struct st_err *err)
+{
 	struct model *m;
 	int rc;
 
@@ -256,8 +261,9 @@ int model_open(const char *path, struct model **out, struct st_err *err)
 	m = calloc(1, sizeof *m);
 	if (!m)
 		return st_errf(err, -ENOMEM, "%s: out of memory", path);
+	m->fd = fd;
 	snprintf(m->path, sizeof m->path, "%s", path);
-	rc = gguf_open(path, &m->gguf, err);
+	rc = fd >= 0 ? gguf_open_fd(fd, path, &m->gguf, err) : gguf_open(path, &m->gguf, err);
 	if (rc < 0)
 		goto fail;
 	rc = read_hparams(m, err);

@@ -52,6 +52,7 @@ struct model_layer {
 
 struct model {
 	struct gguf *gguf;	       /* owned; mapped read-only */
+	int fd;			       /* the file, from model_open_fd (borrowed); -1 from model_open */
 	char path[4096];
 	char name[128];		       /* general.name or the file's base name */
 	struct model_hparams hp;
@@ -71,6 +72,9 @@ struct model {
  * -ENOENT (file or required key/tensor missing), -EINVAL (wrong shape or value),
  * -ENOTSUP (an architecture or weight type strata does not run). */
 int model_open(const char *path, struct model **out, struct st_err *err);
+/* The same through fd, an open descriptor of the file (borrowed: the caller keeps it open
+ * while the model is used, and reads the weights through it); path is for messages. */
+int model_open_fd(int fd, const char *path, struct model **out, struct st_err *err);
 void model_close(struct model *m);
 
 /* Bytes of one layer's tensors. */

@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/hash.h"
 #include "kernels/types.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -84,13 +85,7 @@ static uint64_t ld_u64(const uint8_t *p)
 
 static uint64_t hash_bytes(const void *p, uint64_t n)
 {
-	const uint8_t *b = p;
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-	for (uint64_t i = 0; i < n; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	return hash_fnv1a64(HASH_FNV1A64_INIT, p, (size_t)n);
 }
 
 static bool str_eq_bytes(struct gguf_str a, const void *p, uint64_t n)
@@ -784,7 +779,7 @@ fail:
 	return rc;
 }
 
-int gguf_open(const char *path, struct gguf **out, struct st_err *err)
+int gguf_open_fd(int fd, const char *name, struct gguf **out, struct st_err *err)
 {
 	static const uint8_t empty[1];
 	struct stat st;
@@ -792,43 +787,44 @@ int gguf_open(const char *path, struct gguf **out, struct st_err *err)
 	int rc;
 
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		return st_errf(err, rc, "%s: cannot open: %s", path, strerror(-rc));
-	}
 	if (fstat(fd, &st) != 0) {
 		rc = -errno;
-		st_errf(err, rc, "%s: fstat: %s", path, strerror(-rc));
-		goto out_close;
+		return st_errf(err, rc, "%s: fstat: %s", name, strerror(-rc));
 	}
-	if (S_ISDIR(st.st_mode)) {
-		rc = st_errf(err, -EISDIR, "%s: is a directory, not a GGUF file", path);
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = st_errf(err, -EINVAL, "%s: not a regular file", path);
-		goto out_close;
-	}
+	if (S_ISDIR(st.st_mode))
+		return st_errf(err, -EISDIR, "%s: is a directory, not a GGUF file", name);
+	if (!S_ISREG(st.st_mode))
+		return st_errf(err, -EINVAL, "%s: not a regular file", name);
 	if (st.st_size > 0) {
 		map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
 		if (map == MAP_FAILED) {
 			rc = -errno;
-			map = NULL;
-			st_errf(err, rc, "%s: mmap of %lld bytes: %s", path, (long long)st.st_size,
-				strerror(-rc));
-			goto out_close;
+			return st_errf(err, rc, "%s: mmap of %lld bytes: %s", name,
+				       (long long)st.st_size, strerror(-rc));
 		}
 	}
 	/* an empty file fails in gguf_parse with the usual truncation message */
-	rc = gguf_parse(map ? map : empty, map ? (size_t)st.st_size : 0, path, out, err);
+	rc = gguf_parse(map ? map : empty, map ? (size_t)st.st_size : 0, name, out, err);
 	if (rc < 0) {
 		if (map)
 			munmap(map, (size_t)st.st_size);
-		goto out_close;
+		return rc;
 	}
 	(*out)->mapped = map != NULL;
-out_close:
+	return 0;
+}
+
+int gguf_open(const char *path, struct gguf **out, struct st_err *err)
+{
+	*out = NULL;
+	/* O_NONBLOCK: a FIFO given as the file must not block the open; gguf_open_fd then
+	 * refuses it for not being a regular file (the mapping does not care for the flag) */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0) {
+		int rc = -errno;
+		return st_errf(err, rc, "%s: cannot open: %s", path, strerror(-rc));
+	}
+	int rc = gguf_open_fd(fd, path, out, err);
 	close(fd);
 	return rc;
 }

@@ -92,16 +92,23 @@ struct gguf; /* opaque */
  *   -EOVERFLOW tensor dims whose product overflows or exceeds GGUF_MAX_ELEMS;
  *   -ENOMEM;   and from gguf_open the errno of open/fstat/mmap (-ENOENT,
  *              -EACCES, ...), -EISDIR or -EINVAL for a file that is not regular.
- * The caller owns *out and frees it with gguf_close(). */
+ * The path is opened with O_NONBLOCK, so a FIFO fails at once instead of
+ * blocking the open. The caller owns *out and frees it with gguf_close(). */
 int gguf_open(const char *path, struct gguf **out, struct st_err *err);
+
+/* The same from a descriptor open for reading (borrowed: the mapping outlives
+ * it, so the caller may close it after return). `name` is for messages. A
+ * caller that reads the file again (the weights, the embeddings) through the
+ * same descriptor reads the same file, whatever happens to its path. */
+int gguf_open_fd(int fd, const char *name, struct gguf **out, struct st_err *err);
 
 /* Validate a GGUF image already in memory (`size` bytes at `data`, which must
  * stay valid until gguf_close). `name` is used in error messages. This is the
- * entry point of the fuzz target; gguf_open calls it after mapping. */
+ * entry point of the fuzz target; gguf_open_fd calls it after mapping. */
 int gguf_parse(const void *data, size_t size, const char *name, struct gguf **out,
 	       struct st_err *err);
 
-/* Unmap (when gguf_open mapped) and free. gguf_close(NULL) is a no-op. */
+/* Unmap (when gguf_open or gguf_open_fd mapped) and free. gguf_close(NULL) is a no-op. */
 void gguf_close(struct gguf *g);
 
 uint32_t gguf_version(const struct gguf *g);

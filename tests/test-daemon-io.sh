@@ -118,6 +118,45 @@ for io in uring mmap; do
 	stop "cut-$io"
 done
 
+# ---- 1b. the file rewritten in place: nothing read before the change is used after it ----
+# (a tester overwrote the model with other bytes while stratad streamed it, then put it
+# back: the first request after the repair must give the right text, not read-ahead from
+# before; a different header is a different model, refused until the file is back)
+
+for io in uring mmap; do
+	start "$M" "$io" "rw-$io"
+	gen "$TMP/rw0-$io.txt" && cmp -s "$TMP/rw0-$io.txt" "$TMP/ref-uring.txt"
+	ok $? "rw-$io: generate before the rewrite: the reference text"
+	# the second half (the last layers' weights) overwritten, the header intact
+	head -c $((SIZE - SIZE / 2)) /dev/urandom |
+		dd of="$M" bs=4096 seek=$((SIZE / 2)) oflag=seek_bytes conv=notrunc status=none
+	gen "$TMP/rw1-$io.txt"
+	kill -0 "$DPID" 2>/dev/null && grep -q "<5>weights: .*m.gguf changed on disk" "$DLOG"
+	ok $? "rw-$io: other weights in place: stratad runs on them and says the file changed"
+	dd if="$TMP/orig.gguf" of="$M" conv=notrunc status=none
+	gen "$TMP/rw2-$io.txt" && cmp -s "$TMP/rw2-$io.txt" "$TMP/ref-uring.txt"
+	ok $? "rw-$io: the first request after the repair gives the reference text again"
+	# the whole file, header included: another file in its place
+	head -c "$SIZE" /dev/urandom | dd of="$M" bs=4096 conv=notrunc status=none
+	gen "$TMP/rw3-$io.txt"
+	e=$?
+	[ $e -ne 0 ] && grep -q "m.gguf was replaced by a different file" "$TMP/rw3-$io.txt.err"
+	ok $? "rw-$io: a different header: requests fail saying so (exit $e: $(cat "$TMP/rw3-$io.txt.err"))"
+	dd if="$TMP/orig.gguf" of="$M" conv=notrunc status=none
+	gen "$TMP/rw4-$io.txt" && cmp -s "$TMP/rw4-$io.txt" "$TMP/ref-uring.txt"
+	ok $? "rw-$io: the file back: the reference text again"
+	stop "rw-$io"
+done
+
+# ---- 1c. a FIFO as the model: refused at once (it used to block open() for minutes) ----
+
+mkfifo "$TMP/fifo.gguf"
+timeout 20 "$STRATAD" --model "$TMP/fifo.gguf" --socket "$TMP/fifo.sock" --config /dev/null \
+	2>"$TMP/fifo.err"
+e=$?
+[ $e -eq 1 ] && grep -q "fifo.gguf is not a regular file (a FIFO)" "$TMP/fifo.err"
+ok $? "a FIFO as the model: stratad exits 1 at once (exit $e: $(tail -n 1 "$TMP/fifo.err"))"
+
 # ---- 2. a real read error: EIO from the kernel, through FUSE ----
 
 fuse_reason=

@@ -215,13 +215,19 @@ static const char *io_name(enum weights_io io)
 static void run(const char *path, enum weights_io io)
 {
 	/* all units streamed: the minimum budget */
-	struct weights_config cfg = { .path = path, .budget = 2 * ((1u << 20) + 8192), .io = io };
+	fs_switch(false);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tap_bail("open %s: %s", path, strerror(errno));
+	struct weights_config cfg = { .fd = fd, .path = path, .budget = 2 * ((1u << 20) + 8192),
+				      .io = io };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
-	fs_switch(false);
 	if (!tap_ok(weights_open(&cfg, units, N_UNITS, &w, &err) == 0, "%s: open over FUSE (%s)",
-		    io_name(io), err.msg))
+		    io_name(io), err.msg)) {
+		close(fd);
 		return;
+	}
 	struct weights_stats st;
 	weights_get_stats(w, &st);
 	tap_diag("%s: io %s, O_DIRECT %s, %u streamed units, %u slots", io_name(io),
@@ -271,6 +277,7 @@ static void run(const char *path, enum weights_io io)
 	weights_get_stats(w, &st);
 	tap_ok(st.n_read_errors >= 1, "%s: the error was counted", io_name(io));
 	weights_close(w);
+	close(fd);
 }
 
 int main(void)
@@ -309,7 +316,11 @@ int main(void)
 
 	/* a filesystem that refuses O_DIRECT: io_uring reads through the page cache */
 	fs_start(bad_lo, bad_lo + 1, true);
-	struct weights_config cfg = { .path = path, .budget = 4u << 20, .io = WEIGHTS_IO_URING };
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		tap_bail("open %s: %s", path, strerror(errno));
+	struct weights_config cfg = { .fd = fd, .path = path, .budget = 4u << 20,
+				      .io = WEIGHTS_IO_URING };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
 	if (tap_ok(weights_open(&cfg, units, N_UNITS, &w, &err) == 0, "no O_DIRECT: open (%s)",
@@ -322,6 +333,7 @@ int main(void)
 		tap_is_int(read_pass(w), 0, "no O_DIRECT: a pass right");
 		weights_close(w);
 	}
+	close(fd);
 	fs_stop();
 	tap_diag("the filesystem saw %s opens", n_direct_seen ? "O_DIRECT" : "only buffered");
 	return tap_done();

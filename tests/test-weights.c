@@ -101,6 +101,26 @@ static int make_file(const char *path, uint64_t size)
 	return rc;
 }
 
+/* The file opened for reading, once per path for the whole test (as a daemon keeps its
+ * model open); the weight source borrows the descriptor. */
+static int file_fd(const char *path)
+{
+	static struct {
+		char path[512];
+		int fd;
+	} open_files[8];
+	static int n_open;
+	for (int i = 0; i < n_open; i++)
+		if (!strcmp(open_files[i].path, path))
+			return open_files[i].fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || n_open == (int)(sizeof open_files / sizeof open_files[0]))
+		tap_bail("open %s: %s", path, fd < 0 ? strerror(errno) : "too many files");
+	snprintf(open_files[n_open].path, sizeof open_files[n_open].path, "%s", path);
+	open_files[n_open++].fd = fd;
+	return fd;
+}
+
 /* ---- a layout like a model's: units of 1-3 MB with odd offsets, gaps, several ranges ---- */
 
 #define N_UNITS 32
@@ -232,7 +252,7 @@ static void test_budget(const char *path, const struct layout *l, enum weights_i
 			uint64_t budget, const char *label, struct shape sh)
 {
 	struct weights_config cfg = {
-		.path = path, .budget = budget, .io = io, .prefetch = sh.prefetch,
+		.fd = file_fd(path), .path = path, .budget = budget, .io = io, .prefetch = sh.prefetch,
 		.queue_depth = sh.queue_depth, .chunk_bytes = sh.chunk_bytes,
 	};
 	struct weights *w = NULL;
@@ -302,7 +322,7 @@ static void test_budget(const char *path, const struct layout *l, enum weights_i
  * that much opens, one byte less does not. */
 static uint64_t min_budget(const char *path, const struct layout *l, uint64_t *total)
 {
-	struct weights_config cfg = { .path = path, .budget = 1, .io = WEIGHTS_IO_URING };
+	struct weights_config cfg = { .fd = file_fd(path), .path = path, .budget = 1, .io = WEIGHTS_IO_URING };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
 	int rc = weights_open(&cfg, l->units, N_UNITS, &w, &err);
@@ -331,7 +351,7 @@ static uint64_t min_budget(const char *path, const struct layout *l, uint64_t *t
 static void test_out_of_order(const char *path, const struct layout *l, enum weights_io io,
 			      uint64_t budget)
 {
-	struct weights_config cfg = { .path = path, .budget = budget, .io = io };
+	struct weights_config cfg = { .fd = file_fd(path), .path = path, .budget = budget, .io = io };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
 	if (!tap_ok(weights_open(&cfg, l->units, N_UNITS, &w, &err) == 0, "%s: open (%s)",
@@ -419,7 +439,7 @@ static void test_out_of_order(const char *path, const struct layout *l, enum wei
 static void test_truncate(const char *path, const struct layout *l, enum weights_io io,
 			  uint64_t budget)
 {
-	struct weights_config cfg = { .path = path, .budget = budget, .io = io };
+	struct weights_config cfg = { .fd = file_fd(path), .path = path, .budget = budget, .io = io };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
 	if (!tap_ok(weights_open(&cfg, l->units, N_UNITS, &w, &err) == 0, "%s truncate: open (%s)",
@@ -537,7 +557,7 @@ static void test_seccomp_fallback(const char *path, const struct layout *l, uint
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
 		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
 			_exit(3);
-		struct weights_config cfg = { .path = path, .budget = budget, .io = WEIGHTS_IO_URING };
+		struct weights_config cfg = { .fd = file_fd(path), .path = path, .budget = budget, .io = WEIGHTS_IO_URING };
 		struct weights *w = NULL;
 		struct st_err err = { "" };
 		if (weights_open(&cfg, l->units, N_UNITS, &w, &err) != 0)
@@ -580,7 +600,7 @@ static void test_memlock_limit(const char *path, const struct layout *l, uint64_
 		if (syscall(SYS_capset, &h, d) != 0 || setrlimit(RLIMIT_MEMLOCK, &rl) != 0)
 			_exit(3);
 		struct weights_config cfg = {
-			.path = path, .budget = budget, .io = WEIGHTS_IO_URING, .mlock = true,
+			.fd = file_fd(path), .path = path, .budget = budget, .io = WEIGHTS_IO_URING, .mlock = true,
 		};
 		struct weights *w = NULL;
 		struct st_err err = { "" };
@@ -607,7 +627,7 @@ static void test_memlock_limit(const char *path, const struct layout *l, uint64_
 /* With the limits a root process has, mlock works and buffers register. */
 static void test_mlock(const char *path, const struct layout *l, uint64_t budget)
 {
-	struct weights_config cfg = { .path = path, .budget = budget, .io = WEIGHTS_IO_URING,
+	struct weights_config cfg = { .fd = file_fd(path), .path = path, .budget = budget, .io = WEIGHTS_IO_URING,
 				      .mlock = true };
 	struct weights *w = NULL;
 	struct st_err err = { "" };
@@ -671,7 +691,7 @@ static void test_rss(const char *dir, enum weights_io io)
 			close(fd);
 		}
 		out[0] = status_kb("VmRSS:");
-		struct weights_config cfg = { .path = path, .budget = budget, .io = io };
+		struct weights_config cfg = { .fd = file_fd(path), .path = path, .budget = budget, .io = io };
 		struct weights *w = NULL;
 		struct st_err err = { "" };
 		int bad = 0;

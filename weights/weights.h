@@ -33,7 +33,14 @@ enum weights_io {
 };
 
 struct weights_config {
-	const char *path;     /* the file; weights_open opens it and keeps it open */
+	int fd;		      /* the file, open O_RDONLY without O_NONBLOCK; a regular file.
+			       * Borrowed: the caller keeps it open until weights_close.
+			       * Buffered reads and the mapping use it; O_DIRECT reads reopen
+			       * the same inode (/proc/self/fd), never the path */
+	const char *path;     /* the file's name, for messages only (NULL: "the weights file") */
+	uint64_t header_bytes; /* the file's first bytes that the caller parsed at open (GGUF:
+			       * header, metadata, tensor table = gguf_data_offset);
+			       * weights_revalidate fails when they change. 0 = none */
 	uint64_t budget;      /* bytes of weights we may hold: resident units + streaming
 			       * buffers (0 = no limit: everything resident) */
 	enum weights_io io;   /* asked-for mode; URING falls back to MMAP (with a warning)
@@ -43,6 +50,11 @@ struct weights_config {
 	bool mlock;	      /* lock resident units (and buffers) in RAM; failure is a warning */
 	uint32_t queue_depth; /* reads in flight; 0 = WEIGHTS_DEFAULT_QUEUE_DEPTH */
 	uint32_t chunk_bytes; /* bytes per read (rounded to the block size); 0 = default */
+	/* Loading the resident units at open: `done` of `total` bytes read. Called from the
+	 * thread in weights_open: at the start, at most every ~1% or 250 ms, and at the end
+	 * (done == total). NULL = not told. */
+	void (*progress)(void *user, uint64_t done, uint64_t total);
+	void *progress_user;
 };
 
 /* 128 MiB in flight: measured best on this project's virtio disk (bench/weights-bench);
@@ -50,11 +62,12 @@ struct weights_config {
 #define WEIGHTS_DEFAULT_QUEUE_DEPTH 32
 #define WEIGHTS_DEFAULT_CHUNK_BYTES (4u << 20)
 
-/* Open the file, plan the budget, read the resident units, and start reading the first
- * streamed units. `units` are given in pass order: the order acquire() is called, cyclically
- * (after the last comes the first again); the order only steers prefetch, any order works.
- * Fails (-errno, message in err) when the file cannot be read, a range lies outside it, or
- * the budget is below the smallest workable plan (the message says that minimum).
+/* Plan the budget, read the resident units, and start reading the first streamed units.
+ * `units` are given in pass order: the order acquire() is called, cyclically (after the
+ * last comes the first again); the order only steers prefetch, any order works.
+ * Fails (-errno, message in err) when cfg->fd is not a readable regular file without
+ * O_NONBLOCK (-EINVAL), the file cannot be read, a range lies outside it, or the budget is
+ * below the smallest workable plan (-ENOSPC; the message says that minimum).
  * The caller owns *out and frees it with weights_close; `units` may be freed after return. */
 int weights_open(const struct weights_config *cfg, const struct weights_unit *units,
 		 uint32_t n_units, struct weights **out, struct st_err *err);
@@ -85,6 +98,20 @@ const void *weights_ptr(const struct weights *w, uint32_t unit, uint64_t file_of
  * checked fails the next weights_acquire instead. Call from the thread that acquires. */
 int weights_check(struct weights *w, uint32_t unit, struct st_err *err);
 
+/* Whether the file is still the one opened, cheaply (one fstat): call between passes, with
+ * no unit held, e.g. at the start of every pass. When the file changed since the last call
+ * (size, modification or change time, inode), streaming buffers not held are emptied (their
+ * read-ahead is stale) and the resident units are read again in place (a notice in the log
+ * says how many bytes); MMAP pages show the new bytes by themselves. Fails, and keeps
+ * failing until the file is as it was:
+ *   -ESTALE  the first cfg->header_bytes bytes changed: a different file (another model)
+ *            was written in place; the caller must be restarted to load it;
+ *   -EIO     the size changed but the header did not: truncated (or grown) in place; the
+ *            requests fail until the file is whole again (as acquire does for a cut unit);
+ *   -errno   fstat or the re-read failed.
+ * The message names the file. */
+int weights_revalidate(struct weights *w, struct st_err *err);
+
 /* Done with the unit: its buffer may be reused, which starts the next read ahead. */
 void weights_release(struct weights *w, uint32_t unit);
 
@@ -105,10 +132,12 @@ struct weights_stats {
 	uint64_t slot_bytes;	      /* bytes per streaming buffer */
 	uint32_t prefetch;	      /* streamed units read ahead of the one in use */
 	uint32_t queue_depth, chunk_bytes, block_bytes; /* reader shape; block = alignment */
-	uint64_t bytes_read;	      /* since open, resident load included. MMAP: bytes paged
-				       * in at acquire (some may have been page-cache hits) */
+	uint64_t bytes_read;	      /* since open, resident load (and re-reads) included.
+				       * MMAP: bytes paged in at acquire (some may have been
+				       * page-cache hits) */
 	uint64_t read_ns;	      /* wall time with at least one read in flight (MMAP: time
 				       * spent paging in, which is also stall time) */
+	uint64_t load_ns;	      /* of which reading the resident units at open */
 	uint64_t stall_ns;	      /* time acquire() waited for bytes */
 	uint64_t n_acquires;	      /* acquire() calls that succeeded */
 	uint64_t n_stalls;	      /* ... of which had to wait (MMAP: every streamed one,
@@ -125,8 +154,8 @@ bool weights_is_resident(const struct weights *w, uint32_t unit);
 /* A snapshot of the counters and the plan. */
 void weights_get_stats(const struct weights *w, struct weights_stats *out);
 
-/* Stop reads in flight, free buffers, close the file. NULL is a no-op. Every unit must
- * have been released (pointers die here). */
+/* Stop reads in flight, free buffers, close what weights_open opened (not cfg->fd). NULL
+ * is a no-op. Every unit must have been released (pointers die here). */
 void weights_close(struct weights *w);
 
 #endif

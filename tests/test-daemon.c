@@ -635,6 +635,8 @@ int main(void)
 	}
 	tap_ok(stat(sock_path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 0777) == 0660,
 	       "the socket exists with mode 0660");
+	tap_ok(has_note("STATUS=Loading") && has_note("100% of"),
+	       "STATUS= says the model is loading, in percent of the resident weights, up to 100%%");
 
 	/* ---- status ---- */
 	int fd = connect_daemon();

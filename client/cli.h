@@ -1,0 +1,146 @@
+/* cli.h: what the commands of `strata` share (private to client/): exit codes,
+ * the program's name and its usage errors, user text checked for the wire,
+ * the socket to use and the connection to it, one-reply calls, and the
+ * output helpers. Each command lives in a file of its own and is listed by
+ * main() (strata.c) through its struct cli_command. */
+#ifndef STRATA_CLIENT_CLI_H
+#define STRATA_CLIENT_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "client/conn.h"
+
+/* Exit codes: documented in --help and the man page; scripts rely on them. */
+enum {
+	EXIT_OK = 0,
+	EXIT_LOCAL = 1,     /* reading input, writing output, out of memory */
+	EXIT_USAGE = 2,     /* bad command line or input that is not UTF-8 */
+	EXIT_CONNECT = 3,   /* cannot connect, or the connection was lost */
+	EXIT_PROTOCOL = 4,  /* the server's bytes broke the protocol, or a BAD_VERSION/MALFORMED/FRAME_TOO_LARGE reply */
+	EXIT_SERVER = 5,    /* an Error reply, or a generation ended by an error or a shutdown */
+	EXIT_INTERRUPTED = 130, /* Ctrl-C: 128 + SIGINT, as shells report it */
+};
+
+/* The options of generate, for its --help and strata --help. */
+#define HELP_GENERATE_OPTS \
+	"  -n, --max-tokens N       generate at most N tokens\n" \
+	"      --temperature T      sampling temperature; 0 is greedy\n" \
+	"      --top-k K            keep the K most likely tokens; 0 keeps all\n" \
+	"      --top-p P            nucleus sampling threshold in (0, 1]\n" \
+	"      --min-p P            drop tokens below P times the most likely one\n" \
+	"      --repeat-penalty R   penalize recently seen tokens; 1 is off\n" \
+	"      --repeat-last-n N    how many recent tokens the penalty looks at\n" \
+	"      --seed S             sampler seed (the one used is in --verbose/--json)\n" \
+	"      --stop STR           stop when the text contains STR (repeatable); C escapes\n" \
+	"                           such as \\n, \\t, \\\\ and \\uXXXX are understood\n" \
+	"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n" \
+	"      --special            text spelling a special token becomes that token\n" \
+	"      --ignore-eos         go on after an end-of-generation token (up to -n)\n" \
+	"      --json               one JSON object per line for each piece, then a\n" \
+	"                           final {\"type\":\"done\",...} with the timings\n" \
+	"                           (64-bit integers such as the seed as strings)\n" \
+	"  -v, --verbose            a summary line on stderr: tokens, speed, finish reason\n" \
+	"Ctrl-C cancels the generation, waits for the server to confirm and exits\n" \
+	"130; a second Ctrl-C exits at once.\n"
+
+#define HELP_EXIT \
+	"Exit status: 0 success; 1 local failure (input, output, memory); 2 usage\n" \
+	"error or input that is not UTF-8; 3 cannot connect or connection lost;\n" \
+	"4 protocol error; 5 server error (an error reply, or generation ended by\n" \
+	"an error or a shutdown); 130 interrupted.\n"
+
+/* A command: its name, what runs it (argv[0] is the command's name; getopt
+ * is reset for it) and its options, which main() also consults to say where
+ * an option given before the command belongs. */
+struct cli_command {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const struct option *opts;
+	const char *short_opts;
+};
+
+extern const struct cli_command cli_generate, cli_tokenize, cli_detokenize, cli_status;
+
+/* ---- names and usage errors (cli.c) ---- */
+
+/* "strata": every message starts with it. */
+extern const char cli_prog[];
+/* The command being run, for "Try 'strata CMD --help'" (NULL: none yet). */
+extern const char *cli_command_name;
+
+/* Print "strata: <message>" and the hint to --help on stderr; EXIT_USAGE. */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* getopt_long (with opterr = 0 and a ':' first in the option string) returned
+ * '?' or ':' for argv[optind - 1]: the option as the user spelled it, without
+ * a "=value", into buf. */
+const char *cli_bad_option(char **argv, char *buf, size_t n);
+
+/* The message for an option error of a command's getopt_long loop; EXIT_USAGE. */
+int cli_option_error(int opt, char **argv);
+
+/* ---- text from the user (cli.c) ---- */
+
+/* 0 when s[0..n) can travel in a proto3 string (UTF-8, no NUL), else the
+ * usage error naming `what`. */
+int cli_check_text(const char *what, const char *s, size_t n);
+
+/* All of stdin, NUL-terminated, at most FRAME_RESPONSE_CAP bytes: 0 with
+ * *out (free it) and *out_len, or an exit code (message printed). */
+int cli_read_stdin(char **out, size_t *out_len);
+
+/* TEXT from argv[optind] ("-" or absent: stdin), checked: 0 with *text, and
+ * *owned what to free (NULL when *text is argv's), or an exit code. */
+int cli_get_text(int argc, char **argv, const char *what, char **text, char **owned);
+
+/* ---- the connection (cli.c) ---- */
+
+/* The sockets to try, from --socket (opt, may be NULL) and the environment. */
+void cli_choose_sockets(const char *opt);
+
+/* Connect to the first socket that answers: 0, or EXIT_CONNECT (message
+ * printed). Close with conn_close. */
+int cli_connect(struct conn *c);
+
+/* Exit code and message for a failed conn_next/conn_send. */
+int cli_conn_failure(int rc);
+
+/* An ErrorCode's name ("PROMPT_TOO_LONG"); static. */
+const char *cli_error_name(int code);
+
+/* Print an Error reply; its exit code (EXIT_PROTOCOL or EXIT_SERVER). */
+int cli_server_error(const Strata__V1__Error *e);
+
+/* Print a reply that does not belong where it came; EXIT_PROTOCOL. */
+int cli_unexpected(const Strata__V1__Response *r);
+
+/* Send req; if the server hung up first, read the Error it may have left.
+ * 0 or an exit code (message printed). */
+int cli_send(struct conn *c, Strata__V1__Request *req);
+
+/* On a connection of its own: send req, wait for its one reply. 0 with *out
+ * (free with strata__v1__response__free_unpacked) whose body is `want`, or an
+ * exit code (message printed). */
+int cli_call(Strata__V1__Request *req, Strata__V1__Response__BodyCase want, Strata__V1__Response **out);
+
+/* ---- output (cli.c) ---- */
+
+/* Text mode ends with a newline on a terminal so the prompt does not land
+ * after the text; pipes get the text exactly. `last` is the last byte written
+ * (0: none). */
+void cli_end_line_on_tty(char last);
+
+/* fflush(stdout): 0, or EXIT_LOCAL with the message printed. */
+int cli_flush_stdout(void);
+
+/* "1.5 GiB" into buf[0..n); returns buf. */
+const char *cli_fmt_bytes(uint64_t b, char *buf, size_t n);
+
+/* s (may be NULL) in lower case into buf[0..n). */
+void cli_lower(const char *s, char *buf, size_t n);
+
+#endif

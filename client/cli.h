@@ -127,6 +127,84 @@ int cli_send(struct conn *c, Strata__V1__Request *req);
  * exit code (message printed). */
 int cli_call(Strata__V1__Request *req, Strata__V1__Response__BodyCase want, Strata__V1__Response **out);
 
+/* ---- a Generate: its options, its stream, Ctrl-C (generate.c) ---- */
+
+/* getopt_long codes of the options generate and chat share (past every
+ * character); a command's own options are numbered from GEN_O_END. */
+enum {
+	GEN_O_TEMP = 256, GEN_O_TOPK, GEN_O_TOPP, GEN_O_MINP, GEN_O_PEN, GEN_O_WIN, GEN_O_SEED, GEN_O_STOP,
+	GEN_O_IGNORE_EOS, GEN_O_JSON, GEN_O_END
+};
+/* Their entries in a getopt_long table, and their short options. */
+#define GEN_OPTIONS \
+	{ "max-tokens", required_argument, NULL, 'n' }, \
+	{ "temperature", required_argument, NULL, GEN_O_TEMP }, \
+	{ "top-k", required_argument, NULL, GEN_O_TOPK }, \
+	{ "top-p", required_argument, NULL, GEN_O_TOPP }, \
+	{ "min-p", required_argument, NULL, GEN_O_MINP }, \
+	{ "repeat-penalty", required_argument, NULL, GEN_O_PEN }, \
+	{ "repeat-last-n", required_argument, NULL, GEN_O_WIN }, \
+	{ "seed", required_argument, NULL, GEN_O_SEED }, \
+	{ "stop", required_argument, NULL, GEN_O_STOP }, \
+	{ "ignore-eos", no_argument, NULL, GEN_O_IGNORE_EOS }, \
+	{ "json", no_argument, NULL, GEN_O_JSON }, \
+	{ "verbose", no_argument, NULL, 'v' }
+#define GEN_SHORT "n:v"
+
+/* How a Generate's replies are printed. */
+struct gen_print {
+	bool json;    /* JSON lines instead of text */
+	bool verbose; /* a summary line on stderr after the Done */
+	bool newline; /* end the text with a newline even when stdout is no terminal */
+};
+
+/* A Generate being built from the command line. */
+struct gen_args {
+	Strata__V1__Generate gen; /* the request's body; gen.stop points at stops */
+	char **stops;             /* owned: the --stop strings, unescaped */
+	struct gen_print print;
+};
+
+/* Set *a up for a command line of argc words: 0, or EXIT_LOCAL (message
+ * printed). Free with gen_args_free, even after a failure. */
+int gen_args_init(struct gen_args *a, int argc);
+void gen_args_free(struct gen_args *a);
+
+/* getopt_long returned `opt` (optarg set) for the option whose long name is
+ * `name` (NULL when given by its short name). Returns 0 when it was a
+ * Generate option and is now in *a, GEN_NOT_MINE when it is not one, or an
+ * exit code (message printed). */
+#define GEN_NOT_MINE (-1)
+int gen_args_take(struct gen_args *a, int opt, const char *name);
+
+/* Ctrl-C: after gen_sigint_catch() (0 or EXIT_LOCAL), SIGINT no longer
+ * kills: it makes gen_sigint_fd() readable, and while a reply streams
+ * (gen_run) a second one exits 130 at once. gen_sigint_clear() reads the
+ * wake-ups and forgets the Ctrl-Cs seen so far. */
+int gen_sigint_catch(void);
+int gen_sigint_fd(void);
+void gen_sigint_clear(void);
+
+/* How a streamed Generate ended, for a caller that goes on after it. */
+struct gen_end {
+	int finish; /* the Done's FinishReason; 0 when no Done came */
+	int error;  /* the ErrorCode of an Error reply that refused it; 0 when none */
+	char *text; /* the text of its Pieces, NUL-terminated (NULL when none); owned */
+	size_t len, cap;
+};
+void gen_end_free(struct gen_end *end);
+
+/* Send the Generate req (req->id set by the caller) on c and print its
+ * replies as `o` says until it ends. A Ctrl-C sends a Cancel with
+ * cancel_id (unused on c) and waits for the Done; the stream ends when both
+ * requests have their terminal reply, so c can carry the next request.
+ * Returns 0 when the text ended normally (length, end of text, stop string),
+ * EXIT_INTERRUPTED when cancelled by Ctrl-C, else an exit code (message
+ * printed). With end: how it ended and the text (gen_end_free it, whatever
+ * the result). Catch SIGINT first (gen_sigint_catch). */
+int gen_run(struct conn *c, Strata__V1__Request *req, uint64_t cancel_id, const struct gen_print *o,
+	    struct gen_end *end);
+
 /* ---- output (cli.c) ---- */
 
 /* Text mode ends with a newline on a terminal so the prompt does not land

@@ -34,8 +34,12 @@ static void usage_generate(FILE *f)
 		cli_prog);
 }
 
+/* ---- Ctrl-C ---- */
+
 static int wake_pipe[2] = { -1, -1 };
 static volatile sig_atomic_t interrupts;
+/* Set while a reply streams: a second Ctrl-C then exits at once. */
+static volatile sig_atomic_t streaming;
 
 static void on_sigint(int sig)
 {
@@ -43,12 +47,46 @@ static void on_sigint(int sig)
 	ssize_t n;
 
 	(void)sig;
-	if (++interrupts >= 2)
+	if (++interrupts >= 2 && streaming)
 		_exit(EXIT_INTERRUPTED);
 	n = write(wake_pipe[1], "", 1); /* a full pipe already holds a wake-up */
 	(void)n;
 	errno = saved;
 }
+
+int gen_sigint_catch(void)
+{
+	struct sigaction sa;
+
+	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		fprintf(stderr, "%s: pipe: %s\n", cli_prog, strerror(errno));
+		return EXIT_LOCAL;
+	}
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = on_sigint;
+	sigemptyset(&sa.sa_mask);
+	/* Reads and writes resume; poll() returns EINTR all the same, and
+	 * the byte in the pipe tells the loop. */
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGINT, &sa, NULL);
+	return 0;
+}
+
+int gen_sigint_fd(void)
+{
+	return wake_pipe[0];
+}
+
+void gen_sigint_clear(void)
+{
+	char drain[16];
+
+	while (read(wake_pipe[0], drain, sizeof drain) > 0)
+		;
+	interrupts = 0;
+}
+
+/* ---- the stream ---- */
 
 static void print_summary(const Strata__V1__Done *d)
 {
@@ -70,10 +108,6 @@ static void print_summary(const Strata__V1__Done *d)
 			cli_fmt_bytes(t->bytes_read, b, sizeof b), t->read_mb_per_s, t->compute_ms, t->stall_ms);
 	fputc('\n', stderr);
 }
-
-struct gen_opts {
-	bool json, verbose;
-};
 
 /* Exit code for a finished generation (message printed). */
 static int finish(const Strata__V1__Done *d)
@@ -99,30 +133,62 @@ static int finish(const Strata__V1__Done *d)
 	}
 }
 
-/* Stream the replies to the Generate until its Done; returns the exit code. */
-static int stream_generation(struct conn *c, const struct gen_opts *o)
+/* Append s[0..n) to end->text (NUL-terminated). 0 or EXIT_LOCAL. */
+static int keep_text(struct gen_end *end, const char *s, size_t n)
 {
-	bool cancel_sent = false;
+	if (end->len + n + 1 > end->cap) {
+		size_t cap = end->cap ? end->cap : 256;
+		char *t;
+		while (cap < end->len + n + 1)
+			cap *= 2;
+		t = realloc(end->text, cap);
+		if (!t) {
+			fprintf(stderr, "%s: out of memory\n", cli_prog);
+			return EXIT_LOCAL;
+		}
+		end->text = t;
+		end->cap = cap;
+	}
+	memcpy(end->text + end->len, s, n);
+	end->len += n;
+	end->text[end->len] = 0;
+	return 0;
+}
+
+void gen_end_free(struct gen_end *end)
+{
+	free(end->text);
+	memset(end, 0, sizeof *end);
+}
+
+/* The stream of req's replies until its Done (see gen_run). */
+static int stream(struct conn *c, uint64_t id, uint64_t cancel_id, const struct gen_print *o, struct gen_end *end)
+{
+	bool cancel_sent = false, cancel_answered = false;
+	int result = -1; /* the exit code, once the request has ended */
 	char last = 0;
 
-	for (;;) {
+	/* Ends when the request has, and so has the Cancel if one was sent: every
+	 * request gets its one terminal reply, and one left unread would land in
+	 * the next request's stream on a connection that goes on (chat). */
+	while (result < 0 || (cancel_sent && !cancel_answered)) {
 		Strata__V1__Response *resp;
 		int code = -1;
-		int rc = conn_next(c, wake_pipe[0], &resp);
+		int rc = conn_next(c, gen_sigint_fd(), &resp);
 
 		if (rc < 0)
-			return cli_conn_failure(rc);
+			return result >= 0 ? result : cli_conn_failure(rc);
 		if (rc == 0) { /* Ctrl-C */
 			char drain[16];
-			while (read(wake_pipe[0], drain, sizeof drain) > 0)
+			while (read(gen_sigint_fd(), drain, sizeof drain) > 0)
 				;
-			if (!cancel_sent) {
+			if (!cancel_sent && result < 0) {
 				Strata__V1__Request req = STRATA__V1__REQUEST__INIT;
 				Strata__V1__Cancel cancel = STRATA__V1__CANCEL__INIT;
-				req.id = CANCEL_ID;
+				req.id = cancel_id;
 				req.body_case = STRATA__V1__REQUEST__BODY_CANCEL;
 				req.cancel = &cancel;
-				cancel.target_id = MAIN_ID;
+				cancel.target_id = id;
 				rc = conn_send(c, &req);
 				if (rc < 0)
 					return cli_conn_failure(rc);
@@ -133,14 +199,15 @@ static int stream_generation(struct conn *c, const struct gen_opts *o)
 			continue;
 		}
 
-		if (resp->id == CANCEL_ID && cancel_sent) {
+		if (resp->id == cancel_id && cancel_sent) {
 			/* CancelReply, or NOT_FOUND when the generation had already
 			 * finished: either way the Done tells the outcome. */
 			if (resp->body_case != STRATA__V1__RESPONSE__BODY_CANCEL &&
 			    resp->body_case != STRATA__V1__RESPONSE__BODY_ERROR)
 				code = cli_unexpected(resp);
+			cancel_answered = true;
 		} else if (resp->body_case == STRATA__V1__RESPONSE__BODY_ERROR &&
-			   (resp->id == MAIN_ID || resp->id == 0)) {
+			   (resp->id == id || resp->id == 0) && result < 0) {
 			if (o->json) {
 				fputs("{\"type\":\"error\",", stdout);
 				json_put_fields(stdout, &resp->error->base);
@@ -148,8 +215,10 @@ static int stream_generation(struct conn *c, const struct gen_opts *o)
 				cli_flush_stdout();
 			}
 			cli_end_line_on_tty(last);
+			if (end)
+				end->error = resp->error->code;
 			code = cli_server_error(resp->error);
-		} else if (resp->id != MAIN_ID) {
+		} else if (resp->id != id || result >= 0) {
 			code = cli_unexpected(resp);
 		} else if (resp->body_case == STRATA__V1__RESPONSE__BODY_PIECE) {
 			const char *text = resp->piece->text;
@@ -162,7 +231,9 @@ static int stream_generation(struct conn *c, const struct gen_opts *o)
 				fwrite(text, 1, len, stdout);
 				last = text[len - 1];
 			}
-			code = cli_flush_stdout();
+			code = end ? keep_text(end, text, len) : 0;
+			if (code == 0)
+				code = cli_flush_stdout();
 			if (code == 0)
 				code = -1; /* keep going */
 		} else if (resp->body_case == STRATA__V1__RESPONSE__BODY_DONE) {
@@ -170,44 +241,176 @@ static int stream_generation(struct conn *c, const struct gen_opts *o)
 				fputs("{\"type\":\"done\",", stdout);
 				json_put_fields(stdout, &resp->done->base);
 				fputs("}\n", stdout);
+			} else if (o->newline && last && last != '\n') {
+				fputc('\n', stdout);
 			} else {
 				cli_end_line_on_tty(last);
 			}
 			code = cli_flush_stdout();
 			if (o->verbose)
 				print_summary(resp->done);
+			if (end)
+				end->finish = resp->done->finish_reason;
 			if (code == 0)
 				code = finish(resp->done);
 		} else {
 			code = cli_unexpected(resp);
 		}
 		strata__v1__response__free_unpacked(resp, NULL);
-		if (code >= 0)
-			return code;
+		if (code >= 0) {
+			/* a failure of the stream itself ends it at once */
+			if (result >= 0 || code == EXIT_PROTOCOL || code == EXIT_LOCAL)
+				return result >= 0 ? result : code;
+			result = code;
+		}
 	}
+	return result;
 }
 
-/* Each command's options, at file scope: main() looks in them to say where
- * an option given before the command belongs. */
-enum { O_TEMP = 256, O_TOPK, O_TOPP, O_MINP, O_PEN, O_WIN, O_SEED, O_STOP, O_BOS, O_NOBOS, O_SPECIAL, O_JSON,
-       O_IGNORE_EOS };
-#define GENERATE_SHORT ":n:vh"
+int gen_run(struct conn *c, Strata__V1__Request *req, uint64_t cancel_id, const struct gen_print *o,
+	    struct gen_end *end)
+{
+	int code;
+
+	if (end)
+		memset(end, 0, sizeof *end);
+	code = cli_send(c, req);
+	if (code)
+		return code;
+	streaming = 1;
+	code = stream(c, req->id, cancel_id, o, end);
+	streaming = 0;
+	return code;
+}
+
+/* ---- the Generate options ---- */
+
+int gen_args_init(struct gen_args *a, int argc)
+{
+	memset(a, 0, sizeof *a);
+	strata__v1__generate__init(&a->gen);
+	a->stops = calloc((size_t)argc, sizeof *a->stops); /* --stop can appear at most argc times */
+	if (!a->stops) {
+		fprintf(stderr, "%s: out of memory\n", cli_prog);
+		return EXIT_LOCAL;
+	}
+	a->gen.stop = a->stops;
+	return 0;
+}
+
+void gen_args_free(struct gen_args *a)
+{
+	for (size_t i = 0; a->stops && i < a->gen.n_stop; i++)
+		free(a->stops[i]);
+	free(a->stops);
+	a->stops = NULL;
+	a->gen.stop = NULL;
+	a->gen.n_stop = 0;
+}
+
+/* --stop STR: C escapes, as llama-cli takes them (--stop "\n\n"). */
+static int take_stop(struct gen_args *a, const char *arg)
+{
+	size_t cap = strlen(arg) + 1;
+	char *stop = malloc(cap);
+	int n = stop ? parse_escapes(arg, stop, cap) : -ENOMEM;
+
+	if (n < 0) {
+		free(stop);
+		if (n == -ENOMEM) {
+			fprintf(stderr, "%s: out of memory\n", cli_prog);
+			return EXIT_LOCAL;
+		}
+		return cli_usage_error("--stop '%s': a \\x escape without hex digits, or one that makes a NUL, "
+				       "a surrogate or a code point past U+10FFFF", arg);
+	}
+	a->stops[a->gen.n_stop++] = stop;
+	if (n == 0)
+		return cli_usage_error("--stop wants a non-empty string");
+	return cli_check_text("--stop", stop, (size_t)n);
+}
+
+int gen_args_take(struct gen_args *a, int opt, const char *name)
+{
+	Strata__V1__Generate *gen = &a->gen;
+	uint64_t u;
+	uint32_t u32;
+
+	switch (opt) {
+	case 'n':
+		if (parse_u32(optarg, &u32) < 0)
+			goto bad_int;
+		gen->max_tokens = u32;
+		return 0;
+	case GEN_O_TEMP:
+		if (parse_float(optarg, &gen->temperature) < 0)
+			goto bad_float;
+		gen->temperature_opt_case = STRATA__V1__GENERATE__TEMPERATURE_OPT_TEMPERATURE;
+		return 0;
+	case GEN_O_TOPK:
+		if (parse_u32(optarg, &u32) < 0)
+			goto bad_int;
+		gen->top_k = u32;
+		gen->top_k_opt_case = STRATA__V1__GENERATE__TOP_K_OPT_TOP_K;
+		return 0;
+	case GEN_O_TOPP:
+		if (parse_float(optarg, &gen->top_p) < 0)
+			goto bad_float;
+		gen->top_p_opt_case = STRATA__V1__GENERATE__TOP_P_OPT_TOP_P;
+		return 0;
+	case GEN_O_MINP:
+		if (parse_float(optarg, &gen->min_p) < 0)
+			goto bad_float;
+		gen->min_p_opt_case = STRATA__V1__GENERATE__MIN_P_OPT_MIN_P;
+		return 0;
+	case GEN_O_PEN:
+		if (parse_float(optarg, &gen->repetition_penalty) < 0)
+			goto bad_float;
+		gen->repetition_penalty_opt_case = STRATA__V1__GENERATE__REPETITION_PENALTY_OPT_REPETITION_PENALTY;
+		return 0;
+	case GEN_O_WIN:
+		if (parse_u32(optarg, &u32) < 0)
+			goto bad_int;
+		gen->repetition_window = u32;
+		gen->repetition_window_opt_case = STRATA__V1__GENERATE__REPETITION_WINDOW_OPT_REPETITION_WINDOW;
+		return 0;
+	case GEN_O_SEED:
+		if (parse_u64(optarg, &u) < 0)
+			goto bad_int;
+		gen->seed = u;
+		gen->seed_opt_case = STRATA__V1__GENERATE__SEED_OPT_SEED;
+		return 0;
+	case GEN_O_STOP:
+		return take_stop(a, optarg);
+	case GEN_O_IGNORE_EOS:
+		gen->ignore_eos = true;
+		return 0;
+	case GEN_O_JSON:
+		a->print.json = true;
+		return 0;
+	case 'v':
+		a->print.verbose = true;
+		return 0;
+	default:
+		return GEN_NOT_MINE;
+	}
+bad_int:
+	return cli_usage_error("--%s wants a whole number in range, not '%s'", name ? name : "max-tokens", optarg);
+bad_float:
+	return cli_usage_error("--%s wants a number, not '%s'", name, optarg);
+}
+
+/* ---- strata generate ---- */
+
+enum { O_BOS = GEN_O_END, O_NOBOS, O_SPECIAL };
+#define GENERATE_SHORT ":" GEN_SHORT "h"
+/* At file scope: main() looks in it to say where an option given before the
+ * command belongs. */
 static const struct option generate_opts[] = {
-	{ "max-tokens", required_argument, NULL, 'n' },
-	{ "temperature", required_argument, NULL, O_TEMP },
-	{ "top-k", required_argument, NULL, O_TOPK },
-	{ "top-p", required_argument, NULL, O_TOPP },
-	{ "min-p", required_argument, NULL, O_MINP },
-	{ "repeat-penalty", required_argument, NULL, O_PEN },
-	{ "repeat-last-n", required_argument, NULL, O_WIN },
-	{ "seed", required_argument, NULL, O_SEED },
-	{ "stop", required_argument, NULL, O_STOP },
+	GEN_OPTIONS,
 	{ "bos", no_argument, NULL, O_BOS },
 	{ "no-bos", no_argument, NULL, O_NOBOS },
 	{ "special", no_argument, NULL, O_SPECIAL },
-	{ "ignore-eos", no_argument, NULL, O_IGNORE_EOS },
-	{ "json", no_argument, NULL, O_JSON },
-	{ "verbose", no_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -215,126 +418,43 @@ static const struct option generate_opts[] = {
 static int cmd_generate(int argc, char **argv)
 {
 	Strata__V1__Request req = STRATA__V1__REQUEST__INIT;
-	Strata__V1__Generate gen = STRATA__V1__GENERATE__INIT;
-	struct gen_opts o = { 0 };
-	struct sigaction sa;
-	char **stops = NULL, *prompt, *owned = NULL;
+	struct gen_args a;
+	char *prompt, *owned = NULL;
 	struct conn c;
-	uint64_t u;
-	uint32_t u32;
 	int opt, code, li = -1;
 
-	stops = calloc((size_t)argc, sizeof *stops); /* --stop can appear at most argc times */
-	if (!stops) {
-		fprintf(stderr, "%s: out of memory\n", cli_prog);
-		return EXIT_LOCAL;
-	}
+	code = gen_args_init(&a, argc);
+	if (code)
+		return code;
 	while ((opt = getopt_long(argc, argv, GENERATE_SHORT, generate_opts, &li)) != -1) {
 		switch (opt) {
-		case 'n':
-			if (parse_u32(optarg, &u32) < 0)
-				goto bad_int;
-			gen.max_tokens = u32;
-			break;
-		case O_TEMP:
-			if (parse_float(optarg, &gen.temperature) < 0)
-				goto bad_float;
-			gen.temperature_opt_case = STRATA__V1__GENERATE__TEMPERATURE_OPT_TEMPERATURE;
-			break;
-		case O_TOPK:
-			if (parse_u32(optarg, &u32) < 0)
-				goto bad_int;
-			gen.top_k = u32;
-			gen.top_k_opt_case = STRATA__V1__GENERATE__TOP_K_OPT_TOP_K;
-			break;
-		case O_TOPP:
-			if (parse_float(optarg, &gen.top_p) < 0)
-				goto bad_float;
-			gen.top_p_opt_case = STRATA__V1__GENERATE__TOP_P_OPT_TOP_P;
-			break;
-		case O_MINP:
-			if (parse_float(optarg, &gen.min_p) < 0)
-				goto bad_float;
-			gen.min_p_opt_case = STRATA__V1__GENERATE__MIN_P_OPT_MIN_P;
-			break;
-		case O_PEN:
-			if (parse_float(optarg, &gen.repetition_penalty) < 0)
-				goto bad_float;
-			gen.repetition_penalty_opt_case = STRATA__V1__GENERATE__REPETITION_PENALTY_OPT_REPETITION_PENALTY;
-			break;
-		case O_WIN:
-			if (parse_u32(optarg, &u32) < 0)
-				goto bad_int;
-			gen.repetition_window = u32;
-			gen.repetition_window_opt_case = STRATA__V1__GENERATE__REPETITION_WINDOW_OPT_REPETITION_WINDOW;
-			break;
-		case O_SEED:
-			if (parse_u64(optarg, &u) < 0)
-				goto bad_int;
-			gen.seed = u;
-			gen.seed_opt_case = STRATA__V1__GENERATE__SEED_OPT_SEED;
-			break;
-		case O_STOP: {
-			/* C escapes, as llama-cli takes them: --stop "\n\n" */
-			size_t cap = strlen(optarg) + 1;
-			char *stop = malloc(cap);
-			int n = stop ? parse_escapes(optarg, stop, cap) : -ENOMEM;
-			if (n < 0) {
-				free(stop);
-				if (n == -ENOMEM) {
-					fprintf(stderr, "%s: out of memory\n", cli_prog);
-					code = EXIT_LOCAL;
-				} else {
-					code = cli_usage_error("--stop '%s': a \\x escape without hex digits, or one "
-							       "that makes a NUL, a surrogate or a code point past "
-							       "U+10FFFF", optarg);
-				}
-				goto out;
-			}
-			stops[gen.n_stop++] = stop;
-			if (n == 0) {
-				code = cli_usage_error("--stop wants a non-empty string");
-				goto out;
-			}
-			code = cli_check_text("--stop", stop, (size_t)n);
-			if (code)
-				goto out;
-			break;
-		}
 		case O_BOS:
 		case O_NOBOS:
-			gen.add_bos_opt_case = STRATA__V1__GENERATE__ADD_BOS_OPT_ADD_BOS;
-			gen.add_bos = opt == O_BOS;
+			a.gen.add_bos_opt_case = STRATA__V1__GENERATE__ADD_BOS_OPT_ADD_BOS;
+			a.gen.add_bos = opt == O_BOS;
 			break;
 		case O_SPECIAL:
-			gen.parse_special = true;
-			break;
-		case O_IGNORE_EOS:
-			gen.ignore_eos = true;
-			break;
-		case O_JSON:
-			o.json = true;
-			break;
-		case 'v':
-			o.verbose = true;
+			a.gen.parse_special = true;
 			break;
 		case 'h':
 			usage_generate(stdout);
 			code = EXIT_OK;
 			goto out;
 		default:
-			code = cli_option_error(opt, argv);
-			goto out;
+			code = gen_args_take(&a, opt, li >= 0 ? generate_opts[li].name : NULL);
+			if (code == GEN_NOT_MINE)
+				code = cli_option_error(opt, argv);
+			if (code)
+				goto out;
 		}
 		li = -1; /* getopt_long sets it only for long options */
 	}
-	gen.stop = stops;
 	code = cli_get_text(argc, argv, "prompt", &prompt, &owned);
 	if (code)
 		goto out;
-	gen.prompt = prompt;
+	a.gen.prompt = prompt;
 	req.body_case = STRATA__V1__REQUEST__BODY_GENERATE;
-	req.generate = &gen;
+	req.generate = &a.gen;
 	req.id = MAIN_ID;
 
 	code = cli_connect(&c);
@@ -342,35 +462,14 @@ static int cmd_generate(int argc, char **argv)
 		goto out;
 	/* Ctrl-C from here on: the handler only wakes the loop, which sends
 	 * the Cancel (a second one exits from the handler). */
-	if (pipe2(wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-		fprintf(stderr, "%s: pipe: %s\n", cli_prog, strerror(errno));
-		code = EXIT_LOCAL;
-		goto out_conn;
-	}
-	memset(&sa, 0, sizeof sa);
-	sa.sa_handler = on_sigint;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-
-	code = cli_send(&c, &req);
+	code = gen_sigint_catch();
 	if (code == 0)
-		code = stream_generation(&c, &o);
-out_conn:
+		code = gen_run(&c, &req, CANCEL_ID, &a.print, NULL);
 	conn_close(&c);
 out:
 	free(owned);
-	for (size_t i = 0; i < gen.n_stop; i++)
-		free(stops[i]);
-	free(stops);
+	gen_args_free(&a);
 	return code;
-bad_int:
-	code = cli_usage_error("--%s wants a whole number in range, not '%s'",
-			       li >= 0 ? generate_opts[li].name : "max-tokens", optarg);
-	goto out;
-bad_float:
-	code = cli_usage_error("--%s wants a number, not '%s'", generate_opts[li].name, optarg);
-	goto out;
 }
-
 
 const struct cli_command cli_generate = { "generate", cmd_generate, generate_opts, GENERATE_SHORT };

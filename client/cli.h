@@ -25,8 +25,8 @@ enum {
 	EXIT_INTERRUPTED = 130, /* Ctrl-C: 128 + SIGINT, as shells report it */
 };
 
-/* The options of generate, for its --help and strata --help. */
-#define HELP_GENERATE_OPTS \
+/* The options of generate and chat, for their --help and strata --help. */
+#define HELP_SAMPLING_OPTS \
 	"  -n, --max-tokens N       generate at most N tokens\n" \
 	"      --temperature T      sampling temperature; 0 is greedy\n" \
 	"      --top-k K            keep the K most likely tokens; 0 keeps all\n" \
@@ -36,7 +36,9 @@ enum {
 	"      --repeat-last-n N    how many recent tokens the penalty looks at\n" \
 	"      --seed S             sampler seed (the one used is in --verbose/--json)\n" \
 	"      --stop STR           stop when the text contains STR (repeatable); C escapes\n" \
-	"                           such as \\n, \\t, \\\\ and \\uXXXX are understood\n" \
+	"                           such as \\n, \\t, \\\\ and \\uXXXX are understood\n"
+#define HELP_GENERATE_OPTS \
+	HELP_SAMPLING_OPTS \
 	"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n" \
 	"      --special            text spelling a special token becomes that token\n" \
 	"      --ignore-eos         go on after an end-of-generation token (up to -n)\n" \
@@ -46,6 +48,12 @@ enum {
 	"  -v, --verbose            a summary line on stderr: tokens, speed, finish reason\n" \
 	"Ctrl-C cancels the generation, waits for the server to confirm and exits\n" \
 	"130; a second Ctrl-C exits at once.\n"
+/* chat's own options, for its --help and strata --help. */
+#define HELP_CHAT_OPTS \
+	"      --system TEXT        a system message to begin the conversation\n" \
+	"      --template NAME      the chat template family (chatml, llama2, llama3,\n" \
+	"                           mistral, gemma, phi3, zephyr, deepseek, ...) when\n" \
+	"                           stratad does not know the model's\n"
 
 #define HELP_EXIT \
 	"Exit status: 0 success; 1 local failure (input, output, memory); 2 usage\n" \
@@ -63,7 +71,7 @@ struct cli_command {
 	const char *short_opts;
 };
 
-extern const struct cli_command cli_generate, cli_tokenize, cli_detokenize, cli_status;
+extern const struct cli_command cli_generate, cli_chat, cli_tokenize, cli_detokenize, cli_status;
 
 /* ---- names and usage errors (cli.c) ---- */
 

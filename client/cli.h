@@ -48,12 +48,20 @@ enum {
 	"  -v, --verbose            a summary line on stderr: tokens, speed, finish reason\n" \
 	"Ctrl-C cancels the generation, waits for the server to confirm and exits\n" \
 	"130; a second Ctrl-C exits at once.\n"
-/* chat's own options, for its --help and strata --help. */
+/* chat's and score's own options, for their --help and strata --help. */
 #define HELP_CHAT_OPTS \
 	"      --system TEXT        a system message to begin the conversation\n" \
 	"      --template NAME      the chat template family (chatml, llama2, llama3,\n" \
 	"                           mistral, gemma, phi3, zephyr, deepseek, ...) when\n" \
 	"                           stratad does not know the model's\n"
+#define HELP_SCORE_OPTS \
+	"      --tokens             each token's log-probability and bytes too\n" \
+	"      --top N              with each token, its N most likely alternatives\n" \
+	"                           (0 to 20; implies --tokens)\n" \
+	"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n" \
+	"      --special            text spelling a special token becomes that token\n" \
+	"      --json               the ScoreReply as one JSON object (64-bit integers\n" \
+	"                           as strings)\n"
 
 #define HELP_EXIT \
 	"Exit status: 0 success; 1 local failure (input, output, memory); 2 usage\n" \
@@ -71,7 +79,7 @@ struct cli_command {
 	const char *short_opts;
 };
 
-extern const struct cli_command cli_generate, cli_chat, cli_tokenize, cli_detokenize, cli_status;
+extern const struct cli_command cli_generate, cli_chat, cli_score, cli_tokenize, cli_detokenize, cli_status;
 
 /* ---- names and usage errors (cli.c) ---- */
 

@@ -2,7 +2,7 @@
 # library (no engine code).
 bin_PROGRAMS += client/strata
 client_strata_SOURCES = client/strata.c client/cli.c client/cli.h \
-	client/generate.c client/chat.c client/inspect.c \
+	client/generate.c client/chat.c client/score.c client/inspect.c \
 	client/conn.c client/conn.h \
 	client/json.c client/json.h
 client_strata_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)

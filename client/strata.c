@@ -1,6 +1,6 @@
 /* strata.c: the `strata` command's entry: global options, the socket, and
  * dispatch to a command (each in a file of its own: generate.c, chat.c,
- * inspect.c).
+ * score.c, inspect.c).
  * A thin client: no engine code; everything it knows about the model comes
  * from the daemon's replies. */
 #include "config.h"
@@ -24,6 +24,8 @@ static void usage(FILE *f)
 		"                               (PROMPT from stdin when absent or \"-\")\n"
 		"  chat [OPTIONS]               a conversation on a terminal; one reply to\n"
 		"                               stdin's message otherwise\n"
+		"  score [OPTIONS] CONTEXT CONTINUATION...\n"
+		"                               the log-probability of each continuation\n"
 		"  tokenize [--bos] [--special] [TEXT]\n"
 		"                               print the token ids of TEXT, space-separated\n"
 		"  detokenize [--special] ID... print the text of token ids\n"
@@ -34,6 +36,9 @@ static void usage(FILE *f)
 		"\n"
 		"Chat options (and those of generate, but --bos, --no-bos and --special):\n"
 		HELP_CHAT_OPTS
+		"\n"
+		"Score options:\n"
+		HELP_SCORE_OPTS
 		"\n"
 		"Tokenize/detokenize options:\n"
 		"      --bos                tokenize: add the BOS token first\n"
@@ -52,7 +57,7 @@ static void usage(FILE *f)
 }
 
 static const struct cli_command *const commands[] = {
-	&cli_generate, &cli_chat, &cli_tokenize, &cli_detokenize, &cli_status,
+	&cli_generate, &cli_chat, &cli_score, &cli_tokenize, &cli_detokenize, &cli_status,
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

@@ -171,7 +171,8 @@ struct typed {
  * anyone type (4095 bytes), and within stratad's default --max-frame. */
 #define LINE_MAX_BYTES (256u << 10)
 
-enum { LINE_OK, LINE_EOF, LINE_INTERRUPTED };
+/* What typed_line found; negative, apart from the exit codes it may return. */
+enum { LINE_OK = -1, LINE_EOF = -2, LINE_INTERRUPTED = -3 };
 
 /* While waiting at the prompt the connection should be silent; stratad
  * closes one that stays idle past its --idle-timeout, or when it stops.
@@ -296,7 +297,7 @@ static int chat_tty(struct gen_args *a, struct history *h)
 		fprintf(stderr, "%s chat: Enter sends a line, Ctrl-C stops a reply, Ctrl-D ends.\n", cli_prog);
 	for (;;) {
 		struct gen_end end;
-		size_t n, kept = h->n;
+		size_t n, len, kept = h->n;
 		int got;
 
 		fputs("> ", stderr);
@@ -314,19 +315,18 @@ static int chat_tty(struct gen_args *a, struct history *h)
 			code = got;
 			break;
 		}
-		if (n > 0 && t.buf[n - 1] == '\r')
-			n--;
-		if (n == 0) { /* an empty line: nothing to say */
+		len = n > 0 && t.buf[n - 1] == '\r' ? n - 1 : n; /* a terminal that sends CR LF */
+		if (len == 0) { /* an empty line: nothing to say */
 			typed_take(&t, n);
 			continue;
 		}
-		if (memchr(t.buf, 0, n) || !utf8_valid(t.buf, n)) {
+		if (memchr(t.buf, 0, len) || !utf8_valid(t.buf, len)) {
 			fprintf(stderr, "%s: that line is not UTF-8 (is the terminal's encoding UTF-8?); "
 				"it was not sent\n", cli_prog);
 			typed_take(&t, n);
 			continue;
 		}
-		code = history_add(h, role_user, t.buf, n);
+		code = history_add(h, role_user, t.buf, len);
 		typed_take(&t, n);
 		if (code)
 			break;

@@ -1,6 +1,6 @@
-/* generate.c: `strata generate`: the Generate request from the command line,
- * its Pieces streamed to stdout as text or JSON, and Ctrl-C turned into a
- * Cancel. */
+/* generate.c: a Generate from the command line (the options generate and
+ * chat share), its Pieces streamed to stdout as text or JSON, Ctrl-C turned
+ * into a Cancel; and `strata generate` itself. chat.c builds on this. */
 #include "config.h"
 
 #include <errno.h>

@@ -1,7 +1,8 @@
 # client/: `strata`, the thin command-line client. It links only the protocol
 # library (no engine code).
 bin_PROGRAMS += client/strata
-client_strata_SOURCES = client/strata.c \
+client_strata_SOURCES = client/strata.c client/cli.c client/cli.h \
+	client/generate.c client/chat.c client/score.c client/inspect.c \
 	client/conn.c client/conn.h \
 	client/json.c client/json.h
 client_strata_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)

@@ -14,11 +14,11 @@ tests_test_forward_LDADD = $(TEST_LIBS)
 
 # The real stratad and strata, driven over the real socket.
 check_PROGRAMS += tests/test-daemon
-TESTS += tests/test-daemon tests/test-cli.sh tests/test-tools.sh
+TESTS += tests/test-daemon tests/test-cli.sh tests/test-score-chat.sh tests/test-tools.sh
 tests_test_daemon_SOURCES = tests/test-daemon.c tools/synth.c
 tests_test_daemon_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)
 tests_test_daemon_LDADD = $(PROTO_LIBS) $(TEST_LIBS) -lpthread
-EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-tools.sh
+EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat-pty.py tests/test-tools.sh
 
 check_PROGRAMS += tests/test-sampler
 TESTS += tests/test-sampler

@@ -108,15 +108,18 @@ ok $? "a server error (prompt too long): exit code 5 and the server's message ($
 ok $? "an unknown command: exit code 2"
 
 # each command's --help is its own usage, exit 0
-for c in generate tokenize detokenize status; do
+for c in generate chat score tokenize detokenize status; do
 	"$STRATA" $c --help >"$TMP/help-$c.txt" 2>&1
 	r=$?
 	[ $r -eq 0 ] && head -n 1 "$TMP/help-$c.txt" | grep -q "^Usage: strata .*$c" &&
 		! grep -q "^Commands:" "$TMP/help-$c.txt"
 	ok $? "strata $c --help prints the usage of $c and exits 0 ($r: $(head -n 1 "$TMP/help-$c.txt"))"
 done
-grep -q -- "--temperature" "$TMP/help-generate.txt" && ! grep -q -- "--temperature" "$TMP/help-status.txt"
-ok $? "... generate's lists its sampling options, status's does not"
+grep -q -- "--temperature" "$TMP/help-generate.txt" && ! grep -q -- "--temperature" "$TMP/help-status.txt" &&
+	grep -q -- "--system" "$TMP/help-chat.txt" && grep -q -- "--temperature" "$TMP/help-chat.txt" &&
+	! grep -q -- "--special" "$TMP/help-chat.txt" && grep -q -- "--tokens" "$TMP/help-score.txt" &&
+	! grep -q -- "--temperature" "$TMP/help-score.txt"
+ok $? "... generate's and chat's list the sampling options, score's and status's do not"
 
 # option errors name the program, whatever the command
 "$STRATA" generate --frobnicate x 2>"$TMP/opt1.err"

@@ -41,15 +41,19 @@ help_opts() { "$@" --help 2>/dev/null | grep -o -e '--[a-z][a-z0-9-]*' | sort -u
 tag_opts() { plain "$1" | awk 'tag { print } { tag = ($0 ~ /^\.T[PQ]/) }' |
 	grep -o -e '--[a-z][a-z0-9-]*' | sort -u; }
 
-# covers PAGE PROGRAM...: every option of PROGRAM --help appears in PAGE.
+# covers PAGE PROGRAM [COMMAND]: every option of PROGRAM [COMMAND] --help
+# appears in PAGE.
 covers() {
 	page=$1
 	shift
 	help_opts "$@" >"$TMP/help"
+	what=$(basename "$1")
+	shift
+	[ $# -eq 0 ] || what="$what $*"
 	plain "$page" | grep -o -e '--[a-z][a-z0-9-]*' | sort -u >"$TMP/page"
 	comm -23 "$TMP/help" "$TMP/page" >"$TMP/missing"
 	[ -s "$TMP/help" ] && [ ! -s "$TMP/missing" ]
-	ok $? "$page documents the $(wc -l <"$TMP/help") options of $(basename "$1") --help"
+	ok $? "$page documents the $(wc -l <"$TMP/help") options of $what --help"
 	[ -s "$TMP/missing" ] && diag "missing from $page:" "$(cat "$TMP/missing")"
 }
 # only_known PAGE PROGRAM...: every option PAGE documents is in PROGRAM --help.
@@ -116,6 +120,10 @@ fi
 if [ -x "$STRATA" ]; then
 	covers strata.1 "$STRATA"
 	only_known strata.1 "$STRATA"
+	# and each command's own --help, which is what its user reads
+	for c in generate chat score tokenize detokenize status; do
+		covers strata.1 "$STRATA" $c
+	done
 else
 	skip "$STRATA is not built: strata.1 options not checked"
 	skip "$STRATA is not built: strata.1 options not checked"

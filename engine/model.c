@@ -17,11 +17,6 @@ static int is_matrix_type_supported(uint32_t type)
 	return ti && ti->supported;
 }
 
-static const char *supported_list(void)
-{
-	return "f32, f16, bf16, q8_0, q4_0";
-}
-
 /* Look up a tensor and check it is n_rows x n_cols (n_rows 1 for a vector). */
 static int find_tensor(const struct model *m, const char *name, uint64_t n_cols, uint64_t n_rows,
 		       bool vector, bool required, struct model_tensor *out, struct st_err *err)
@@ -33,11 +28,14 @@ static int find_tensor(const struct model *m, const char *name, uint64_t n_cols,
 		return st_errf(err, -ENOENT, "%s: required tensor '%s' is missing", m->path, name);
 	}
 	/* the type first: a model of an unsupported type fails on that, whatever its shapes */
-	if (vector ? t->type != ST_F32 : !is_matrix_type_supported(t->type))
+	if (vector && t->type != ST_F32)
 		return st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s, which strata does not run "
-			       "(%s: %s)", m->path, name, st_type_name(t->type),
-			       vector ? "norm and frequency vectors must be" : "supported weight types",
-			       vector ? "f32" : supported_list());
+			       "(norm and frequency vectors must be f32)", m->path, name,
+			       st_type_name(t->type));
+	if (!vector && !is_matrix_type_supported(t->type))
+		return st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s (ggml type %u), which strata "
+			       "does not run (weight types strata runs: %s)", m->path, name,
+			       st_type_name(t->type), t->type, st_supported_list());
 	uint64_t rows = t->n_dims >= 2 ? t->ne[1] : 1;
 	bool shape_ok = t->ne[0] == n_cols && rows == n_rows && t->ne[2] == 1 && t->ne[3] == 1 &&
 			(vector ? t->n_dims == 1 : t->n_dims <= 2);

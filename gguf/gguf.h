@@ -69,7 +69,8 @@ struct gguf_kv {
 /* One tensor. ne[0] is the contiguous dimension (a row); unused dims are 1. */
 struct gguf_tensor {
 	struct gguf_str name;
-	uint32_t type;		    /* enum st_type; always a type st_type_info() knows */
+	uint32_t type;		    /* enum st_type; always a type st_type_info() knows,
+				     * which strata may not run (st_type_info()->supported) */
 	uint32_t n_dims;	    /* 1..GGUF_MAX_DIMS */
 	uint64_t ne[GGUF_MAX_DIMS]; /* elements per dim */
 	uint64_t n_elems;	    /* product of ne (checked for overflow) */

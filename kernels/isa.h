@@ -11,7 +11,8 @@
 #include "kernels/types.h"
 
 /* w: one row of n weights of the weight type; x: activations prepared with
- * dot_prepare_act() for that weight type. n is a multiple of 32. */
+ * dot_prepare_act() for that weight type. n is a multiple of 32, and of
+ * 256 for the super-block types. */
 typedef float (*dot_fn)(const void *w, const void *x, int64_t n);
 /* dst (n) f32 <- src (n weights of one type); n a whole number of blocks. */
 typedef void (*dequant_fn)(const void *src, float *dst, int64_t n);

@@ -119,8 +119,8 @@ static void test_contract(void)
 	tap_is_int(dot_act_type(ST_BF16), ST_F32, "bf16 weights take f32 activations");
 	tap_is_int((int64_t)dot_act_bytes(ST_Q4_0, 4096), 4096 / 32 * 34, "act bytes for q4_0, n=4096");
 	tap_is_int((int64_t)dot_act_bytes(ST_F16, 4096), 4096 * 4, "act bytes for f16, n=4096");
-	tap_ok(dot_get(ST_Q4_K) == NULL && dot_get_ref(ST_Q5_0) == NULL && dot_get(99) == NULL,
-	       "no kernel for q4_k, q5_0 or an unknown id");
+	tap_ok(dot_get(ST_IQ2_XXS) == NULL && dot_get_ref(ST_TQ2_0) == NULL && dot_get(99) == NULL,
+	       "no kernel for iq2_xxs, tq2_0 or an unknown id");
 	tap_is_int(isa_force("sse9"), -EINVAL, "isa_force of an unknown name: -EINVAL");
 
 	float x[4096];

@@ -193,7 +193,7 @@ static const struct tspec round_tensors[] = {
 	{ "output_norm.weight", ST_BF16, 1, { 5 } },
 	{ "blk.0.ffn_down.weight", ST_Q8_0, 2, { 64, 2 } },
 	{ "token_embd.weight", ST_Q4_0, 3, { 32, 3, 2 } },
-	{ "blk.1.attn_k.weight", ST_Q4_K, 2, { 256, 1 } }, /* known, unsupported: still read */
+	{ "blk.1.attn_k.weight", ST_IQ2_XXS, 2, { 256, 1 } }, /* known, unsupported: still read */
 };
 #define N_ROUND_TENSORS (sizeof round_tensors / sizeof round_tensors[0])
 

@@ -175,9 +175,9 @@ static void test_errors(struct matmul_ctx *c)
 {
 	float x[64] = { 0 }, out[64];
 	const uint8_t junk[64] = { 0 };
-	struct matmul_w w = { .type = ST_Q4_K, .n_in = 256, .n_out = 1, .data = junk };
-	tap_is_int(matmul(c, out, x, 1, &w), -ENOTSUP, "Q4_K weights: -ENOTSUP");
-	tap_is_int(matmul_ref(out, x, 1, &w), -ENOTSUP, "matmul_ref Q4_K: -ENOTSUP");
+	struct matmul_w w = { .type = ST_IQ2_XXS, .n_in = 256, .n_out = 1, .data = junk };
+	tap_is_int(matmul(c, out, x, 1, &w), -ENOTSUP, "IQ2_XXS weights (a type strata does not run): -ENOTSUP");
+	tap_is_int(matmul_ref(out, x, 1, &w), -ENOTSUP, "matmul_ref IQ2_XXS: -ENOTSUP");
 	w.type = 99;
 	tap_is_int(matmul(c, out, x, 1, &w), -ENOTSUP, "unknown type id: -ENOTSUP");
 	w.type = ST_Q8_0;

@@ -190,8 +190,8 @@ static void test_special_blocks(void)
 	}
 
 	/* Contract errors. */
-	tap_is_int(quant_quantize_row(ST_Q4_K, x, q8, 32), -ENOTSUP, "quantize q4_k: -ENOTSUP");
-	tap_is_int(quant_dequantize_row(ST_Q5_0, q8, y, 32), -ENOTSUP, "dequantize q5_0: -ENOTSUP");
+	tap_is_int(quant_quantize_row(ST_IQ2_XXS, x, q8, 256), -ENOTSUP, "quantize iq2_xxs: -ENOTSUP");
+	tap_is_int(quant_dequantize_row(ST_TQ1_0, q8, y, 256), -ENOTSUP, "dequantize tq1_0: -ENOTSUP");
 	tap_is_int(quant_dequantize_row(77, q8, y, 32), -ENOTSUP, "dequantize unknown type: -ENOTSUP");
 	tap_is_int(quant_quantize_row(ST_Q8_0, x, q8, 33), -EINVAL, "quantize q8_0 of 33: -EINVAL");
 	tap_is_int(quant_dequantize_row_ref(ST_Q4_0, q4, y, 48), -EINVAL, "dequantize q4_0 of 48: -EINVAL");

@@ -365,7 +365,7 @@ size_t dot_act_bytes(uint32_t wtype, int64_t n)
 
 void dot_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
 {
-	int rc = quant_quantize_row(dot_act_type(wtype), x, out, n);
+	int rc = quant_act_row(dot_act_type(wtype), x, out, n);
 	assert(rc == 0); /* only fails for n not whole blocks of the weights: a caller bug */
 	(void)rc;
 }

@@ -19,7 +19,8 @@
 uint32_t dot_act_type(uint32_t wtype);
 /* Bytes of n prepared activations for weights of `wtype`. */
 size_t dot_act_bytes(uint32_t wtype, int64_t n);
-/* out (dot_act_bytes) <- x (n) f32, in the form dot_get(wtype) wants. */
+/* out (dot_act_bytes) <- x (n) f32, in the form dot_get(wtype) wants,
+ * quantized as ggml's x86 code does (quant.h: quant_act_row). */
 void dot_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n);
 
 /* Fastest kernel for this CPU, or NULL for a type without one. */

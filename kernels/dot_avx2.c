@@ -197,21 +197,10 @@ static TARGET void dequant_q4_0(const void *vsrc, float *dst, int64_t n)
 	}
 }
 
-/* ---- Q8_0 quantization, bit-identical to quant_q8_0_block_ref ---- */
+/* ---- Q8_0 activations, bit-identical to quant_act_q8_0_block_ref:
+ * q = round-to-nearest-even(x * (127/amax)), d = amax/127 in f16 ---- */
 
-/* roundf() for |v| < 2^23: truncate, then step away from zero when the
- * dropped fraction (exact in float) is at least one half. */
-static inline TARGET __m256 round_away(__m256 v)
-{
-	const __m256 sign = _mm256_set1_ps(-0.0f);
-	const __m256 t = _mm256_round_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	const __m256 frac = _mm256_andnot_ps(sign, _mm256_sub_ps(v, t));
-	const __m256 big = _mm256_cmp_ps(frac, _mm256_set1_ps(0.5f), _CMP_GE_OQ);
-	const __m256 step = _mm256_or_ps(_mm256_and_ps(v, sign), _mm256_set1_ps(1.0f));
-	return _mm256_add_ps(t, _mm256_and_ps(big, step));
-}
-
-static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
+static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 {
 	struct block_q8_0 *y = vdst;
 	const __m256 sign = _mm256_set1_ps(-0.0f);
@@ -227,18 +216,19 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 		__m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
 		m = _mm_max_ps(m, _mm_movehl_ps(m, m));
 		m = _mm_max_ss(m, _mm_movehdup_ps(m));
-		const float d = _mm_cvtss_f32(m) / 127.0f;
-		const uint16_t dh = st_f32_to_fp16(d);
+		const float am = _mm_cvtss_f32(m);
+		const float id = am != 0.0f ? 127.0f / am : 0.0f;
 		/* the rare blocks with special rules go to the reference */
-		if (_mm256_movemask_ps(bad) != 0 || dh == 0) {
-			quant_q8_0_block_ref(x, &y[b]);
+		if (_mm256_movemask_ps(bad) != 0 || id > FLT_MAX) {
+			quant_act_q8_0_block_ref(x, &y[b], NULL);
 			continue;
 		}
-		y[b].d = dh;
-		const __m256 id = _mm256_set1_ps(1.0f / d);
+		y[b].d = st_f32_to_fp16(am / 127.0f);
+		const __m256 vid = _mm256_set1_ps(id);
 		__m256i q[4];
 		for (int k = 0; k < 4; k++)
-			q[k] = _mm256_cvttps_epi32(round_away(_mm256_mul_ps(v[k], id)));
+			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], vid),
+								  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 		/* pack 32 x int32 -> 32 x int8; the packs work per 128-bit lane,
 		 * the permute puts the 4-byte groups back in order */
 		const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
@@ -264,7 +254,7 @@ const struct kernel_set kernels_avx2 = {
 		[ST_Q8_0] = dequant_q8_0,
 		[ST_Q4_0] = dequant_q4_0,
 	},
-	.quant_q8_0 = quant_q8_0,
+	.act_q8_0 = act_q8_0,
 };
 
 #endif /* __x86_64__ */

@@ -306,21 +306,10 @@ static TARGET void dequant_q4_0(const void *vsrc, float *dst, int64_t n)
 	}
 }
 
-/* ---- Q8_0 quantization, bit-identical to quant_q8_0_block_ref ---- */
+/* ---- Q8_0 activations, bit-identical to quant_act_q8_0_block_ref:
+ * q = round-to-nearest-even(x * (127/amax)), d = amax/127 in f16 ---- */
 
-/* roundf() for |v| < 2^23: truncate, then step away from zero when the
- * dropped fraction (exact in float) is at least one half. */
-static inline TARGET __m512 round_away(__m512 v)
-{
-	const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)),
-						 _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-	const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
-	const __m512 step = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
-	return _mm512_mask_add_ps(t, big, t, step);
-}
-
-static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
+static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 {
 	struct block_q8_0 *y = vdst;
 	const __m512 fmax = _mm512_set1_ps(FLT_MAX);
@@ -330,17 +319,19 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 		/* NaN or infinity: unordered, or above the largest float */
 		const __mmask16 bad = _mm512_cmp_ps_mask(a0, fmax, _CMP_NLE_UQ) |
 				      _mm512_cmp_ps_mask(a1, fmax, _CMP_NLE_UQ);
-		const float d = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127.0f;
-		const uint16_t dh = st_f32_to_fp16(d);
+		const float am = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+		const float id = am != 0.0f ? 127.0f / am : 0.0f;
 		/* the rare blocks with special rules go to the reference */
-		if (bad != 0 || dh == 0) {
-			quant_q8_0_block_ref(x, &y[b]);
+		if (bad != 0 || id > FLT_MAX) {
+			quant_act_q8_0_block_ref(x, &y[b], NULL);
 			continue;
 		}
-		y[b].d = dh;
-		const __m512 id = _mm512_set1_ps(1.0f / d);
-		const __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, id)));
-		const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, id)));
+		y[b].d = st_f32_to_fp16(am / 127.0f);
+		const __m512 vid = _mm512_set1_ps(id);
+		const __m512i q0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v0, vid),
+									   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		const __m512i q1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v1, vid),
+									   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 		/* |q| <= 127, so narrowing by truncation is exact */
 		_mm_storeu_si128((__m128i *)y[b].qs, _mm512_cvtepi32_epi8(q0));
 		_mm_storeu_si128((__m128i *)(y[b].qs + 16), _mm512_cvtepi32_epi8(q1));
@@ -354,7 +345,7 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 		[ST_Q8_0] = dequant_q8_0,        \
 		[ST_Q4_0] = dequant_q4_0,        \
 	},                                       \
-	.quant_q8_0 = quant_q8_0
+	.act_q8_0 = act_q8_0
 
 const struct kernel_set kernels_avx512 = {
 	.name = "avx512",

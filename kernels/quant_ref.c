@@ -158,7 +158,7 @@ int quant_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t
 
 /* ---- quantize ---- */
 
-void quant_q8_0_block_ref(const float *x, struct block_q8_0 *y)
+static void quant_q8_0_block_ref(const float *x, struct block_q8_0 *y)
 {
 	float amax = 0.0f;
 	bool finite = true;
@@ -355,6 +355,77 @@ static void quant_q8_1_block_ref(const float *x, struct block_q8_1 *y)
 		sum += y->qs[j];
 	}
 	y->s = st_f32_to_fp16((float)sum * d);
+}
+
+/* ---- activations: what ggml's x86 CPU backend does before a dot ---- */
+
+/* Q8_0 and Q8_1 as ggml's AVX2 quantize_row_q8_0/q8_1 (ggml-cpu-quants.c):
+ * d = amax/127 stored in f16, q = round-to-nearest-even(x * (127/amax)),
+ * and for Q8_1 s = f16(d * sum q) with the f32 d. Its reference quantizers
+ * differ in two ways (roundf's ties away from zero, and 1/d for 127/amax)
+ * that flip a quant now and then: on the Q5_0 model of test-kquants that
+ * alone moved logits by 2e-2. A NaN or an infinity poisons the block (d =
+ * NaN, zero quants), as everywhere here. */
+void quant_act_q8_0_block_ref(const float *x, struct block_q8_0 *y, uint16_t *s)
+{
+	float amax = 0.0f;
+	for (int j = 0; j < QK8_0; j++) {
+		if (!isfinite(x[j])) {
+			y->d = F16_NAN;
+			if (s)
+				*s = F16_NAN;
+			memset(y->qs, 0, sizeof y->qs);
+			return;
+		}
+		if (fabsf(x[j]) > amax)
+			amax = fabsf(x[j]);
+	}
+	const float d = amax / 127.0f;
+	float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+	int sum = 0;
+	/* amax below 127/FLT_MAX: 1/d overflows, and d is 0 in f16 anyway */
+	if (isinf(id))
+		id = 0.0f;
+	y->d = st_f32_to_fp16(d);
+	for (int j = 0; j < QK8_0; j++) {
+		y->qs[j] = (int8_t)nearbyintf(x[j] * id);
+		sum += y->qs[j];
+	}
+	if (s)
+		*s = st_f32_to_fp16(d * (float)sum);
+}
+
+int quant_act_row_ref(uint32_t act_type, const float *src, void *dst, int64_t n)
+{
+	int rc = quant_row_check(act_type, n);
+	if (rc < 0)
+		return rc;
+	switch (act_type) {
+	case ST_F32:
+		memcpy(dst, src, (size_t)n * sizeof(float));
+		return 0;
+	case ST_Q8_0: {
+		struct block_q8_0 *y = dst;
+		for (int64_t b = 0; b < n / QK8_0; b++)
+			quant_act_q8_0_block_ref(src + b * QK8_0, &y[b], NULL);
+		return 0;
+	}
+	case ST_Q8_1: {
+		/* block_q8_1 is block_q8_0 with s between d and qs */
+		struct block_q8_1 *y = dst;
+		for (int64_t b = 0; b < n / QK8_1; b++) {
+			struct block_q8_0 t;
+			quant_act_q8_0_block_ref(src + b * QK8_1, &t, &y[b].s);
+			y[b].d = t.d;
+			memcpy(y[b].qs, t.qs, sizeof t.qs);
+		}
+		return 0;
+	}
+	case ST_Q8_K: /* ggml's x86 code is its reference here */
+		return kquant_quantize_row_ref(ST_Q8_K, src, dst, n);
+	default:
+		return -ENOTSUP;
+	}
 }
 
 int quant_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n)

@@ -33,8 +33,17 @@ int quant_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_t
  * Q8_1 and Q8_K). */
 int quant_quantize_row_ref(uint32_t type, const float *src, void *dst, int64_t n);
 
-/* One Q8_0 block (32 floats): the SIMD quantizers leave the blocks with
- * special rules (non-finite values, a zero scale) to it. */
-void quant_q8_0_block_ref(const float *x, struct block_q8_0 *y);
+/* dst (st_row_bytes(act_type, n) bytes) <- src (n) f32: the activations of
+ * a dot product (act_type ST_Q8_0, ST_Q8_1 or ST_Q8_K; ST_F32 copies),
+ * quantized as ggml's x86 CPU backend does before its vec_dot, so strata's
+ * dots see llama.cpp's integers: Q8_0/Q8_1 round x * (127/amax) to nearest
+ * even (not the reference's roundf(x / d)), Q8_K is its reference. A block
+ * with a NaN or an infinity gets a NaN scale. Returns as quant_row_check. */
+int quant_act_row_ref(uint32_t act_type, const float *src, void *dst, int64_t n);
+
+/* One Q8_0 activation block (32 floats) by quant_act_row_ref's rule, and
+ * its Q8_1 s when s is not NULL: the SIMD quantizers leave the blocks with
+ * special rules (non-finite values, a scale whose inverse overflows) to it. */
+void quant_act_q8_0_block_ref(const float *x, struct block_q8_0 *y, uint16_t *s);
 
 #endif

@@ -12,6 +12,12 @@ tests_test_stories_LDADD = $(TEST_LIBS)
 tests_test_forward_SOURCES = tests/test-forward.c tools/synth.c
 tests_test_forward_LDADD = $(TEST_LIBS)
 
+# The engine on llama.cpp-quantized files of every K-quant mix and legacy type.
+check_PROGRAMS += tests/test-kquants
+TESTS += tests/test-kquants
+tests_test_kquants_SOURCES = tests/test-kquants.c
+tests_test_kquants_LDADD = $(TEST_LIBS)
+
 # The real stratad and strata, driven over the real socket.
 check_PROGRAMS += tests/test-daemon
 TESTS += tests/test-daemon tests/test-cli.sh tests/test-tools.sh

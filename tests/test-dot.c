@@ -127,9 +127,9 @@ static void test_contract(void)
 	uint8_t a[4096 * 4], b[4096 * 4];
 	fill_random(x, 4096);
 	dot_prepare_act(ST_Q4_0, x, a, 4096);
-	quant_quantize_row_ref(ST_Q8_0, x, b, 4096);
+	quant_act_row_ref(ST_Q8_0, x, b, 4096);
 	tap_ok(memcmp(a, b, dot_act_bytes(ST_Q4_0, 4096)) == 0,
-	       "prepared q4_0 activations are the reference q8_0 quantization");
+	       "prepared q4_0 activations are the q8_0 activation rule");
 	dot_prepare_act(ST_BF16, x, a, 4096);
 	tap_ok(memcmp(a, x, sizeof x) == 0, "prepared bf16 activations are the f32 row");
 }

@@ -1,0 +1,223 @@
+/* test-kquants.c: the engine on the GGUF files people download, quantized by
+ * llama.cpp's own llama-quantize (../shared/models/kquants/kq-TYPE.gguf: a
+ * random-weight llama of 3 layers in Q4_K_M, Q5_K_M, Q6_K, Q3_K_M, Q2_K,
+ * IQ4_XS, Q4_1, Q5_0, Q5_1, each a mix of types). For every file and every
+ * instruction set this CPU runs: the 16 greedy ids of "Once upon a time"
+ * equal llama.cpp's, and every step's logits are within the type's tolerance
+ * of llama.cpp's (F32 KV cache, as its reference run). Skips when ../shared
+ * is absent. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/engine.h"
+#include "engine/generate.h"
+#include "kernels/isa.h"
+#include "kernels/types.h"
+#include "tests/tap.h"
+
+#define STEPS 16
+#define MAX_IDS 64
+
+/* Tolerances on |logit - llama.cpp's logit|, max over the 16 x 512 logits.
+ * On this path neither engine dequantizes: both quantize the activations
+ * the same way, bit for bit (Q8_K for the K-quants and IQ4_XS, Q8_0 for Q5_0
+ * and Q8_1 for Q4_1/Q5_1, by ggml's x86 rules: quant_act_row_ref) and sum
+ * exact integer products per block. What remains is the order of float
+ * sums, a few 1e-7 here (measured: at most 6e-7 on every file and
+ * instruction set). The exception is an activation that lands within that
+ * noise of a rounding boundary: one engine rounds it up, the other down,
+ * and because the row goes into the KV cache the difference stays for the
+ * steps after. llama.cpp does that to itself: its runs on this machine
+ * differ from its stored logits by 1.0e-2 on Q4_1 (steps 13-15) and 2.8e-3
+ * on IQ4_XS (step 13). Against the stored logits strata measures: K-quant
+ * mixes and Q5_0 <= 6e-7; Q5_1 5.2e-5 (step 14); Q4_1 3.3e-3 (step 4,
+ * where the stored run is the odd one: strata equals llama.cpp's run here
+ * to 1e-7 there); IQ4_XS 1.5e-2 (steps 10-15, one flip at step 10). So:
+ * 1e-4 where no flip was seen, and for the three files with one, the
+ * spread llama.cpp shows on its own, 2e-2. */
+static const struct {
+	const char *type;
+	double tol;
+} files[] = {
+	{ "Q4_K_M", 1e-4 }, { "Q5_K_M", 1e-4 }, { "Q6_K", 1e-4 },
+	{ "Q3_K_M", 1e-4 }, { "Q2_K", 1e-4 },	{ "IQ4_XS", 2e-2 },
+	{ "Q4_1", 2e-2 },   { "Q5_0", 1e-4 },	{ "Q5_1", 2e-2 },
+};
+
+static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
+
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	long n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	char *buf = malloc((size_t)n + 1);
+	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(f);
+	if (buf) {
+		buf[n] = '\0';
+		if (len)
+			*len = (size_t)n;
+	}
+	return buf;
+}
+
+/* "prompt: 1 403 ...\ngen: 487 32 ...\n": the ids after `key` */
+static int parse_ids(const char *text, const char *key, int32_t *ids, int max)
+{
+	const char *p = strstr(text, key);
+	int n = 0;
+	if (!p)
+		return -1;
+	p += strlen(key);
+	while (n < max) {
+		char *end;
+		long v = strtol(p, &end, 10);
+		if (end == p)
+			break;
+		ids[n++] = (int32_t)v;
+		p = end;
+		while (*p == ' ')
+			p++;
+		if (*p == '\n' || *p == '\0')
+			break;
+	}
+	return n;
+}
+
+struct capture {
+	int32_t ids[MAX_IDS];
+	uint32_t n;
+	float *logits; /* (STEPS, n_vocab) */
+};
+
+static void on_logits(void *user, struct seq *s, int32_t token, const float *logits, uint32_t n_vocab)
+{
+	struct capture *c = user;
+	(void)s;
+	if (c->n < STEPS)
+		memcpy(c->logits + (size_t)c->n * n_vocab, logits, n_vocab * sizeof *logits);
+	if (c->n < MAX_IDS)
+		c->ids[c->n++] = token;
+}
+
+/* One file on the instruction set in use; worst |logit difference| into *worst. */
+static void check_file(const char *shared, const char *type, double tol, const char *isa)
+{
+	char model[4096], path[4096];
+	snprintf(model, sizeof model, "%s/models/kquants/kq-%s.gguf", shared, type);
+	snprintf(path, sizeof path, "%s/models/kquants/kq-%s.llamacpp-greedy.txt", shared, type);
+	char *greedy = slurp(path, NULL);
+	snprintf(path, sizeof path, "%s/models/kquants/kq-%s.llamacpp-logits.f32", shared, type);
+	size_t ref_len = 0;
+	float *ref = (float *)slurp(path, &ref_len);
+	int32_t want_prompt[MAX_IDS], want_gen[MAX_IDS];
+	int n_want_prompt = greedy ? parse_ids(greedy, "prompt:", want_prompt, MAX_IDS) : -1;
+	int n_want_gen = greedy ? parse_ids(greedy, "gen:", want_gen, MAX_IDS) : -1;
+	if (!tap_ok(ref && n_want_prompt > 0 && n_want_gen == STEPS, "%s %s: llama.cpp's references read",
+		    isa, type)) {
+		free(greedy);
+		free(ref);
+		return;
+	}
+
+	struct engine_config cfg;
+	struct engine *e = NULL;
+	struct st_err err = { "" };
+	engine_config_default(&cfg);
+	cfg.model_path = model;
+	cfg.kv_type = ST_F32; /* llama.cpp's reference run used an F32 cache */
+	cfg.threads = 2;
+	cfg.ctx_size = 64;
+	if (!tap_ok(engine_open(&cfg, &e, &err) == 0, "%s %s: engine opens", isa, type)) {
+		tap_diag("%s", err.msg);
+		free(greedy);
+		free(ref);
+		return;
+	}
+	const uint32_t n_vocab = engine_n_vocab(e);
+	int32_t *prompt = NULL;
+	uint32_t n_prompt = 0;
+	int rc = engine_tokenize(e, "Once upon a time", strlen("Once upon a time"), 1, false, &prompt,
+				 &n_prompt);
+	int same_prompt = rc == 0 && (int)n_prompt == n_want_prompt;
+	for (uint32_t i = 0; same_prompt && i < n_prompt; i++)
+		same_prompt = prompt[i] == want_prompt[i];
+	tap_ok(same_prompt, "%s %s: the prompt tokenizes as llama.cpp's", isa, type);
+
+	struct capture cap = { .n = 0 };
+	cap.logits = tap_xmalloc((size_t)STEPS * n_vocab * sizeof(float));
+	struct seq_params p = {
+		.prompt = prompt, .n_prompt = n_prompt, .max_tokens = STEPS, .ignore_eos = true,
+	};
+	sampler_params_default(&p.sampling);
+	p.sampling.temperature = 0.0f;
+	struct seq *sq = NULL;
+	struct seq_sink sink = { .logits = on_logits, .user = &cap };
+	rc = seq_create(e, &p, 0, &sq, &err);
+	if (rc == 0)
+		rc = generate_run(e, sq, &sink, &err);
+	if (rc < 0)
+		tap_diag("generate: %s", err.msg);
+
+	int first_diff = -1;
+	for (int i = 0; i < STEPS && first_diff < 0; i++)
+		if (i >= (int)cap.n || cap.ids[i] != want_gen[i])
+			first_diff = i;
+	if (!tap_ok(rc == 0 && first_diff < 0, "%s %s: 16 greedy ids equal llama.cpp's", isa, type))
+		tap_diag("first difference at step %d: got %d, want %d", first_diff,
+			 first_diff < (int)cap.n ? cap.ids[first_diff] : -1, want_gen[first_diff]);
+
+	double worst = 0.0;
+	uint32_t worst_step = 0, worst_id = 0;
+	const uint32_t ref_steps = (uint32_t)(ref_len / sizeof(float) / n_vocab);
+	for (uint32_t s = 0; rc == 0 && s < cap.n && s < ref_steps && s < STEPS; s++)
+		for (uint32_t v = 0; v < n_vocab; v++) {
+			const double d = fabs((double)cap.logits[(size_t)s * n_vocab + v] -
+					      (double)ref[(size_t)s * n_vocab + v]);
+			if (!(d <= worst)) { /* NaN counts as the worst */
+				worst = isnan(d) ? INFINITY : d;
+				worst_step = s;
+				worst_id = v;
+			}
+		}
+	if (!tap_ok(rc == 0 && ref_steps == STEPS && cap.n == STEPS && worst <= tol,
+		    "%s %s: logits of 16 steps within %.0e of llama.cpp's (worst %.2g)", isa, type, tol, worst))
+		tap_diag("worst difference at step %u, token %u", worst_step, worst_id);
+
+	seq_free(sq);
+	free(cap.logits);
+	free(prompt);
+	engine_close(e);
+	free(greedy);
+	free(ref);
+}
+
+int main(void)
+{
+	const char *shared = tap_shared_dir();
+	if (!shared)
+		tap_skip_all("../shared is absent: no llama.cpp-quantized models to compare with");
+	for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
+		int rc = isa_force(isas[i]);
+		if (rc == -ENOTSUP) {
+			tap_skip("%s: this CPU or build cannot run it", isas[i]);
+			continue;
+		}
+		if (!tap_is_int(rc, 0, "isa_force(%s)", isas[i]))
+			continue;
+		for (size_t f = 0; f < sizeof files / sizeof files[0]; f++)
+			check_file(shared, files[f].type, files[f].tol, isas[i]);
+	}
+	isa_force(NULL);
+	return tap_done();
+}

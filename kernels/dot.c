@@ -325,8 +325,10 @@ dot_fn dot_get(uint32_t wtype)
 {
 	if (wtype >= ST_TYPE_COUNT)
 		return NULL;
-	dot_fn fn = isa_active()->dot[wtype];
-	return fn ? fn : dot_refs[wtype];
+	for (const struct kernel_set *set = isa_active(); set; set = set->lower)
+		if (set->dot[wtype])
+			return set->dot[wtype];
+	return dot_refs[wtype];
 }
 
 dot_fn dot_get_ref(uint32_t wtype)

@@ -349,6 +349,7 @@ static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 
 const struct kernel_set kernels_avx512 = {
 	.name = "avx512",
+	.lower = &kernels_avx2,
 	.dot = {
 		[ST_F32] = dot_f32,
 		[ST_F16] = dot_f16,
@@ -361,6 +362,7 @@ const struct kernel_set kernels_avx512 = {
 
 const struct kernel_set kernels_avx512vnni = {
 	.name = "avx512vnni",
+	.lower = &kernels_avx512,
 	.dot = {
 		[ST_F32] = dot_f32,
 		[ST_F16] = dot_f16,

@@ -11,11 +11,13 @@ int quant_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 	int rc = quant_row_check(type, n);
 	if (rc < 0)
 		return rc;
-	const struct kernel_set *isa = isa_active();
-	if (isa->dequant[type] == NULL)
-		return quant_dequantize_row_ref(type, src, dst, n);
-	isa->dequant[type](src, dst, n);
-	return 0;
+	for (const struct kernel_set *set = isa_active(); set; set = set->lower) {
+		if (set->dequant[type]) {
+			set->dequant[type](src, dst, n);
+			return 0;
+		}
+	}
+	return quant_dequantize_row_ref(type, src, dst, n);
 }
 
 /* The weight quantizers are the references: they make models (quantize,
@@ -33,9 +35,11 @@ int quant_act_row(uint32_t act_type, const float *src, void *dst, int64_t n)
 	int rc = quant_row_check(act_type, n);
 	if (rc < 0)
 		return rc;
-	const struct kernel_set *isa = isa_active();
-	if (act_type != ST_Q8_0 || isa->act_q8_0 == NULL)
-		return quant_act_row_ref(act_type, src, dst, n);
-	isa->act_q8_0(src, dst, n);
-	return 0;
+	for (const struct kernel_set *set = isa_active(); set && act_type == ST_Q8_0; set = set->lower) {
+		if (set->act_q8_0) {
+			set->act_q8_0(src, dst, n);
+			return 0;
+		}
+	}
+	return quant_act_row_ref(act_type, src, dst, n);
 }

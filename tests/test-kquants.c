@@ -26,25 +26,29 @@
  * the same way, bit for bit (Q8_K for the K-quants and IQ4_XS, Q8_0 for Q5_0
  * and Q8_1 for Q4_1/Q5_1, by ggml's x86 rules: quant_act_row_ref) and sum
  * exact integer products per block. What remains is the order of float
- * sums, a few 1e-7 here (measured: at most 6e-7 on every file and
- * instruction set). The exception is an activation that lands within that
- * noise of a rounding boundary: one engine rounds it up, the other down,
- * and because the row goes into the KV cache the difference stays for the
- * steps after. llama.cpp does that to itself: its runs on this machine
- * differ from its stored logits by 1.0e-2 on Q4_1 (steps 13-15) and 2.8e-3
- * on IQ4_XS (step 13). Against the stored logits strata measures: K-quant
- * mixes and Q5_0 <= 6e-7; Q5_1 5.2e-5 (step 14); Q4_1 3.3e-3 (step 4,
- * where the stored run is the odd one: strata equals llama.cpp's run here
- * to 1e-7 there); IQ4_XS 1.5e-2 (steps 10-15, one flip at step 10). So:
- * 1e-4 where no flip was seen, and for the three files with one, the
- * spread llama.cpp shows on its own, 2e-2. */
+ * sums: at most 6e-7 on every file and instruction set, measured. Except
+ * when an activation lands within that noise of a rounding boundary: one
+ * engine rounds it up, the other down, that logit row moves by about 1e-2,
+ * and when the row goes into the KV cache the steps after keep the
+ * difference. Seen here, against the stored logits: the scalar set
+ * flips Q5_1 at step 14 (5e-5) and IQ4_XS from step 10 (1.5e-2); the SIMD
+ * sets, whose sums go in ggml's AVX2 order, flip exactly where llama.cpp's
+ * own run on this machine does (IQ4_XS step 13, 2.8e-3; Q4_1 steps 13-15,
+ * 1.0e-2), and Q3_K_M at step 15 under AVX-512 only (1.2e-2: the float
+ * kernels there sum in yet another order). llama.cpp's runs here differ
+ * from its stored logits by just those amounts, and the stored Q4_1 run is
+ * the odd one at step 4 (3.3e-3, where strata equals this machine's
+ * llama.cpp to 1e-7). Any file may flip, so every type gets the size
+ * of one flip, 2e-2; the test prints how many of the 16 steps are within
+ * 1e-5 (the float noise alone), and the greedy ids must be equal. A wrong
+ * kernel moves logits by whole units (a scale on the wrong block, a sign). */
 static const struct {
 	const char *type;
 	double tol;
 } files[] = {
-	{ "Q4_K_M", 1e-4 }, { "Q5_K_M", 1e-4 }, { "Q6_K", 1e-4 },
-	{ "Q3_K_M", 1e-4 }, { "Q2_K", 1e-4 },	{ "IQ4_XS", 2e-2 },
-	{ "Q4_1", 2e-2 },   { "Q5_0", 1e-4 },	{ "Q5_1", 2e-2 },
+	{ "Q4_K_M", 2e-2 }, { "Q5_K_M", 2e-2 }, { "Q6_K", 2e-2 },
+	{ "Q3_K_M", 2e-2 }, { "Q2_K", 2e-2 },	{ "IQ4_XS", 2e-2 },
+	{ "Q4_1", 2e-2 },   { "Q5_0", 2e-2 },	{ "Q5_1", 2e-2 },
 };
 
 static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
@@ -178,20 +182,26 @@ static void check_file(const char *shared, const char *type, double tol, const c
 			 first_diff < (int)cap.n ? cap.ids[first_diff] : -1, want_gen[first_diff]);
 
 	double worst = 0.0;
-	uint32_t worst_step = 0, worst_id = 0;
+	uint32_t worst_step = 0, worst_id = 0, quiet_steps = 0;
 	const uint32_t ref_steps = (uint32_t)(ref_len / sizeof(float) / n_vocab);
-	for (uint32_t s = 0; rc == 0 && s < cap.n && s < ref_steps && s < STEPS; s++)
+	for (uint32_t s = 0; rc == 0 && s < cap.n && s < ref_steps && s < STEPS; s++) {
+		double step_worst = 0.0;
 		for (uint32_t v = 0; v < n_vocab; v++) {
 			const double d = fabs((double)cap.logits[(size_t)s * n_vocab + v] -
 					      (double)ref[(size_t)s * n_vocab + v]);
-			if (!(d <= worst)) { /* NaN counts as the worst */
+			if (!(d <= step_worst)) /* NaN counts as the worst */
+				step_worst = isnan(d) ? INFINITY : d;
+			if (!(d <= worst)) {
 				worst = isnan(d) ? INFINITY : d;
 				worst_step = s;
 				worst_id = v;
 			}
 		}
+		quiet_steps += step_worst <= 1e-5;
+	}
 	if (!tap_ok(rc == 0 && ref_steps == STEPS && cap.n == STEPS && worst <= tol,
-		    "%s %s: logits of 16 steps within %.0e of llama.cpp's (worst %.2g)", isa, type, tol, worst))
+		    "%s %s: logits of 16 steps within %.0e of llama.cpp's (worst %.2g at step %u; %u steps "
+		    "within 1e-5)", isa, type, tol, worst, worst_step, quiet_steps))
 		tap_diag("worst difference at step %u, token %u", worst_step, worst_id);
 
 	seq_free(sq);

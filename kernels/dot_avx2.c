@@ -251,212 +251,264 @@ static TARGET float dot_iq4_nl(const void *vw, const void *vx, int64_t n)
 /* ---- super-blocks x Q8_K. Per 256 weights the integer sums are exact:
  * quant x activation pairs in int16 (maddubs), times the sub-block scale
  * into int32 (madd); then one float multiply-add per super-block by
- * d_x * d_w, and for the types with minimums one by -d_x * dmin_w of
- * sum(minimum * bsums), as ggml's AVX2 kernels. ---- */
+ * d_x * d_w, and for the types with minimums (or an offset: Q6_K's -32,
+ * Q3_K's -4) one exact integer term from the activations' 16-sums (bsums),
+ * as ggml's AVX2 kernels do for the minimums. The per-group helpers take
+ * constant indexes, so inlined calls unroll the super-block. ---- */
 
-/* 16 int16 lanes: the first 8 = a, the last 8 = b (two 16-weight
- * sub-blocks of one 32-byte register after maddubs). */
-static inline TARGET __m256i scale_pair(int a, int b)
+/* [v's word a x8 | v's word b x8], where v holds the same 8 int16 in both
+ * 128-bit lanes: the scales of two 16-weight sub-blocks for one maddubs
+ * register (a == b: one 32-weight sub-block). */
+static inline TARGET __m256i words2(__m256i v, int a, int b)
 {
-	return _mm256_set_m128i(_mm_set1_epi16((short)b), _mm_set1_epi16((short)a));
+	const __m256i ctl = _mm256_set_m128i(_mm_set1_epi16((short)(2 * b | (2 * b + 1) << 8)),
+					     _mm_set1_epi16((short)(2 * a | (2 * a + 1) << 8)));
+	return _mm256_shuffle_epi8(v, ctl);
 }
 
-/* Q4_K/Q5_K: the 8 scales and 8 minimums of a super-block, unpacked. */
-static inline void q4k_unpack(const uint8_t *packed, uint8_t *sc, uint8_t *m)
+/* Q4_K/Q5_K: 8 scales (low lane) and 8 minimums (high lane) as int16,
+ * unpacked from their 12 bytes with 32-bit operations (ggml's utmp). */
+static inline TARGET __m256i q4k_scales_mins(const uint8_t *packed)
 {
-	for (int j = 0; j < 8; j++)
-		st_q4k_scale_min(j, packed, &sc[j], &m[j]);
+	uint32_t u[3], sc[2], mn[2];
+	memcpy(u, packed, 12);
+	sc[0] = u[0] & 0x3f3f3f3f;
+	sc[1] = (u[2] & 0x0f0f0f0f) | (((u[0] >> 6) & 0x03030303) << 4);
+	mn[0] = u[1] & 0x3f3f3f3f;
+	mn[1] = ((u[2] >> 4) & 0x0f0f0f0f) | (((u[1] >> 6) & 0x03030303) << 4);
+	return _mm256_cvtepu8_epi16(_mm_set_epi32((int)mn[1], (int)mn[0], (int)sc[1], (int)sc[0]));
 }
 
-/* sum over j of m[j] * (bsums[2j] + bsums[2j+1]), as 4 int32 */
-static inline TARGET __m128i q4k_mins(const uint8_t *m, const int16_t *bsums)
+/* sum over j of m[j] * (bsums[2j] + bsums[2j+1]), as 4 int32; mins16 the 8
+ * minimums as int16 */
+static inline TARGET __m128i k4_mins(__m128i mins16, const int16_t *bsums)
 {
 	const __m256i q8sums = _mm256_loadu_si256((const __m256i *)bsums);
 	const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-	const __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)m));
-	return _mm_madd_epi16(mins, q8s);
+	return _mm_madd_epi16(mins16, q8s);
+}
+
+/* Sum of the 8 lanes of an int32 vector. */
+static inline TARGET int32_t hsum_i32(__m256i v)
+{
+	__m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
+	s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
+	return _mm_cvtsi128_si32(s);
+}
+
+/* Q4_K group j (weights 64j..64j+63): sub-blocks 2j (low nibbles) and 2j+1. */
+static inline TARGET __m256i q4k_group(const uint8_t *qs, const int8_t *q8, __m256i sc, int j)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f);
+	const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+	const __m256i pl = _mm256_maddubs_epi16(_mm256_and_si256(bits, m4),
+						_mm256_loadu_si256((const __m256i *)(q8 + 64 * j)));
+	const __m256i ph = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
+						_mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32)));
+	return _mm256_add_epi32(_mm256_madd_epi16(words2(sc, 2 * j, 2 * j), pl),
+				_mm256_madd_epi16(words2(sc, 2 * j + 1, 2 * j + 1), ph));
 }
 
 static TARGET float dot_q4_K(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q4_K *w = vw;
 	const struct block_q8_K *x = vx;
-	const __m256i m4 = _mm256_set1_epi8(0x0f);
 	__m256 acc = _mm256_setzero_ps();
 	__m128 acc_m = _mm_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const float d = x[b].d * f16(w[b].d), dmin = -x[b].d * f16(w[b].dmin);
-		uint8_t sc[8], m[8];
-		q4k_unpack(w[b].scales, sc, m);
-		acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(q4k_mins(m, x[b].bsums)), acc_m);
-		const uint8_t *q4 = w[b].qs;
-		const int8_t *q8 = x[b].qs;
-		__m256i sumi = _mm256_setzero_si256();
-		for (int j = 0; j < QK_K / 64; j++, q4 += 32, q8 += 64) {
-			const __m256i bits = _mm256_loadu_si256((const __m256i *)q4);
-			const __m256i lo = _mm256_and_si256(bits, m4);
-			const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-			const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-			const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), pl));
-			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), ph));
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		const __m256i sm = q4k_scales_mins(w[b].scales);
+		const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+		acc_m = _mm_fmadd_ps(_mm_set1_ps(-x[b].d * f16(w[b].dmin)),
+				     _mm_cvtepi32_ps(k4_mins(_mm256_extracti128_si256(sm, 1), x[b].bsums)), acc_m);
+		const __m256i s01 = _mm256_add_epi32(q4k_group(w[b].qs, x[b].qs, sc, 0),
+						     q4k_group(w[b].qs, x[b].qs, sc, 1));
+		const __m256i s23 = _mm256_add_epi32(q4k_group(w[b].qs, x[b].qs, sc, 2),
+						     q4k_group(w[b].qs, x[b].qs, sc, 3));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)),
+				      _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23)), acc);
 	}
 	acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
 	acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
 	return simd_hsum256(acc) + _mm_cvtss_f32(acc_m);
+}
+
+/* Q5_K group j: Q4_K's, plus bit 2j (2j+1) of qh[l] as the fifth bit of
+ * weight l (32 + l). */
+static inline TARGET __m256i q5k_group(const uint8_t *qs, __m256i hbits, const int8_t *q8, __m256i sc, int j)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+	const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * j));
+	const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
+	const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
+	const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
+	const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4), _mm256_slli_epi16(h1, 4));
+	const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j)));
+	const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 64 * j + 32)));
+	return _mm256_add_epi32(_mm256_madd_epi16(words2(sc, 2 * j, 2 * j), pl),
+				_mm256_madd_epi16(words2(sc, 2 * j + 1, 2 * j + 1), ph));
 }
 
 static TARGET float dot_q5_K(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q5_K *w = vw;
 	const struct block_q8_K *x = vx;
-	const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
 	__m256 acc = _mm256_setzero_ps();
 	__m128 acc_m = _mm_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const float d = x[b].d * f16(w[b].d), dmin = -x[b].d * f16(w[b].dmin);
-		uint8_t sc[8], m[8];
-		q4k_unpack(w[b].scales, sc, m);
-		acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(q4k_mins(m, x[b].bsums)), acc_m);
-		const uint8_t *q5 = w[b].qs;
-		const int8_t *q8 = x[b].qs;
-		const __m256i hbits = _mm256_loadu_si256((const __m256i *)w[b].qh);
-		__m256i sumi = _mm256_setzero_si256();
-		for (int j = 0; j < QK_K / 64; j++, q5 += 32, q8 += 64) {
-			const __m256i bits = _mm256_loadu_si256((const __m256i *)q5);
-			/* bit 2j of qh[l] is the fifth bit of weight l, 2j+1 of weight 32+l */
-			const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j), one);
-			const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hbits, 2 * j + 1), one);
-			const __m256i lo = _mm256_or_si256(_mm256_and_si256(bits, m4), _mm256_slli_epi16(h0, 4));
-			const __m256i hi = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(bits, 4), m4),
-							   _mm256_slli_epi16(h1, 4));
-			const __m256i pl = _mm256_maddubs_epi16(lo, _mm256_loadu_si256((const __m256i *)q8));
-			const __m256i ph = _mm256_maddubs_epi16(hi, _mm256_loadu_si256((const __m256i *)(q8 + 32)));
-			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), pl));
-			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), ph));
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		const __m256i sm = q4k_scales_mins(w[b].scales);
+		const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+		acc_m = _mm_fmadd_ps(_mm_set1_ps(-x[b].d * f16(w[b].dmin)),
+				     _mm_cvtepi32_ps(k4_mins(_mm256_extracti128_si256(sm, 1), x[b].bsums)), acc_m);
+		const __m256i hb = _mm256_loadu_si256((const __m256i *)w[b].qh);
+		const __m256i s01 = _mm256_add_epi32(q5k_group(w[b].qs, hb, x[b].qs, sc, 0),
+						     q5k_group(w[b].qs, hb, x[b].qs, sc, 1));
+		const __m256i s23 = _mm256_add_epi32(q5k_group(w[b].qs, hb, x[b].qs, sc, 2),
+						     q5k_group(w[b].qs, hb, x[b].qs, sc, 3));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)),
+				      _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23)), acc);
 	}
 	acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
 	acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
 	return simd_hsum256(acc) + _mm_cvtss_f32(acc_m);
 }
 
+/* Q6_K group g (128 weights): quants 0..63 (the -32 is taken once per
+ * super-block from bsums), sub-blocks 8g..8g+7; sc holds the group's 8
+ * scales as int16 in both lanes. */
+static inline TARGET __m256i q6k_group(const uint8_t *ql, const uint8_t *qh, const int8_t *q8, __m256i sc)
+{
+	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+	const __m256i l1 = _mm256_loadu_si256((const __m256i *)ql);
+	const __m256i l2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+	const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
+	const __m256i q0 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4));
+	const __m256i q1 = _mm256_or_si256(_mm256_and_si256(l2, m4),
+					   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4));
+	const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+					   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4));
+	const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l2, 4), m4),
+					   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4));
+	const __m256i p0 = _mm256_madd_epi16(words2(sc, 0, 1),
+					     _mm256_maddubs_epi16(q0, _mm256_loadu_si256((const __m256i *)q8)));
+	const __m256i p1 = _mm256_madd_epi16(words2(sc, 2, 3),
+					     _mm256_maddubs_epi16(q1, _mm256_loadu_si256((const __m256i *)(q8 + 32))));
+	const __m256i p2 = _mm256_madd_epi16(words2(sc, 4, 5),
+					     _mm256_maddubs_epi16(q2, _mm256_loadu_si256((const __m256i *)(q8 + 64))));
+	const __m256i p3 = _mm256_madd_epi16(words2(sc, 6, 7),
+					     _mm256_maddubs_epi16(q3, _mm256_loadu_si256((const __m256i *)(q8 + 96))));
+	return _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3));
+}
+
 static TARGET float dot_q6_K(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q6_K *w = vw;
 	const struct block_q8_K *x = vx;
-	const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3), m32s = _mm256_set1_epi8(32);
 	__m256 acc = _mm256_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const float d = x[b].d * f16(w[b].d);
-		const uint8_t *ql = w[b].ql, *qh = w[b].qh;
-		const int8_t *q8 = x[b].qs, *sc = w[b].scales;
-		__m256i sumi = _mm256_setzero_si256();
-		for (int j = 0; j < QK_K / 128; j++, ql += 64, qh += 32, q8 += 128, sc += 8) {
-			const __m256i l1 = _mm256_loadu_si256((const __m256i *)ql);
-			const __m256i l2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-			const __m256i h = _mm256_loadu_si256((const __m256i *)qh);
-			/* the 4 groups of 32 (k = 0..3): quants 0..63 */
-			const __m256i q[4] = {
-				_mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_slli_epi16(_mm256_and_si256(h, m2), 4)),
-				_mm256_or_si256(_mm256_and_si256(l2, m4),
-						_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), m2), 4)),
-				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-						_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), m2), 4)),
-				_mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l2, 4), m4),
-						_mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), m2), 4)),
-			};
-			for (int k = 0; k < 4; k++) {
-				const __m256i a = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
-				/* (q - 32) * a, pairs in int16: q*a - 32*a, both exact */
-				const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], a), _mm256_maddubs_epi16(m32s, a));
-				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(sc[2 * k], sc[2 * k + 1]), p));
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
+		/* sum_s sc[s] (q - 32) . a = sum_s sc[s] q . a - 32 sum_s sc[s] bsums[s] */
+		const int32_t off = hsum_i32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[b].bsums)));
+		const __m256i sumi = _mm256_add_epi32(
+			q6k_group(w[b].ql, w[b].qh, x[b].qs, _mm256_permute2x128_si256(sc16, sc16, 0x00)),
+			q6k_group(w[b].ql + 64, w[b].qh + 32, x[b].qs + 128, _mm256_permute2x128_si256(sc16, sc16, 0x11)));
+		const __m256i total = _mm256_sub_epi32(sumi, _mm256_zextsi128_si256(_mm_cvtsi32_si128(32 * off)));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(total), acc);
 	}
 	return simd_hsum256(acc);
 }
 
-/* Q3_K's 16 scales, unpacked and minus 32 (-32..31). */
-static inline void q3k_unpack(const uint8_t *packed, int8_t *sc)
+/* Q3_K's 16 scales minus 32 as int16 (ggml's aux unpacking). */
+static inline TARGET __m256i q3k_scales(const uint8_t *packed)
 {
-	for (int j = 0; j < 16; j++) {
-		const int lo = j < 8 ? packed[j] & 0xf : packed[j - 8] >> 4;
-		const int hi = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
-		sc[j] = (int8_t)((lo | hi << 4) - 32);
-	}
+	uint32_t a[3];
+	memcpy(a, packed, 12);
+	const uint32_t m2 = 0x0f0f0f0f, m1 = 0x03030303;
+	const __m128i s = _mm_set_epi32((int)(((a[1] >> 4) & m2) | (((a[2] >> 6) & m1) << 4)),
+					(int)(((a[0] >> 4) & m2) | (((a[2] >> 4) & m1) << 4)),
+					(int)((a[1] & m2) | (((a[2] >> 2) & m1) << 4)),
+					(int)((a[0] & m2) | (((a[2] >> 0) & m1) << 4)));
+	return _mm256_cvtepi8_epi16(_mm_sub_epi8(s, _mm_set1_epi8(32)));
+}
+
+/* Q3_K, 32 weights of group g at bit pair k: q + 4 = the 2 low bits | the
+ * high bit << 2, 0..7 (the -4 is taken once per super-block from bsums);
+ * sc holds the group's 8 scales in both lanes. */
+static inline TARGET __m256i q3k_sub(__m256i bits, __m256i hbits, const int8_t *q8, __m256i sc, int g, int k)
+{
+	const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), _mm256_set1_epi8(3));
+	const __m256i hi = _mm256_and_si256(_mm256_slli_epi16(_mm256_srli_epi16(hbits, 4 * g + k), 2),
+					    _mm256_set1_epi8(4));
+	const __m256i p = _mm256_maddubs_epi16(_mm256_or_si256(lo, hi),
+					       _mm256_loadu_si256((const __m256i *)(q8 + 128 * g + 32 * k)));
+	return _mm256_madd_epi16(words2(sc, 2 * k, 2 * k + 1), p);
+}
+
+static inline TARGET __m256i q3k_group(const uint8_t *qs, __m256i hbits, const int8_t *q8, __m256i sc, int g)
+{
+	const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+	return _mm256_add_epi32(_mm256_add_epi32(q3k_sub(bits, hbits, q8, sc, g, 0), q3k_sub(bits, hbits, q8, sc, g, 1)),
+				_mm256_add_epi32(q3k_sub(bits, hbits, q8, sc, g, 2), q3k_sub(bits, hbits, q8, sc, g, 3)));
 }
 
 static TARGET float dot_q3_K(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q3_K *w = vw;
 	const struct block_q8_K *x = vx;
-	const __m256i m3 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
 	__m256 acc = _mm256_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const float d = x[b].d * f16(w[b].d);
-		int8_t sc[16];
-		q3k_unpack(w[b].scales, sc);
-		const __m256i hbits = _mm256_loadu_si256((const __m256i *)w[b].hmask);
-		const uint8_t *q3 = w[b].qs;
-		const int8_t *q8 = x[b].qs;
-		__m256i sumi = _mm256_setzero_si256();
-		for (int g = 0; g < QK_K / 128; g++, q3 += 32) {
-			const __m256i bits = _mm256_loadu_si256((const __m256i *)q3);
-			for (int k = 0; k < 4; k++, q8 += 32) {
-				const int bit = 4 * g + k;
-				const __m256i lo = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
-				/* 4 where the high bit is clear: q = lo - 4 */
-				const __m256i h = _mm256_and_si256(_mm256_srli_epi16(hbits, bit), one);
-				const __m256i sub4 = _mm256_andnot_si256(_mm256_slli_epi16(h, 2), four);
-				const __m256i a = _mm256_loadu_si256((const __m256i *)q8);
-				const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(lo, a), _mm256_maddubs_epi16(sub4, a));
-				const int s = 8 * g + 2 * k;
-				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(sc[s], sc[s + 1]), p));
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		const __m256i sc16 = q3k_scales(w[b].scales);
+		const int32_t off = hsum_i32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[b].bsums)));
+		const __m256i hb = _mm256_loadu_si256((const __m256i *)w[b].hmask);
+		const __m256i sumi = _mm256_add_epi32(
+			q3k_group(w[b].qs, hb, x[b].qs, _mm256_permute2x128_si256(sc16, sc16, 0x00), 0),
+			q3k_group(w[b].qs, hb, x[b].qs, _mm256_permute2x128_si256(sc16, sc16, 0x11), 1));
+		const __m256i total = _mm256_sub_epi32(sumi, _mm256_zextsi128_si256(_mm_cvtsi32_si128(4 * off)));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(total), acc);
 	}
 	return simd_hsum256(acc);
+}
+
+/* Q2_K, 32 weights of group g at bit pair k (sub-blocks 8g+2k, 8g+2k+1). */
+static inline TARGET __m256i q2k_sub(__m256i bits, const int8_t *q8, __m256i sc, int g, int k)
+{
+	const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), _mm256_set1_epi8(3));
+	const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)(q8 + 128 * g + 32 * k)));
+	return _mm256_madd_epi16(words2(sc, 2 * k, 2 * k + 1), p);
+}
+
+static inline TARGET __m256i q2k_group(const uint8_t *qs, const int8_t *q8, __m256i sc, int g)
+{
+	const __m256i bits = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+	return _mm256_add_epi32(_mm256_add_epi32(q2k_sub(bits, q8, sc, g, 0), q2k_sub(bits, q8, sc, g, 1)),
+				_mm256_add_epi32(q2k_sub(bits, q8, sc, g, 2), q2k_sub(bits, q8, sc, g, 3)));
 }
 
 static TARGET float dot_q2_K(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q2_K *w = vw;
 	const struct block_q8_K *x = vx;
-	const __m256i m3 = _mm256_set1_epi8(3);
 	__m256 acc = _mm256_setzero_ps(), acc_m = _mm256_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const float d = x[b].d * f16(w[b].d), dmin = -x[b].d * f16(w[b].dmin);
 		const __m128i packed = _mm_loadu_si128((const __m128i *)w[b].scales);
 		const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0x0f)));
 		const __m256i prod = _mm256_madd_epi16(mins, _mm256_loadu_si256((const __m256i *)x[b].bsums));
-		acc_m = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc_m);
-		const uint8_t *q2 = w[b].qs, *s = w[b].scales;
-		const int8_t *q8 = x[b].qs;
-		__m256i sumi = _mm256_setzero_si256();
-		for (int g = 0; g < QK_K / 128; g++, q2 += 32) {
-			const __m256i bits = _mm256_loadu_si256((const __m256i *)q2);
-			for (int k = 0; k < 4; k++, q8 += 32, s += 2) {
-				const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * k), m3);
-				const __m256i p = _mm256_maddubs_epi16(q, _mm256_loadu_si256((const __m256i *)q8));
-				sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scale_pair(s[0] & 0x0f, s[1] & 0x0f), p));
-			}
-		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		acc_m = _mm256_fmadd_ps(_mm256_set1_ps(-x[b].d * f16(w[b].dmin)), _mm256_cvtepi32_ps(prod), acc_m);
+		const __m256i sc16 = _mm256_cvtepu8_epi16(_mm_and_si128(packed, _mm_set1_epi8(0x0f)));
+		const __m256i sumi = _mm256_add_epi32(
+			q2k_group(w[b].qs, x[b].qs, _mm256_permute2x128_si256(sc16, sc16, 0x00), 0),
+			q2k_group(w[b].qs, x[b].qs, _mm256_permute2x128_si256(sc16, sc16, 0x11), 1));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
 	}
 	return simd_hsum256(_mm256_add_ps(acc, acc_m));
 }
 
+/* IQ4_XS: two 32-weight sub-blocks a step, in two accumulators (ggml's). */
 static TARGET float dot_iq4_xs(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_iq4_xs *w = vw;
@@ -464,18 +516,22 @@ static TARGET float dot_iq4_xs(const void *vw, const void *vx, int64_t n)
 	__m256 acc = _mm256_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const float d = x[b].d * f16(w[b].d);
-		__m256i sumi = _mm256_setzero_si256();
-		for (int ib = 0; ib < QK_K / 32; ib++) {
-			const int ls = ((w[b].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) |
-				       (((w[b].scales_h >> 2 * ib) & 3) << 4);
-			const __m256i v = iq4_values32(w[b].qs + 16 * ib);
-			const __m256i a = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * ib));
+		__m256i s1 = _mm256_setzero_si256(), s2 = _mm256_setzero_si256();
+		uint32_t sh = w[b].scales_h;
+		for (int ib = 0; ib < QK_K / 32; ib += 2, sh >>= 4) {
+			const int ls1 = ((w[b].scales_l[ib / 2] & 0xf) | ((sh << 4) & 0x30)) - 32;
+			const int ls2 = ((w[b].scales_l[ib / 2] >> 4) | ((sh << 2) & 0x30)) - 32;
+			const __m256i v1 = iq4_values32(w[b].qs + 16 * ib), v2 = iq4_values32(w[b].qs + 16 * ib + 16);
+			const __m256i a1 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * ib));
+			const __m256i a2 = _mm256_loadu_si256((const __m256i *)(x[b].qs + 32 * ib + 32));
 			/* |v| <= 127: v's sign moved onto a, pairs exact in int16 */
-			const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(a, v));
-			sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16((short)(ls - 32)), p));
+			const __m256i p1 = _mm256_maddubs_epi16(_mm256_sign_epi8(v1, v1), _mm256_sign_epi8(a1, v1));
+			const __m256i p2 = _mm256_maddubs_epi16(_mm256_sign_epi8(v2, v2), _mm256_sign_epi8(a2, v2));
+			s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(p1, _mm256_set1_epi16((short)ls1)));
+			s2 = _mm256_add_epi32(s2, _mm256_madd_epi16(p2, _mm256_set1_epi16((short)ls2)));
 		}
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(_mm256_add_epi32(s1, s2)),
+				      acc);
 	}
 	return simd_hsum256(acc);
 }
@@ -556,6 +612,23 @@ static inline TARGET void put16_mul_add(float *dst, __m128i q, __m256 d, __m256 
 	const __m256 b = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q, 8)));
 	_mm256_storeu_ps(dst, _mm256_add_ps(_mm256_mul_ps(a, d), m));
 	_mm256_storeu_ps(dst + 8, _mm256_add_ps(_mm256_mul_ps(b, d), m));
+}
+
+/* The scales (and minimums) of a super-block as plain numbers: the
+ * dequantizers need each as a float anyway. */
+static inline void q4k_unpack(const uint8_t *packed, uint8_t *sc, uint8_t *m)
+{
+	for (int j = 0; j < 8; j++)
+		st_q4k_scale_min(j, packed, &sc[j], &m[j]);
+}
+
+static inline void q3k_unpack(const uint8_t *packed, int8_t *sc) /* minus 32 */
+{
+	for (int j = 0; j < 16; j++) {
+		const int lo = j < 8 ? packed[j] & 0xf : packed[j - 8] >> 4;
+		const int hi = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+		sc[j] = (int8_t)((lo | hi << 4) - 32);
+	}
 }
 
 #define LO128(v) _mm256_castsi256_si128(v)

@@ -64,6 +64,9 @@ struct model {
 	struct model_layer *layers;	 /* n_layer, owned */
 	uint64_t weight_bytes;		 /* sum of every tensor the forward pass reads */
 	uint32_t main_type;		 /* the commonest matrix type, for display */
+	bool any_type;			 /* opened by model_open_any */
+	uint32_t n_unsupported;		 /* model_open_any: tensors of a type strata does not run */
+	char unsupported[512];		 /* ... and model_open's message for the first of them */
 };
 
 /* Open `path`, validate it as a llama model. The caller owns *out and frees it
@@ -71,6 +74,10 @@ struct model {
  * -ENOENT (file or required key/tensor missing), -EINVAL (wrong shape or value),
  * -ENOTSUP (an architecture or weight type strata does not run). */
 int model_open(const char *path, struct model **out, struct st_err *err);
+/* The same checks, except that tensors of a type strata does not run are
+ * accepted and counted (n_unsupported, unsupported): for describing a file
+ * (strata-model info), never for running it. */
+int model_open_any(const char *path, struct model **out, struct st_err *err);
 void model_close(struct model *m);
 
 /* Bytes of one layer's tensors. */

@@ -4,8 +4,9 @@
  * IQ4_XS, Q4_1, Q5_0, Q5_1, each a mix of types). For every file and every
  * instruction set this CPU runs: the 16 greedy ids of "Once upon a time"
  * equal llama.cpp's, and every step's logits are within the type's tolerance
- * of llama.cpp's (F32 KV cache, as its reference run). Skips when ../shared
- * is absent. */
+ * of llama.cpp's (F32 KV cache, as its reference run). And strata's copy of
+ * llama-quantize's recipe (tools/recipe.c) gives every tensor of each file
+ * the type llama-quantize gave it. Skips when ../shared is absent. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -14,9 +15,11 @@
 
 #include "engine/engine.h"
 #include "engine/generate.h"
+#include "gguf/gguf.h"
 #include "kernels/isa.h"
 #include "kernels/types.h"
 #include "tests/tap.h"
+#include "tools/recipe.h"
 
 #define STEPS 16
 #define MAX_IDS 64
@@ -212,11 +215,52 @@ static void check_file(const char *shared, const char *type, double tol, const c
 	free(ref);
 }
 
+/* Every tensor of kq-TYPE.gguf (quantized by llama-quantize from F16) has
+ * the type strata's recipe picks for it under scheme TYPE. */
+static void check_recipe(const char *shared, const char *type)
+{
+	char path[4096];
+	struct st_err err = { "" };
+	struct gguf *g = NULL;
+	struct recipe_scheme s;
+	snprintf(path, sizeof path, "%s/models/kquants/kq-%s.gguf", shared, type);
+	if (!tap_ok(recipe_scheme_parse(type, false, &s) == 0 && gguf_open(path, &g, &err) == 0,
+		    "recipe %s: scheme known, file opens", type)) {
+		tap_diag("%s", err.msg);
+		return;
+	}
+	struct recipe_model m = { .has_output = gguf_find_tensor(g, "output.weight") != NULL };
+	gguf_get_u32(g, "llama.block_count", &m.n_layer, NULL);
+	gguf_get_u32(g, "llama.attention.head_count", &m.n_head, NULL);
+	gguf_get_u32(g, "llama.attention.head_count_kv", &m.n_head_kv, NULL);
+	uint32_t ftype = 0;
+	gguf_get_u32(g, "general.file_type", &ftype, NULL);
+	int bad = 0;
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		char name[96];
+		snprintf(name, sizeof name, "%.*s", (int)(t->name.len < 95 ? t->name.len : 95), t->name.ptr);
+		/* the F16 source had f16 matrices and f32 vectors */
+		const int want = recipe_tensor_type(&s, &m, name, t->n_dims, t->ne[0], t->n_dims > 1 ? ST_F16 : ST_F32,
+						    NULL);
+		if (want != (int)t->type) {
+			if (bad++ == 0)
+				tap_diag("%s: llama-quantize chose %s, the recipe %s", name, st_type_name(t->type),
+					 want < 0 ? "nothing" : st_type_name((uint32_t)want));
+		}
+	}
+	tap_ok(bad == 0 && ftype == s.ftype, "recipe %s: all %llu tensors get llama-quantize's types, file type %u",
+	       type, (unsigned long long)gguf_n_tensors(g), ftype);
+	gguf_close(g);
+}
+
 int main(void)
 {
 	const char *shared = tap_shared_dir();
 	if (!shared)
 		tap_skip_all("../shared is absent: no llama.cpp-quantized models to compare with");
+	for (size_t f = 0; f < sizeof files / sizeof files[0]; f++)
+		check_recipe(shared, files[f].type);
 	for (size_t i = 0; i < sizeof isas / sizeof isas[0]; i++) {
 		int rc = isa_force(isas[i]);
 		if (rc == -ENOTSUP) {

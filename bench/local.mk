@@ -29,7 +29,8 @@ bench_quant_rms_SOURCES = bench/quant-rms.c
 bench_quant_rms_LDADD = $(ENGINE_LIBS)
 
 EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh \
-	bench/compare-llamacpp.sh bench/ggml-compare.sh bench/ggml-compare.c
+	bench/compare-llamacpp.sh bench/ggml-compare.sh bench/ggml-compare.c \
+	bench/quant-quality.sh bench/compare-kquants.sh
 
 # It runs on a tiny synthesized model and prints both output formats.
 TESTS += tests/test-bench.sh

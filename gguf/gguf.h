@@ -193,7 +193,9 @@ int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv);
 /* Declare a tensor; returns its index (>= 0) or -errno. */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type,
 			   uint32_t n_dims, const uint64_t *ne);
-/* Create `path` and write header, metadata and tensor table. */
+/* Create `path` (or truncate it: a regular file only, -EINVAL otherwise, so
+ * that a failed write, which removes its output, never removes a device)
+ * and write header, metadata and tensor table. */
 int gguf_writer_begin(struct gguf_writer *w, const char *path, struct st_err *err);
 /* Append data for the tensors in the order declared; calls may split a
  * tensor or span several; padding between tensors is inserted by the writer. */

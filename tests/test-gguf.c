@@ -998,6 +998,17 @@ static void test_writer_errors(void)
 	tap_ok(rc == -ENOENT && strstr(err.msg, nodir), "begin in a missing directory: %s", err.msg);
 	gguf_writer_free(w);
 
+	/* a path that is not a regular file: refused, and left alone (a failed
+	 * write removes its output: /dev/null once went that way) */
+	w = gguf_writer_new(0);
+	gguf_writer_add_tensor(w, "t0", ST_F32, 2, ne);
+	rc = gguf_writer_begin(w, "/dev/null", &err);
+	gguf_writer_free(w);
+	struct stat devnull;
+	tap_ok(rc == -EINVAL && strstr(err.msg, "not a regular file") && stat("/dev/null", &devnull) == 0 &&
+		       S_ISCHR(devnull.st_mode),
+	       "begin on /dev/null: -EINVAL, and /dev/null stays a device: %s", err.msg);
+
 	/* a write error: a file size limit makes write(2) fail with EFBIG
 	 * (SIGXFSZ ignored), the way a full disk fails with ENOSPC */
 	struct rlimit old;

@@ -13,9 +13,14 @@
  *   ggml-compare file F.gguf...   every tensor of each file dequantized by
  *                                 ggml and by strata (reference and SIMD):
  *                                 bit-identical or not
+ *   ggml-compare speed [ROWS COLS] one thread's matrix-vector product (default
+ *                                 4096 x 4096, in cache) for every quantized
+ *                                 type: ggml's vec_dot against strata's dot on
+ *                                 each instruction set, best of 7, ms
  * Prints one line per check and exits 1 if any must-be-identical check fails. */
 #include <math.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +29,7 @@
 
 #include "gguf/gguf.h"
 #include "kernels/dot.h"
+#include "kernels/isa.h"
 #include "kernels/quant.h"
 #include "kernels/quant_ref.h"
 #include "kernels/types.h"
@@ -220,6 +226,77 @@ static int cmd_file(const char *path)
 	return 0;
 }
 
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void cmd_speed(int64_t rows, int64_t cols)
+{
+	static const char *const isas[] = { "avx2", "avx512", "avx512vnni" };
+	float *x = malloc((size_t)cols * sizeof *x), *y = malloc((size_t)rows * sizeof *y);
+	float *row = malloc((size_t)cols * sizeof *row);
+	void *act = malloc((size_t)cols * sizeof(float));
+	printf("# %lld x %lld, one thread, best of 7 (ms); x ggml: ggml's time / strata's\n", (long long)rows,
+	       (long long)cols);
+	printf("%-8s %8s", "type", "ggml");
+	for (size_t k = 0; k < 3; k++)
+		printf(" %10s %7s", isas[k], "x ggml");
+	printf("\n");
+	for (int j = 0; j < cols; j++)
+		x[j] = frand();
+	for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
+		const uint32_t t = types[ti];
+		if (dot_act_type(t) == ST_F32)
+			continue;
+		const size_t rb = st_row_bytes(t, (uint64_t)cols);
+		uint8_t *w = malloc(rb * (size_t)rows);
+		for (int64_t i = 0; i < rows; i++) { /* 64 quantized rows, repeated */
+			if (i >= 64) {
+				memcpy(w + (size_t)i * rb, w + (size_t)(i % 64) * rb, rb);
+				continue;
+			}
+			fill(row, cols);
+			quant_quantize_row(t, row, w + (size_t)i * rb, cols);
+		}
+		isa_force(NULL);
+		dot_prepare_act(t, x, act, cols);
+		ggml_vec_dot_t gd = ggml_get_type_traits_cpu((enum ggml_type)t)->vec_dot;
+		double best_g = INFINITY;
+		for (int r = 0; r < 7; r++) {
+			const double t0 = now();
+			for (int64_t i = 0; i < rows; i++)
+				gd((int)cols, &y[i], 0, w + (size_t)i * rb, 0, act, 0, 1);
+			best_g = fmin(best_g, now() - t0);
+		}
+		printf("%-8s %8.3f", st_type_name(t), best_g * 1e3);
+		for (size_t k = 0; k < 3; k++) {
+			if (isa_force(isas[k]) != 0) {
+				printf(" %10s %7s", "-", "");
+				continue;
+			}
+			dot_fn f = dot_get(t);
+			double best = INFINITY;
+			for (int r = 0; r < 7; r++) {
+				const double t0 = now();
+				for (int64_t i = 0; i < rows; i++)
+					y[i] = f(w + (size_t)i * rb, act, cols);
+				best = fmin(best, now() - t0);
+			}
+			printf(" %10.3f %7.2f", best * 1e3, best_g / best);
+		}
+		printf("\n");
+		free(w);
+	}
+	isa_force(NULL);
+	free(act);
+	free(row);
+	free(y);
+	free(x);
+}
+
 int main(int argc, char **argv)
 {
 	/* ggml's f16 conversions read tables that ggml_init fills */
@@ -228,11 +305,13 @@ int main(int argc, char **argv)
 	ggml_cpu_init();
 	if (argc >= 2 && strcmp(argv[1], "quant") == 0) {
 		cmd_quant();
+	} else if (argc >= 2 && strcmp(argv[1], "speed") == 0) {
+		cmd_speed(argc >= 4 ? atoll(argv[2]) : 4096, argc >= 4 ? atoll(argv[3]) : 4096);
 	} else if (argc >= 3 && strcmp(argv[1], "file") == 0) {
 		for (int i = 2; i < argc; i++)
 			cmd_file(argv[i]);
 	} else {
-		fprintf(stderr, "usage: ggml-compare quant | file F.gguf...\n");
+		fprintf(stderr, "usage: ggml-compare quant | file F.gguf... | speed [ROWS COLS]\n");
 		return 2;
 	}
 	ggml_free(ctx);

@@ -4,6 +4,7 @@
 # own (bit for bit where they must be), and every tensor of the given GGUF
 # files (default: ../shared/models/kquants/kq-*.gguf) dequantized both ways.
 #   bench/ggml-compare.sh [BUILD_DIR] [FILE.gguf...]
+#   bench/ggml-compare.sh [BUILD_DIR] speed [ROWS COLS]   (dot speed, ggml's and ours)
 # LLAMA_CPP (default /work/llama.cpp) must hold ggml/include and build/bin.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -14,11 +15,16 @@ llama=${LLAMA_CPP:-/work/llama.cpp}
 bin=$llama/build/bin
 [ -f "$bin/libggml-base.so" ] || { echo "ggml-compare: no $bin/libggml-base.so (set LLAMA_CPP)" >&2; exit 77; }
 [ -f "$build/kernels/libkernels.a" ] || { echo "ggml-compare: build strata in $build first" >&2; exit 1; }
-out=${KEEP_DIR:-$(mktemp -d)}
+out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 ${CC:-cc} -O2 -std=gnu11 -I"$top" -I"$build" -I"$llama/ggml/include" -o "$out/ggml-compare" \
 	"$here/ggml-compare.c" "$build/gguf/libgguf.a" "$build/kernels/libkernels.a" \
 	"$build/common/libcommon.a" -L"$bin" -Wl,-rpath,"$bin" -lggml-cpu -lggml-base -lggml -lm -lpthread
+if [ "${1:-}" = speed ]; then
+	shift
+	"$out/ggml-compare" speed "$@"
+	exit
+fi
 rc=0
 "$out/ggml-compare" quant || rc=1
 if [ $# -eq 0 ]; then

@@ -3,10 +3,11 @@
  * comes from the AVX2 set (kernel_set.lower): so far the K-quants, IQ4_XS
  * and the other legacy types. 512-bit versions of the Q4_K, Q5_K, Q6_K and
  * IQ4_XS dots (maddubs + madd, or VNNI's dpwssd) were written and measured
- * on this project's AMD EPYC (Zen 4, which runs a 512-bit operation as two
- * 256-bit halves): 0.9-1.0x the AVX2 kernels for Q6_K and 0.6-0.85x for the
- * others, the extra lane shuffles costing more than the wider registers
- * save. They are not here; on a core with full-width AVX-512 they may pay. Built without global
+ * on this project's AMD EPYC (family 26), in cache: 0.9-1.0x the AVX2
+ * kernels for Q6_K and 0.6-0.85x for the others, the shuffles that put 64
+ * weights in one register's element order costing more than the wider
+ * registers save. They were dropped; another core, or another layout of
+ * the work, may change that. Built without global
  * -m flags: each function names its target and dot.c calls it only on a CPU
  * that has it. Not here: the definitions (references in dot.c, quant.c).
  *

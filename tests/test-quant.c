@@ -1,7 +1,10 @@
 /* test-quant.c: kernels/quant.h. The references against hand-computed
- * blocks (layout, ggml's rounding, special values) and the error each format
- * allows; then every SIMD set this CPU runs against the references, bit for
- * bit. Not here: dot products (test-dot.c). */
+ * blocks of every type (layout, ggml's rounding, special values), the error
+ * each format allows, and each type through quantize -> GGUF file -> read;
+ * then every SIMD set this CPU runs against the references, bit for bit
+ * (dequantization of every type, the dot products' activations). Not here:
+ * dot products (test-dot.c); equality with ggml itself
+ * (bench/ggml-compare.sh, which needs a llama.cpp build). */
 #include <errno.h>
 #include <float.h>
 #include <math.h>

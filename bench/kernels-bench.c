@@ -4,7 +4,7 @@
  * cache), and we print GB/s of weight bytes read, against the scalar
  * reference and against memcpy of the same bytes measured in the same run.
  * Also the dequantize rate (the GEMM path). Not a test: it asserts nothing.
- * Usage: kernels-bench [rows [cols]] */
+ * Usage: kernels-bench [rows [cols [TYPE...]]]  (default: every type) */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,8 +18,10 @@
 
 static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
 #define N_ISAS (sizeof isas / sizeof isas[0])
-static const uint32_t types[] = { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 };
-#define N_TYPES (sizeof types / sizeof types[0])
+static const uint32_t all_types[] = { ST_F32,  ST_F16,  ST_BF16, ST_Q8_0, ST_Q4_0, ST_Q4_1, ST_Q5_0, ST_Q5_1,
+				      ST_IQ4_NL, ST_Q2_K, ST_Q3_K, ST_Q4_K, ST_Q5_K, ST_Q6_K, ST_IQ4_XS };
+#define N_ALL_TYPES (sizeof all_types / sizeof all_types[0])
+#define DISTINCT_ROWS 64 /* quantized once, then repeated down the matrix */
 #define ROUNDS 7 /* best of ROUNDS passes each (scalar: 2) */
 
 static double now(void)
@@ -88,8 +90,22 @@ int main(int argc, char **argv)
 {
 	const int64_t rows = argc > 1 ? atoll(argv[1]) : 8192;
 	const int64_t cols = argc > 2 ? atoll(argv[2]) : 8192;
-	if (rows <= 0 || cols <= 0 || cols % 32 != 0) {
-		fprintf(stderr, "usage: %s [rows [cols]]  (cols a multiple of 32)\n", argv[0]);
+	uint32_t types[N_ALL_TYPES];
+	size_t n_types = 0;
+	for (int i = 3; i < argc && n_types < N_ALL_TYPES; i++) {
+		enum st_type t;
+		if (st_type_parse(argv[i], &t) < 0 || !st_type_info(t)->supported) {
+			fprintf(stderr, "%s: unknown or unsupported type '%s'\n", argv[0], argv[i]);
+			return 2;
+		}
+		types[n_types++] = t;
+	}
+	if (n_types == 0) {
+		memcpy(types, all_types, sizeof all_types);
+		n_types = N_ALL_TYPES;
+	}
+	if (rows <= 0 || cols <= 0 || cols % 256 != 0) {
+		fprintf(stderr, "usage: %s [rows [cols [TYPE...]]]  (cols a multiple of 256)\n", argv[0]);
 		return 2;
 	}
 	isa_force(NULL);
@@ -112,7 +128,7 @@ int main(int argc, char **argv)
 	for (int64_t i = 0; i < cols; i++)
 		x[i] = rnd_unit();
 
-	for (size_t ti = 0; ti < N_TYPES; ti++) {
+	for (size_t ti = 0; ti < n_types; ti++) {
 		const uint32_t type = types[ti];
 		const size_t row_bytes = st_row_bytes(type, (uint64_t)cols);
 		const size_t bytes = row_bytes * (size_t)rows;
@@ -123,7 +139,12 @@ int main(int argc, char **argv)
 			fprintf(stderr, "%s: cannot allocate 2 x %zu bytes\n", st_type_name(type), bytes);
 			return 1;
 		}
+		/* the K-quant searches are slow: a few distinct rows, repeated */
 		for (int64_t i = 0; i < rows; i++) {
+			if (i >= DISTINCT_ROWS) {
+				memcpy(w + (size_t)i * row_bytes, w + (size_t)(i % DISTINCT_ROWS) * row_bytes, row_bytes);
+				continue;
+			}
 			for (int64_t j = 0; j < cols; j++)
 				row[j] = rnd_unit();
 			quant_quantize_row(type, row, w + (size_t)i * row_bytes, cols);

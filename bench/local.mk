@@ -22,8 +22,15 @@ noinst_PROGRAMS += bench/matmul-bench
 bench_matmul_bench_SOURCES = bench/matmul-bench.c
 bench_matmul_bench_LDADD = $(ENGINE_LIBS)
 
+# quant-rms: the RMS error of each quantized tensor against its source, for
+# two quantized files (bench/quant-quality.sh: llama-quantize's and ours).
+noinst_PROGRAMS += bench/quant-rms
+bench_quant_rms_SOURCES = bench/quant-rms.c
+bench_quant_rms_LDADD = $(ENGINE_LIBS)
+
 EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh bench/startup.py \
-	bench/compare-llamacpp.sh
+	bench/compare-llamacpp.sh bench/ggml-compare.sh bench/ggml-compare.c \
+	bench/quant-quality.sh bench/compare-kquants.sh
 
 # It runs on a tiny synthesized model and prints both output formats.
 TESTS += tests/test-bench.sh

@@ -509,13 +509,20 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 	int n;
 
 	weights_plan_describe(e->w, plan, sizeof plan);
+	/* the type mix, largest total first: "q4_K 193 tensors, q6_K 49, f32 97" */
+	char mix[256];
+	size_t o = 0;
+	mix[0] = '\0';
+	for (uint32_t i = 0; i < e->info.n_types && o < sizeof mix; i++)
+		o += (size_t)snprintf(mix + o, sizeof mix - o, "%s%s %u%s", i ? ", " : "", e->info.types[i].name,
+				      e->info.types[i].n_tensors, i ? "" : " tensors");
 	n = snprintf(buf, cap,
 		     "model %s: %u layers, %u embd, %u heads (%u kv, dim %u), %u ff, %u vocab, "
-		     "%.1f MiB of %s weights\n"
+		     "%.1f MiB of weights (%s)\n"
 		     "context %u x %u sequences, KV cache %s %.1f MiB, batch %u tokens, %d threads, "
 		     "kernels %s, OpenBLAS %s\n",
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
-		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), st_type_name(m->main_type),
+		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), mix,
 		     e->cfg.ctx_size, e->cfg.n_slots, st_type_name(e->kv->type),
 		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, isa_name(),
 		     blas_core_name());

@@ -21,5 +21,5 @@ engine_libengine_a_SOURCES = \
 # against llama.cpp's logits when ../shared is there)
 check_PROGRAMS += tests/test-logprob
 TESTS += tests/test-logprob
-tests_test_logprob_SOURCES = tests/test-logprob.c tools/synth.c
-tests_test_logprob_LDADD = $(TEST_LIBS)
+tests_test_logprob_SOURCES = tests/test-logprob.c
+tests_test_logprob_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)

@@ -17,13 +17,8 @@ static int is_matrix_type_supported(uint32_t type)
 	return ti && ti->supported;
 }
 
-static const char *supported_list(void)
-{
-	return "f32, f16, bf16, q8_0, q4_0";
-}
-
 /* Look up a tensor and check it is n_rows x n_cols (n_rows 1 for a vector). */
-static int find_tensor(const struct model *m, const char *name, uint64_t n_cols, uint64_t n_rows,
+static int find_tensor(struct model *m, const char *name, uint64_t n_cols, uint64_t n_rows,
 		       bool vector, bool required, struct model_tensor *out, struct st_err *err)
 {
 	const struct gguf_tensor *t = gguf_find_tensor(m->gguf, name);
@@ -32,12 +27,21 @@ static int find_tensor(const struct model *m, const char *name, uint64_t n_cols,
 			return 0;
 		return st_errf(err, -ENOENT, "%s: required tensor '%s' is missing", m->path, name);
 	}
-	/* the type first: a model of an unsupported type fails on that, whatever its shapes */
-	if (vector ? t->type != ST_F32 : !is_matrix_type_supported(t->type))
-		return st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s, which strata does not run "
-			       "(%s: %s)", m->path, name, st_type_name(t->type),
-			       vector ? "norm and frequency vectors must be" : "supported weight types",
-			       vector ? "f32" : supported_list());
+	/* the type first: a model of an unsupported type fails on that, whatever
+	 * its shapes; described (model_open_any), it is counted and kept */
+	int type_rc = 0;
+	if (vector && t->type != ST_F32)
+		type_rc = st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s, which strata does not run "
+				  "(norm and frequency vectors must be f32)", m->path, name,
+				  st_type_name(t->type));
+	else if (!vector && !is_matrix_type_supported(t->type))
+		type_rc = st_errf(err, -ENOTSUP, "%s: tensor '%s' has type %s (ggml type %u), which strata "
+				  "does not run (weight types strata runs: %s)", m->path, name,
+				  st_type_name(t->type), t->type, st_supported_list());
+	if (type_rc < 0 && !m->any_type)
+		return type_rc;
+	if (type_rc < 0 && m->n_unsupported++ == 0)
+		snprintf(m->unsupported, sizeof m->unsupported, "%s", err ? err->msg : "");
 	uint64_t rows = t->n_dims >= 2 ? t->ne[1] : 1;
 	bool shape_ok = t->ne[0] == n_cols && rows == n_rows && t->ne[2] == 1 && t->ne[3] == 1 &&
 			(vector ? t->n_dims == 1 : t->n_dims <= 2);
@@ -247,12 +251,9 @@ static void summarize(struct model *m)
 			m->main_type = t;
 }
 
-int model_open(const char *path, struct model **out, struct st_err *err)
-{
-	return model_open_fd(-1, path, out, err);
-}
-
-int model_open_fd(int fd, const char *path, struct model **out, struct st_err *err)
+/* fd < 0: open path; any_type: describe, not run (model_open_any). */
+static int open_model(int fd, const char *path, bool any_type, struct model **out,
+		      struct st_err *err)
 {
 	struct model *m;
 	int rc;
@@ -262,6 +263,7 @@ int model_open_fd(int fd, const char *path, struct model **out, struct st_err *e
 	if (!m)
 		return st_errf(err, -ENOMEM, "%s: out of memory", path);
 	m->fd = fd;
+	m->any_type = any_type;
 	snprintf(m->path, sizeof m->path, "%s", path);
 	rc = fd >= 0 ? gguf_open_fd(fd, path, &m->gguf, err) : gguf_open(path, &m->gguf, err);
 	if (rc < 0)
@@ -286,6 +288,21 @@ int model_open_fd(int fd, const char *path, struct model **out, struct st_err *e
 fail:
 	model_close(m);
 	return rc;
+}
+
+int model_open_fd(int fd, const char *path, struct model **out, struct st_err *err)
+{
+	return open_model(fd, path, false, out, err);
+}
+
+int model_open(const char *path, struct model **out, struct st_err *err)
+{
+	return open_model(-1, path, false, out, err);
+}
+
+int model_open_any(const char *path, struct model **out, struct st_err *err)
+{
+	return open_model(-1, path, true, out, err);
 }
 
 void model_close(struct model *m)

@@ -65,6 +65,9 @@ struct model {
 	struct model_layer *layers;	 /* n_layer, owned */
 	uint64_t weight_bytes;		 /* sum of every tensor the forward pass reads */
 	uint32_t main_type;		 /* the commonest matrix type, for display */
+	bool any_type;			 /* opened by model_open_any */
+	uint32_t n_unsupported;		 /* model_open_any: tensors of a type strata does not run */
+	char unsupported[512];		 /* ... and model_open's message for the first of them */
 };
 
 /* Open `path`, validate it as a llama model. The caller owns *out and frees it
@@ -75,6 +78,10 @@ int model_open(const char *path, struct model **out, struct st_err *err);
 /* The same through fd, an open descriptor of the file (borrowed: the caller keeps it open
  * while the model is used, and reads the weights through it); path is for messages. */
 int model_open_fd(int fd, const char *path, struct model **out, struct st_err *err);
+/* The same checks, except that tensors of a type strata does not run are
+ * accepted and counted (n_unsupported, unsupported): for describing a file
+ * (strata-model info), never for running it. */
+int model_open_any(const char *path, struct model **out, struct st_err *err);
 void model_close(struct model *m);
 
 /* Bytes of one layer's tensors. */

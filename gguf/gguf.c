@@ -558,7 +558,10 @@ static int parse_tensor_info(struct parser *p, uint64_t i)
 	t->type = ld_u32(q);
 	const struct st_type_info *ti = st_type_info(t->type);
 	if (!ti)
-		return perr(p, -EBADMSG, "%s: unknown tensor type %" PRIu32, field, t->type);
+		return perr(p, -EBADMSG,
+			    "%s: unknown tensor type %" PRIu32 " (not in ggml's type table: a type "
+			    "newer than this strata, one ggml removed, or a corrupt file)",
+			    field, t->type);
 	if (ti->block_elems == 0 || ti->block_bytes == 0)
 		return perr(p, -EBADMSG, "%s: type %s has no known size", field, ti->name);
 	if (t->ne[0] % ti->block_elems != 0)

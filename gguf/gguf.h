@@ -69,7 +69,8 @@ struct gguf_kv {
 /* One tensor. ne[0] is the contiguous dimension (a row); unused dims are 1. */
 struct gguf_tensor {
 	struct gguf_str name;
-	uint32_t type;		    /* enum st_type; always a type st_type_info() knows */
+	uint32_t type;		    /* enum st_type; always a type st_type_info() knows,
+				     * which strata may not run (st_type_info()->supported) */
 	uint32_t n_dims;	    /* 1..GGUF_MAX_DIMS */
 	uint64_t ne[GGUF_MAX_DIMS]; /* elements per dim */
 	uint64_t n_elems;	    /* product of ne (checked for overflow) */
@@ -199,7 +200,9 @@ int gguf_writer_copy_kv(struct gguf_writer *w, const struct gguf_kv *kv);
 /* Declare a tensor; returns its index (>= 0) or -errno. */
 int gguf_writer_add_tensor(struct gguf_writer *w, const char *name, uint32_t type,
 			   uint32_t n_dims, const uint64_t *ne);
-/* Create `path` and write header, metadata and tensor table. */
+/* Create `path` (or truncate it: a regular file only, -EINVAL otherwise, so
+ * that a failed write, which removes its output, never removes a device)
+ * and write header, metadata and tensor table. */
 int gguf_writer_begin(struct gguf_writer *w, const char *path, struct st_err *err);
 /* Append data for the tensors in the order declared; calls may split a
  * tensor or span several; padding between tensors is inserted by the writer. */

@@ -484,12 +484,30 @@ int gguf_writer_begin(struct gguf_writer *w, const char *path, struct st_err *er
 	w->buf_cap = est < OUT_BUF ? (size_t)est : OUT_BUF;
 	if (!(w->path = strdup(path)) || !(w->buf = malloc(w->buf_cap)))
 		return st_errf(err, -ENOMEM, "%s: out of memory", path);
-	w->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	w->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
 	if (w->fd < 0) {
 		rc = -errno;
 		w->state = W_FAILED;
 		w->error = rc;
 		return st_errf(err, rc, "%s: cannot create: %s", path, strerror(-rc));
+	}
+	/* A regular file only, truncated once we know it is one: a failed write
+	 * removes its output, and /dev/null must never be that output. */
+	struct stat st;
+	rc = 0;
+	if (fstat(w->fd, &st) != 0)
+		rc = -errno;
+	else if (!S_ISREG(st.st_mode))
+		rc = -EINVAL;
+	else if (ftruncate(w->fd, 0) != 0)
+		rc = -errno;
+	if (rc < 0) {
+		close(w->fd);
+		w->fd = -1;
+		w->state = W_FAILED;
+		w->error = rc;
+		return st_errf(err, rc, "%s: %s", path,
+			       rc == -EINVAL ? "not a regular file (a GGUF file is written to one)" : strerror(-rc));
 	}
 	w->state = W_DATA;
 

@@ -78,6 +78,228 @@ static float dot_q4_0_ref(const void *vw, const void *vx, int64_t n)
 	return sum;
 }
 
+/* Q4_1 x Q8_1: the minimum rides on the activations' s = d_x * sum q_x. */
+static float dot_q4_1_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q4_1 *w = vw;
+	const struct block_q8_1 *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK4_1; b++) {
+		int32_t sumi = 0;
+		for (int j = 0; j < QK4_1 / 2; j++) {
+			sumi += (w[b].qs[j] & 0x0f) * x[b].qs[j];
+			sumi += (w[b].qs[j] >> 4) * x[b].qs[j + QK4_1 / 2];
+		}
+		sum += (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d)) * (float)sumi +
+		       st_fp16_to_f32(w[b].m) * st_fp16_to_f32(x[b].s);
+	}
+	return sum;
+}
+
+static uint32_t q5_bits(const uint8_t qh[4])
+{
+	return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
+}
+
+static float dot_q5_0_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q5_0 *w = vw;
+	const struct block_q8_0 *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK5_0; b++) {
+		const uint32_t qh = q5_bits(w[b].qh);
+		int32_t sumi = 0;
+		for (int j = 0; j < QK5_0 / 2; j++) {
+			const int q0 = ((w[b].qs[j] & 0x0f) | ((qh >> j) & 1) << 4) - 16;
+			const int q1 = ((w[b].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4) - 16;
+			sumi += q0 * x[b].qs[j] + q1 * x[b].qs[j + QK5_0 / 2];
+		}
+		sum += (float)sumi * (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d));
+	}
+	return sum;
+}
+
+static float dot_q5_1_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q5_1 *w = vw;
+	const struct block_q8_1 *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK5_1; b++) {
+		const uint32_t qh = q5_bits(w[b].qh);
+		int32_t sumi = 0;
+		for (int j = 0; j < QK5_1 / 2; j++) {
+			const int q0 = (w[b].qs[j] & 0x0f) | ((qh >> j) & 1) << 4;
+			const int q1 = (w[b].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4;
+			sumi += q0 * x[b].qs[j] + q1 * x[b].qs[j + QK5_1 / 2];
+		}
+		sum += (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d)) * (float)sumi +
+		       st_fp16_to_f32(w[b].m) * st_fp16_to_f32(x[b].s);
+	}
+	return sum;
+}
+
+static float dot_iq4_nl_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_iq4_nl *w = vw;
+	const struct block_q8_0 *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK4_NL; b++) {
+		int32_t sumi = 0;
+		for (int j = 0; j < QK4_NL / 2; j++) {
+			sumi += st_iq4nl_values[w[b].qs[j] & 0x0f] * x[b].qs[j];
+			sumi += st_iq4nl_values[w[b].qs[j] >> 4] * x[b].qs[j + QK4_NL / 2];
+		}
+		sum += (float)sumi * (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d));
+	}
+	return sum;
+}
+
+/* ---- super-blocks x Q8_K: per 256 weights an exact integer sum of
+ * scale * (quant . activation) over the sub-blocks, and for the types with
+ * minimums an exact sum of minimum * (the activations' 16-sums, bsums);
+ * then, in a float accumulator, sum += (d_x d_w) * sumi - (d_x dmin_w) * summ
+ * (ggml's vec_dot_*_q8_K, with one accumulator instead of eight). */
+
+/* Weight j of a Q2_K/Q3_K/Q6_K group of 128: byte j % 32, 2 bits at j / 32. */
+static float dot_q2_K_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q2_K *w = vw;
+	const struct block_q8_K *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		int32_t sumi = 0, summ = 0;
+		for (int j = 0; j < QK_K / 16; j++)
+			summ += (w[b].scales[j] >> 4) * x[b].bsums[j];
+		for (int i = 0; i < QK_K; i++) {
+			const int g = i / 128, k = (i % 128) / 32, l = i % 32;
+			const int q = (w[b].qs[32 * g + l] >> (2 * k)) & 3;
+			sumi += (w[b].scales[i / 16] & 0x0f) * q * x[b].qs[i];
+		}
+		sum += (x[b].d * st_fp16_to_f32(w[b].d)) * (float)sumi -
+		       (x[b].d * st_fp16_to_f32(w[b].dmin)) * (float)summ;
+	}
+	return sum;
+}
+
+static float dot_q3_K_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q3_K *w = vw;
+	const struct block_q8_K *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		int8_t sc[16];
+		for (int j = 0; j < 16; j++) {
+			const int lo = j < 8 ? w[b].scales[j] & 0xf : w[b].scales[j - 8] >> 4;
+			const int hi = (w[b].scales[8 + j % 4] >> (2 * (j / 4))) & 3;
+			sc[j] = (int8_t)((lo | hi << 4) - 32);
+		}
+		int32_t sumi = 0;
+		for (int i = 0; i < QK_K; i++) {
+			const int g = i / 128, k = (i % 128) / 32, l = i % 32;
+			int q = (w[b].qs[32 * g + l] >> (2 * k)) & 3;
+			if (!(w[b].hmask[l] & (1 << (4 * g + k))))
+				q -= 4;
+			sumi += sc[i / 16] * q * x[b].qs[i];
+		}
+		sum += (x[b].d * st_fp16_to_f32(w[b].d)) * (float)sumi;
+	}
+	return sum;
+}
+
+/* Weight j of a Q4_K/Q5_K group of 64: byte j % 32, low nibble for j < 32. */
+static float dot_q4_K_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q4_K *w = vw;
+	const struct block_q8_K *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		int32_t sumi = 0, summ = 0;
+		for (int j = 0; j < QK_K / 32; j++) {
+			uint8_t sc, m;
+			st_q4k_scale_min(j, w[b].scales, &sc, &m);
+			summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+			int32_t s = 0;
+			for (int l = 0; l < 32; l++) {
+				const uint8_t byte = w[b].qs[32 * (j / 2) + l];
+				s += ((j % 2) ? byte >> 4 : byte & 0x0f) * x[b].qs[32 * j + l];
+			}
+			sumi += sc * s;
+		}
+		sum += (x[b].d * st_fp16_to_f32(w[b].d)) * (float)sumi -
+		       (x[b].d * st_fp16_to_f32(w[b].dmin)) * (float)summ;
+	}
+	return sum;
+}
+
+static float dot_q5_K_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q5_K *w = vw;
+	const struct block_q8_K *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		int32_t sumi = 0, summ = 0;
+		for (int j = 0; j < QK_K / 32; j++) {
+			uint8_t sc, m;
+			st_q4k_scale_min(j, w[b].scales, &sc, &m);
+			summ += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+			int32_t s = 0;
+			for (int l = 0; l < 32; l++) {
+				const uint8_t byte = w[b].qs[32 * (j / 2) + l];
+				int q = (j % 2) ? byte >> 4 : byte & 0x0f;
+				if (w[b].qh[l] & (1 << j))
+					q += 16;
+				s += q * x[b].qs[32 * j + l];
+			}
+			sumi += sc * s;
+		}
+		sum += (x[b].d * st_fp16_to_f32(w[b].d)) * (float)sumi -
+		       (x[b].d * st_fp16_to_f32(w[b].dmin)) * (float)summ;
+	}
+	return sum;
+}
+
+static float dot_q6_K_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q6_K *w = vw;
+	const struct block_q8_K *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		int32_t sumi = 0;
+		for (int i = 0; i < QK_K; i++) {
+			const int g = i / 128, k = (i % 128) / 32, l = i % 32;
+			/* 128 weights: ql bytes 64g + l (+32 for k odd), low nibble for k < 2 */
+			const uint8_t lo = w[b].ql[64 * g + l + 32 * (k % 2)];
+			const int q = ((k < 2 ? lo & 0x0f : lo >> 4) | ((w[b].qh[32 * g + l] >> (2 * k)) & 3) << 4) - 32;
+			sumi += w[b].scales[i / 16] * q * x[b].qs[i];
+		}
+		sum += (x[b].d * st_fp16_to_f32(w[b].d)) * (float)sumi;
+	}
+	return sum;
+}
+
+static float dot_iq4_xs_ref(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_iq4_xs *w = vw;
+	const struct block_q8_K *x = vx;
+	float sum = 0.0f;
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		int32_t sumi = 0;
+		for (int ib = 0; ib < QK_K / 32; ib++) {
+			const int ls = ((w[b].scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) |
+				       (((w[b].scales_h >> 2 * ib) & 3) << 4);
+			int32_t s = 0;
+			for (int j = 0; j < 16; j++) {
+				const uint8_t byte = w[b].qs[16 * ib + j];
+				s += st_iq4nl_values[byte & 0x0f] * x[b].qs[32 * ib + j];
+				s += st_iq4nl_values[byte >> 4] * x[b].qs[32 * ib + j + 16];
+			}
+			sumi += (ls - 32) * s;
+		}
+		sum += (x[b].d * st_fp16_to_f32(w[b].d)) * (float)sumi;
+	}
+	return sum;
+}
+
 /* The references by weight type: what a NULL entry of a kernel set means. */
 static const dot_fn dot_refs[ST_TYPE_COUNT] = {
 	[ST_F32] = dot_f32_ref,
@@ -85,6 +307,16 @@ static const dot_fn dot_refs[ST_TYPE_COUNT] = {
 	[ST_BF16] = dot_bf16_ref,
 	[ST_Q8_0] = dot_q8_0_ref,
 	[ST_Q4_0] = dot_q4_0_ref,
+	[ST_Q4_1] = dot_q4_1_ref,
+	[ST_Q5_0] = dot_q5_0_ref,
+	[ST_Q5_1] = dot_q5_1_ref,
+	[ST_IQ4_NL] = dot_iq4_nl_ref,
+	[ST_Q2_K] = dot_q2_K_ref,
+	[ST_Q3_K] = dot_q3_K_ref,
+	[ST_Q4_K] = dot_q4_K_ref,
+	[ST_Q5_K] = dot_q5_K_ref,
+	[ST_Q6_K] = dot_q6_K_ref,
+	[ST_IQ4_XS] = dot_iq4_xs_ref,
 };
 
 /* ---- the public lookups ---- */
@@ -93,8 +325,10 @@ dot_fn dot_get(uint32_t wtype)
 {
 	if (wtype >= ST_TYPE_COUNT)
 		return NULL;
-	dot_fn fn = isa_active()->dot[wtype];
-	return fn ? fn : dot_refs[wtype];
+	for (const struct kernel_set *set = isa_active(); set; set = set->lower)
+		if (set->dot[wtype])
+			return set->dot[wtype];
+	return dot_refs[wtype];
 }
 
 dot_fn dot_get_ref(uint32_t wtype)
@@ -102,9 +336,28 @@ dot_fn dot_get_ref(uint32_t wtype)
 	return wtype < ST_TYPE_COUNT ? dot_refs[wtype] : NULL;
 }
 
+/* As ggml's vec_dot_type of each weight type. */
 uint32_t dot_act_type(uint32_t wtype)
 {
-	return wtype == ST_Q8_0 || wtype == ST_Q4_0 ? ST_Q8_0 : ST_F32;
+	switch (wtype) {
+	case ST_Q8_0:
+	case ST_Q4_0:
+	case ST_Q5_0:
+	case ST_IQ4_NL:
+		return ST_Q8_0;
+	case ST_Q4_1:
+	case ST_Q5_1:
+		return ST_Q8_1;
+	case ST_Q2_K:
+	case ST_Q3_K:
+	case ST_Q4_K:
+	case ST_Q5_K:
+	case ST_Q6_K:
+	case ST_IQ4_XS:
+		return ST_Q8_K;
+	default:
+		return ST_F32;
+	}
 }
 
 size_t dot_act_bytes(uint32_t wtype, int64_t n)
@@ -114,7 +367,7 @@ size_t dot_act_bytes(uint32_t wtype, int64_t n)
 
 void dot_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
 {
-	int rc = quant_quantize_row(dot_act_type(wtype), x, out, n);
-	assert(rc == 0); /* only fails for n not a multiple of 32: a caller bug */
+	int rc = quant_act_row(dot_act_type(wtype), x, out, n);
+	assert(rc == 0); /* only fails for n not whole blocks of the weights: a caller bug */
 	(void)rc;
 }

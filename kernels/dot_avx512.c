@@ -1,5 +1,13 @@
 /* dot_avx512.c: the AVX-512 kernels, in two sets: F/BW/VL (Skylake-X and
- * later) and the same plus VNNI for the integer dots. Built without global
+ * later) and the same plus VNNI for the integer dots. What neither set has
+ * comes from the AVX2 set (kernel_set.lower): so far the K-quants, IQ4_XS
+ * and the other legacy types. 512-bit versions of the Q4_K, Q5_K, Q6_K and
+ * IQ4_XS dots (maddubs + madd, or VNNI's dpwssd) were written and measured
+ * on this project's AMD EPYC (family 26), in cache: 0.9-1.0x the AVX2
+ * kernels for Q6_K and 0.6-0.85x for the others, the shuffles that put 64
+ * weights in one register's element order costing more than the wider
+ * registers save. They were dropped; another core, or another layout of
+ * the work, may change that. Built without global
  * -m flags: each function names its target and dot.c calls it only on a CPU
  * that has it. Not here: the definitions (references in dot.c, quant.c).
  *
@@ -306,21 +314,10 @@ static TARGET void dequant_q4_0(const void *vsrc, float *dst, int64_t n)
 	}
 }
 
-/* ---- Q8_0 quantization, bit-identical to quant_q8_0_block_ref ---- */
+/* ---- Q8_0 activations, bit-identical to quant_act_q8_0_block_ref:
+ * q = round-to-nearest-even(x * (127/amax)), d = amax/127 in f16 ---- */
 
-/* roundf() for |v| < 2^23: truncate, then step away from zero when the
- * dropped fraction (exact in float) is at least one half. */
-static inline TARGET __m512 round_away(__m512 v)
-{
-	const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-	const __mmask16 big = _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)),
-						 _mm512_set1_ps(0.5f), _CMP_GE_OQ);
-	const __m512i sign = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u));
-	const __m512 step = _mm512_castsi512_ps(_mm512_or_si512(sign, _mm512_castps_si512(_mm512_set1_ps(1.0f))));
-	return _mm512_mask_add_ps(t, big, t, step);
-}
-
-static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
+static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 {
 	struct block_q8_0 *y = vdst;
 	const __m512 fmax = _mm512_set1_ps(FLT_MAX);
@@ -330,17 +327,19 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 		/* NaN or infinity: unordered, or above the largest float */
 		const __mmask16 bad = _mm512_cmp_ps_mask(a0, fmax, _CMP_NLE_UQ) |
 				      _mm512_cmp_ps_mask(a1, fmax, _CMP_NLE_UQ);
-		const float d = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1)) / 127.0f;
-		const uint16_t dh = st_f32_to_fp16(d);
+		const float am = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+		const float id = am != 0.0f ? 127.0f / am : 0.0f;
 		/* the rare blocks with special rules go to the reference */
-		if (bad != 0 || dh == 0) {
-			quant_q8_0_block_ref(x, &y[b]);
+		if (bad != 0 || id > FLT_MAX) {
+			quant_act_q8_0_block_ref(x, &y[b], NULL);
 			continue;
 		}
-		y[b].d = dh;
-		const __m512 id = _mm512_set1_ps(1.0f / d);
-		const __m512i q0 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v0, id)));
-		const __m512i q1 = _mm512_cvttps_epi32(round_away(_mm512_mul_ps(v1, id)));
+		y[b].d = st_f32_to_fp16(am / 127.0f);
+		const __m512 vid = _mm512_set1_ps(id);
+		const __m512i q0 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v0, vid),
+									   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+		const __m512i q1 = _mm512_cvtps_epi32(_mm512_roundscale_ps(_mm512_mul_ps(v1, vid),
+									   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 		/* |q| <= 127, so narrowing by truncation is exact */
 		_mm_storeu_si128((__m128i *)y[b].qs, _mm512_cvtepi32_epi8(q0));
 		_mm_storeu_si128((__m128i *)(y[b].qs + 16), _mm512_cvtepi32_epi8(q1));
@@ -354,10 +353,11 @@ static TARGET void quant_q8_0(const float *x, void *vdst, int64_t n)
 		[ST_Q8_0] = dequant_q8_0,        \
 		[ST_Q4_0] = dequant_q4_0,        \
 	},                                       \
-	.quant_q8_0 = quant_q8_0
+	.act_q8_0 = act_q8_0
 
 const struct kernel_set kernels_avx512 = {
 	.name = "avx512",
+	.lower = &kernels_avx2,
 	.dot = {
 		[ST_F32] = dot_f32,
 		[ST_F16] = dot_f16,
@@ -370,6 +370,7 @@ const struct kernel_set kernels_avx512 = {
 
 const struct kernel_set kernels_avx512vnni = {
 	.name = "avx512vnni",
+	.lower = &kernels_avx512,
 	.dot = {
 		[ST_F32] = dot_f32,
 		[ST_F16] = dot_f16,

@@ -11,22 +11,27 @@
 #include "kernels/types.h"
 
 /* w: one row of n weights of the weight type; x: activations prepared with
- * dot_prepare_act() for that weight type. n is a multiple of 32. */
+ * dot_prepare_act() for that weight type. n is a multiple of 32, and of
+ * 256 for the super-block types. */
 typedef float (*dot_fn)(const void *w, const void *x, int64_t n);
 /* dst (n) f32 <- src (n weights of one type); n a whole number of blocks. */
 typedef void (*dequant_fn)(const void *src, float *dst, int64_t n);
-/* dst (n/32 block_q8_0) <- src (n) f32; n a multiple of 32. */
-typedef void (*quant_q8_0_fn)(const float *src, void *dst, int64_t n);
+/* dst (n/32 block_q8_0) <- src (n) f32 by the activation rule of
+ * quant_act_row_ref; n a multiple of 32. */
+typedef void (*act_q8_0_fn)(const float *src, void *dst, int64_t n);
 
-/* One instruction set's kernels. A NULL entry means "use the reference":
- * the scalar set is all NULL, and a SIMD set fills only what it does better.
+/* One instruction set's kernels. A NULL entry means "use the next lower
+ * set's" (AVX-512 VNNI, then AVX-512, then AVX2), and where none has one,
+ * the reference: the scalar set is all NULL, and a SIMD set fills only what
+ * it does better than the sets below it.
  * Every entry gives the same answer as the reference within the tolerances
- * tests/test-dot.c states (bit-identical for dequant and quant). */
+ * tests/test-dot.c states (bit-identical for dequant and act_q8_0). */
 struct kernel_set {
 	const char *name;		    /* "scalar", "avx2", ... */
 	dot_fn dot[ST_TYPE_COUNT];	    /* by weight type */
 	dequant_fn dequant[ST_TYPE_COUNT];  /* by weight type */
-	quant_q8_0_fn quant_q8_0;	    /* the activations of the Q8_0/Q4_0 dots */
+	act_q8_0_fn act_q8_0;		    /* the activations of the Q8_0/Q4_0/Q5_0/IQ4_NL dots */
+	const struct kernel_set *lower;	    /* where NULL entries are looked up; NULL: the references */
 };
 
 #if defined(__x86_64__)

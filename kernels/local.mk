@@ -1,5 +1,9 @@
 # kernels/: pure functions on arrays; a scalar reference beside every fast version.
 noinst_LIBRARIES += kernels/libkernels.a
+# No contraction of a*b+c into an FMA: the references must round as ggml's
+# (built without FMA) do, whatever -march the user builds with; the SIMD
+# files ask for FMA by intrinsic where they want it.
+kernels_libkernels_a_CFLAGS = $(AM_CFLAGS) -ffp-contract=off
 kernels_libkernels_a_SOURCES = \
 	kernels/types.h kernels/quant.h kernels/dot.h kernels/pool.h \
 	kernels/matmul.h kernels/ops.h kernels/attn.h kernels/blas.h
@@ -10,7 +14,8 @@ kernels_libkernels_a_SOURCES += kernels/types.c
 # (per-ISA kernels). The SIMD files need no -m flags: each function names its
 # target and isa.c picks the set the running CPU runs.
 kernels_libkernels_a_SOURCES += kernels/isa.c kernels/isa.h kernels/simd_x86.h \
-	kernels/quant_ref.c kernels/quant_ref.h kernels/quant.c kernels/dot.c \
+	kernels/quant_ref.c kernels/quant_ref.h kernels/quant_kref.c kernels/quant_kref.h \
+	kernels/quant.c kernels/dot.c \
 	kernels/dot_avx2.c kernels/dot_avx512.c
 check_PROGRAMS += tests/test-quant tests/test-dot
 TESTS += tests/test-quant tests/test-dot

@@ -11,23 +11,35 @@ int quant_dequantize_row(uint32_t type, const void *src, float *dst, int64_t n)
 	int rc = quant_row_check(type, n);
 	if (rc < 0)
 		return rc;
-	const struct kernel_set *isa = isa_active();
-	if (isa->dequant[type] == NULL)
-		return quant_dequantize_row_ref(type, src, dst, n);
-	isa->dequant[type](src, dst, n);
-	return 0;
+	for (const struct kernel_set *set = isa_active(); set; set = set->lower) {
+		if (set->dequant[type]) {
+			set->dequant[type](src, dst, n);
+			return 0;
+		}
+	}
+	return quant_dequantize_row_ref(type, src, dst, n);
 }
 
-/* Only Q8_0 has a SIMD quantizer: it runs once per activation row of every
- * quantized matmul. The others make synthetic models, where speed is moot. */
+/* The weight quantizers are the references: they make models (quantize,
+ * synth), where the search, not the instruction set, sets the pace. */
 int quant_quantize_row(uint32_t type, const float *src, void *dst, int64_t n)
 {
-	int rc = quant_row_check(type, n);
+	return quant_quantize_row_ref(type, src, dst, n);
+}
+
+/* Q8_0 has SIMD versions (it runs once per activation row of every Q8_0,
+ * Q4_0, Q5_0 and IQ4_NL matmul); the others are O(n) per row against the
+ * O(n * n_out) of the dots that use them. */
+int quant_act_row(uint32_t act_type, const float *src, void *dst, int64_t n)
+{
+	int rc = quant_row_check(act_type, n);
 	if (rc < 0)
 		return rc;
-	const struct kernel_set *isa = isa_active();
-	if (type != ST_Q8_0 || isa->quant_q8_0 == NULL)
-		return quant_quantize_row_ref(type, src, dst, n);
-	isa->quant_q8_0(src, dst, n);
-	return 0;
+	for (const struct kernel_set *set = isa_active(); set && act_type == ST_Q8_0; set = set->lower) {
+		if (set->act_q8_0) {
+			set->act_q8_0(src, dst, n);
+			return 0;
+		}
+	}
+	return quant_act_row_ref(act_type, src, dst, n);
 }

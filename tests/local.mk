@@ -9,16 +9,24 @@ check_PROGRAMS += tests/test-stories tests/test-forward
 TESTS += tests/test-stories tests/test-forward
 tests_test_stories_SOURCES = tests/test-stories.c
 tests_test_stories_LDADD = $(TEST_LIBS)
-tests_test_forward_SOURCES = tests/test-forward.c tools/synth.c
-tests_test_forward_LDADD = $(TEST_LIBS)
+tests_test_forward_SOURCES = tests/test-forward.c
+tests_test_forward_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
+
+# The engine on llama.cpp-quantized files of every K-quant mix and legacy type.
+check_PROGRAMS += tests/test-kquants
+TESTS += tests/test-kquants
+tests_test_kquants_SOURCES = tests/test-kquants.c
+tests_test_kquants_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
 
 # The real stratad and strata, driven over the real socket.
 check_PROGRAMS += tests/test-daemon
-TESTS += tests/test-daemon tests/test-cli.sh tests/test-score-chat.sh tests/test-tools.sh
-tests_test_daemon_SOURCES = tests/test-daemon.c tools/synth.c
+TESTS += tests/test-daemon tests/test-cli.sh tests/test-score-chat.sh tests/test-tools.sh \
+	tests/test-quantize.sh
+tests_test_daemon_SOURCES = tests/test-daemon.c
 tests_test_daemon_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)
-tests_test_daemon_LDADD = $(PROTO_LIBS) $(TEST_LIBS) -lpthread
-EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat-pty.py tests/test-tools.sh
+tests_test_daemon_LDADD = $(PROTO_LIBS) $(SYNTH_LIBS) $(TEST_LIBS) -lpthread
+EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat-pty.py \
+	tests/test-tools.sh tests/test-quantize.sh
 
 check_PROGRAMS += tests/test-sampler
 TESTS += tests/test-sampler

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test-bench.sh: bench/strata-bench runs on a tiny synthesized model, in both io modes and
-# fully resident, and its figures hang together: the tokens it was asked for, the bytes
+# fully resident, and on a Q4_K_M one, and its figures hang together: the tokens it was asked for, the bytes
 # the plan streams per pass read once per generated token, peak RSS within the bound it
 # prints, JSON that parses. Not a benchmark: the numbers themselves are not judged here.
 . "${STRATA_SRCDIR:-.}/tests/lib.sh"
@@ -66,6 +66,20 @@ ok $? "fully resident (no budget) runs"
 [ "$(jget "$TMP/res.json" units_streamed)" = 0 ] && [ "$(jget "$TMP/res.json" gen_bytes_read)" = 0 ] &&
 	[ "$(jget "$TMP/res.json" warmup_tokens)" = 0 ]
 ok $? "fully resident: nothing streamed, nothing read while generating"
+
+# A Q4_K_M model (q4_K and q6_K mixed layer by layer), streamed: the plan's bytes per pass
+# come from the real types, and each generated token reads them once.
+K="$TMP/q4km.gguf"
+"$STRATA_MODEL" synth "$K" --n-embd 256 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ff 768 \
+	--type Q4_K_M --vocab builtin --ctx 512 --seed 5 &&
+	"$BENCH" --model "$K" --memory-budget 1200K --prompt-tokens 4 --gen-tokens 2 --json >"$TMP/k.json" \
+		2>"$TMP/k.err"
+ok $? "strata-bench runs on a Q4_K_M model, streamed" || sed 's/^/# /' "$TMP/k.err"
+streamed=$(jget "$TMP/k.json" streamed_bytes_per_pass)
+got=$(jget "$TMP/k.json" gen_bytes_read)
+tol=$(($(jget "$TMP/k.json" slots) * $(jget "$TMP/k.json" slot_bytes) + 2 * 4096))
+[ "$(jget "$TMP/k.json" gen_tokens)" = 2 ] && [ "$streamed" -gt 0 ] && within "$got" $((2 * streamed)) "$tol"
+ok $? "Q4_K_M: 2 tokens read 2 x the streamed bytes per pass ($got, $streamed per pass)"
 
 "$BENCH" --model "$MODEL" --memory-budget 100K >/dev/null 2>"$TMP/small.err"
 [ $? -eq 1 ] && grep -q "minimum is" "$TMP/small.err"

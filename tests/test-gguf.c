@@ -193,7 +193,11 @@ static const struct tspec round_tensors[] = {
 	{ "output_norm.weight", ST_BF16, 1, { 5 } },
 	{ "blk.0.ffn_down.weight", ST_Q8_0, 2, { 64, 2 } },
 	{ "token_embd.weight", ST_Q4_0, 3, { 32, 3, 2 } },
-	{ "blk.1.attn_k.weight", ST_Q4_K, 2, { 256, 1 } }, /* known, unsupported: still read */
+	{ "blk.1.attn_k.weight", ST_IQ2_XXS, 2, { 256, 1 } }, /* known, unsupported: still read */
+	{ "blk.1.attn_v.weight", ST_Q4_K, 2, { 512, 3 } },
+	{ "blk.1.ffn_down.weight", ST_Q6_K, 2, { 256, 2 } },
+	{ "blk.1.ffn_up.weight", ST_IQ4_XS, 2, { 256, 1 } },
+	{ "blk.1.ffn_gate.weight", ST_Q5_1, 2, { 96, 1 } },
 };
 #define N_ROUND_TENSORS (sizeof round_tensors / sizeof round_tensors[0])
 
@@ -739,6 +743,15 @@ static void c_dims_bound(uint8_t *p, size_t n)
 }
 static void c_dim_zero(uint8_t *p, size_t n) { put64(p, tensor_fields(p, n, "tensor.b").ne + 8, 0); }
 static void c_block(uint8_t *p, size_t n) { put64(p, tensor_fields(p, n, "tensor.b").ne, 33); }
+/* tensor.b as q4_K: rows of 32 are not whole 256-weight super-blocks */
+static void c_kblock(uint8_t *p, size_t n) { put32(p, tensor_fields(p, n, "tensor.b").type, ST_Q4_K); }
+/* tensor.b as q4_K [256, 2]: 288 bytes of blocks where the file has 68 */
+static void c_kcount(uint8_t *p, size_t n)
+{
+	struct tinfo t = tensor_fields(p, n, "tensor.b");
+	put32(p, t.type, ST_Q4_K);
+	put64(p, t.ne, 256);
+}
 static void c_misaligned(uint8_t *p, size_t n)
 {
 	size_t o = tensor_fields(p, n, "tensor.b").offset;
@@ -798,6 +811,8 @@ static const struct corruption corruptions[] = {
 	{ "dims past 2^50", 32, c_dims_bound, -EOVERFLOW, { "tensor 'tensor.b'", "[1099511627776, 1048576]" } },
 	{ "zero dim", 32, c_dim_zero, -EBADMSG, { "tensor 'tensor.b'", "dimension 1 is zero" } },
 	{ "row not whole blocks", 32, c_block, -EBADMSG, { "tensor 'tensor.b'", "not a whole number of q8_0 blocks" } },
+	{ "q4_K row of 32", 32, c_kblock, -EBADMSG, { "tensor 'tensor.b'", "row of 32 elements is not a whole number of q4_K blocks (256" } },
+	{ "q4_K blocks past EOF", 32, c_kcount, -EBADMSG, { "tensor 'tensor.b': data [offset", "size 288] extends past end of file" } },
 	{ "offset misaligned", 32, c_misaligned, -EBADMSG, { "tensor 'tensor.b'", "not a multiple of the alignment 32" } },
 	{ "data past EOF", 32, c_past_eof, -EBADMSG, { "tensor 'tensor.c': data [offset", "extends past end of file" } },
 	{ "offset near 2^64", 32, c_offset_huge, -EBADMSG, { "tensor 'tensor.c'", "extends past end of file" } },
@@ -982,6 +997,17 @@ static void test_writer_errors(void)
 	rc = gguf_writer_begin(w, nodir, &err);
 	tap_ok(rc == -ENOENT && strstr(err.msg, nodir), "begin in a missing directory: %s", err.msg);
 	gguf_writer_free(w);
+
+	/* a path that is not a regular file: refused, and left alone (a failed
+	 * write removes its output: /dev/null once went that way) */
+	w = gguf_writer_new(0);
+	gguf_writer_add_tensor(w, "t0", ST_F32, 2, ne);
+	rc = gguf_writer_begin(w, "/dev/null", &err);
+	gguf_writer_free(w);
+	struct stat devnull;
+	tap_ok(rc == -EINVAL && strstr(err.msg, "not a regular file") && stat("/dev/null", &devnull) == 0 &&
+		       S_ISCHR(devnull.st_mode),
+	       "begin on /dev/null: -EINVAL, and /dev/null stays a device: %s", err.msg);
 
 	/* a write error: a file size limit makes write(2) fail with EFBIG
 	 * (SIGXFSZ ignored), the way a full disk fails with ENOSPC */

@@ -142,7 +142,7 @@ fi
 # synth's --name), so only one direction is checked.
 if [ -x "$STRATA_MODEL" ]; then
 	covers strata-model.1 "$STRATA_MODEL"
-	for c in info tokenize generate synth; do
+	for c in info tokenize generate synth quantize; do
 		"$STRATA_MODEL" --help | grep -q "^ *$c " && grep -q "^\.B[IR]* $c\( \|$\)" "$(page strata-model.1)"
 		ok $? "strata-model.1 has an item for the command $c"
 	done

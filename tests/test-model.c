@@ -21,7 +21,7 @@ enum fault {
 	HEAD_KV_3,
 	Q_WRONG_SHAPE,
 	NO_FFN_UP,
-	DOWN_Q4_K,
+	DOWN_IQ2_XXS,
 	NORM_F16,
 	YARN,
 };
@@ -84,9 +84,9 @@ static int write_model(const char *path, enum fault fault)
 			ADD(name, ST_F32, E, F);
 		}
 		snprintf(name, sizeof name, "blk.%d.ffn_down.weight", l);
-		/* q4_k blocks hold 256 weights: make the row 256 wide for it */
-		if (fault == DOWN_Q4_K && l == 1)
-			ADD(name, ST_Q4_K, 256, E);
+		/* iq2_xxs blocks hold 256 weights: make the row 256 wide for it */
+		if (fault == DOWN_IQ2_XXS && l == 1)
+			ADD(name, ST_IQ2_XXS, 256, E);
 		else
 			ADD(name, ST_F32, F, E);
 	}
@@ -126,7 +126,7 @@ int main(void)
 		{ HEAD_KV_3, "3 kv heads for 4 heads", -EINVAL, { "head_count_kv", "divide" } },
 		{ Q_WRONG_SHAPE, "attn_q of the wrong shape", -EINVAL, { "blk.1.attn_q.weight", "shape" } },
 		{ NO_FFN_UP, "a layer without ffn_up", -ENOENT, { "blk.1.ffn_up.weight", "missing" } },
-		{ DOWN_Q4_K, "a q4_k matrix", -ENOTSUP, { "q4_k", "blk.1.ffn_down.weight" } },
+		{ DOWN_IQ2_XXS, "an iq2_xxs matrix", -ENOTSUP, { "iq2_xxs", "blk.1.ffn_down.weight" } },
 		{ NORM_F16, "an f16 norm vector", -ENOTSUP, { "blk.0.ffn_norm.weight", "f32" } },
 		{ YARN, "yarn rope scaling", -ENOTSUP, { "yarn", "not supported" } },
 	};

@@ -1,10 +1,15 @@
 /* test-quant.c: kernels/quant.h. The references against hand-computed
- * blocks (layout, ggml's rounding, special values) and the error each format
- * allows; then every SIMD set this CPU runs against the references, bit for
- * bit. Not here: dot products (test-dot.c). */
+ * blocks of every type (layout, ggml's rounding, special values), the error
+ * each format allows, and each type through quantize -> GGUF file -> read;
+ * then every SIMD set this CPU runs against the references, bit for bit
+ * (dequantization of every type, the dot products' activations). Not here:
+ * dot products (test-dot.c); equality with ggml itself
+ * (bench/ggml-compare.sh, which needs a llama.cpp build). */
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +18,29 @@
 #include "kernels/isa.h"
 #include "kernels/quant.h"
 #include "kernels/quant_ref.h"
+#include "gguf/gguf.h"
 #include "tests/tap.h"
 
 static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
 #define N_ISAS (sizeof isas / sizeof isas[0])
-/* Row lengths: one block, two, odd block counts, and model-sized rows. */
+/* Row lengths: one block, two, odd block counts, and model-sized rows; for
+ * the super-block types the same counts of 256. */
 static const int64_t lengths[] = { 32, 64, 96, 160, 480, 4096, 8192 + 32, 11008 };
+static const int64_t lengths256[] = { 256, 512, 768, 1280, 3840, 4096, 8192 + 256, 11008 };
 #define N_LENGTHS (sizeof lengths / sizeof lengths[0])
 #define MAX_N 11008
 
-static const uint32_t types[] = { ST_F32, ST_F16, ST_BF16, ST_Q8_0, ST_Q4_0 };
+static const uint32_t types[] = { ST_F32,  ST_F16,  ST_BF16,   ST_Q8_0, ST_Q4_0, ST_Q4_1, ST_Q5_0, ST_Q5_1,
+				  ST_IQ4_NL, ST_Q2_K, ST_Q3_K, ST_Q4_K, ST_Q5_K, ST_Q6_K, ST_IQ4_XS };
 #define N_TYPES (sizeof types / sizeof types[0])
+/* the activation formats of the dot products (quant_act_row) */
+static const uint32_t act_types[] = { ST_Q8_0, ST_Q8_1, ST_Q8_K };
+#define N_ACT_TYPES (sizeof act_types / sizeof act_types[0])
+
+static int64_t length_of(uint32_t type, size_t li)
+{
+	return st_type_info(type)->block_elems == QK_K ? lengths256[li] : lengths[li];
+}
 
 /* ---- helpers ---- */
 
@@ -190,11 +207,14 @@ static void test_special_blocks(void)
 	}
 
 	/* Contract errors. */
-	tap_is_int(quant_quantize_row(ST_Q4_K, x, q8, 32), -ENOTSUP, "quantize q4_k: -ENOTSUP");
-	tap_is_int(quant_dequantize_row(ST_Q5_0, q8, y, 32), -ENOTSUP, "dequantize q5_0: -ENOTSUP");
+	tap_is_int(quant_quantize_row(ST_IQ2_XXS, x, q8, 256), -ENOTSUP, "quantize iq2_xxs: -ENOTSUP");
+	tap_is_int(quant_dequantize_row(ST_TQ1_0, q8, y, 256), -ENOTSUP, "dequantize tq1_0: -ENOTSUP");
 	tap_is_int(quant_dequantize_row(77, q8, y, 32), -ENOTSUP, "dequantize unknown type: -ENOTSUP");
 	tap_is_int(quant_quantize_row(ST_Q8_0, x, q8, 33), -EINVAL, "quantize q8_0 of 33: -EINVAL");
 	tap_is_int(quant_dequantize_row_ref(ST_Q4_0, q4, y, 48), -EINVAL, "dequantize q4_0 of 48: -EINVAL");
+	tap_is_int(quant_dequantize_row(ST_Q4_K, q8, y, 32), -EINVAL, "dequantize q4_K of 32 (not 256): -EINVAL");
+	tap_is_int(quant_quantize_row(ST_Q6_K, x, q8, 32), -EINVAL, "quantize q6_K of 32: -EINVAL");
+	tap_is_int(quant_act_row(ST_Q8_K, x, q8, 32), -EINVAL, "q8_K activations of 32: -EINVAL");
 }
 
 /* quantize -> dequantize stays within what the format allows, per element.
@@ -319,6 +339,247 @@ static void test_error_bounds(void)
 	free(x);
 }
 
+/* ---- hand-checked blocks of the other types: bytes set by hand, every
+ * expected value worked out from the format (not from the code under test),
+ * all exactly representable, so the reference and the SIMD set in use must
+ * produce them bit for bit ---- */
+
+/* Compare n dequantized values of `blk` (reference and fast) with want. */
+static void check_hand(uint32_t type, const void *blk, const float *want, int64_t n, const char *what)
+{
+	float *y = tap_xmalloc((size_t)n * sizeof *y), *z = tap_xmalloc((size_t)n * sizeof *z);
+	const int rc = quant_dequantize_row_ref(type, blk, y, n) | quant_dequantize_row(type, blk, z, n);
+	const int64_t bad = rc ? n : count_bit_diffs(y, want, n) + count_bit_diffs(z, want, n);
+	if (!tap_ok(bad == 0, "%s hand block: %s", st_type_name(type), what)) {
+		for (int64_t i = 0; i < n; i++)
+			if (f32_bits(y[i]) != f32_bits(want[i]) || f32_bits(z[i]) != f32_bits(want[i])) {
+				tap_diag("first difference at %lld: ref %g, fast %g, want %g", (long long)i, y[i],
+					 z[i], want[i]);
+				break;
+			}
+	}
+	free(z);
+	free(y);
+}
+
+static void test_hand_blocks_more(void)
+{
+	float want[QK_K];
+
+	/* Q4_1: d = 0.5, m = -2; byte j = j | (15-j) << 4: weight j = j/2 - 2,
+	 * weight j+16 = (15-j)/2 - 2. */
+	struct block_q4_1 q41 = { .d = 0x3800, .m = 0xc000 };
+	for (int j = 0; j < 16; j++) {
+		q41.qs[j] = (uint8_t)(j | (15 - j) << 4);
+		want[j] = (float)j * 0.5f - 2;
+		want[j + 16] = (float)(15 - j) * 0.5f - 2;
+	}
+	check_hand(ST_Q4_1, &q41, want, 32, "w = q d + m, low nibbles first");
+
+	/* Q5_0: d = 1; qh = 0xaaaaaaaa sets the fifth bit of the odd weights:
+	 * weight j = (nibble | 16 [j odd]) - 16. */
+	struct block_q5_0 q50 = { .d = 0x3c00, .qh = { 0xaa, 0xaa, 0xaa, 0xaa } };
+	for (int j = 0; j < 16; j++) {
+		q50.qs[j] = (uint8_t)(j | (15 - j) << 4);
+		want[j] = (float)(j + (j % 2 ? 16 : 0) - 16);
+		want[j + 16] = (float)(15 - j + (j % 2 ? 16 : 0) - 16); /* bit j+16: odd too */
+	}
+	check_hand(ST_Q5_0, &q50, want, 32, "w = d (q - 16), fifth bit of weight j at bit j of qh");
+
+	/* Q5_1: d = 0.25, m = 1, qh = 0x0000ffff: weights 0..15 get +16. */
+	struct block_q5_1 q51 = { .d = 0x3400, .m = 0x3c00, .qh = { 0xff, 0xff, 0, 0 } };
+	for (int j = 0; j < 16; j++) {
+		q51.qs[j] = (uint8_t)(j | (15 - j) << 4);
+		want[j] = (float)(j + 16) * 0.25f + 1;
+		want[j + 16] = (float)(15 - j) * 0.25f + 1;
+	}
+	check_hand(ST_Q5_1, &q51, want, 32, "w = q d + m with the fifth bits");
+
+	/* IQ4_NL: d = 2; weight j = 2 * value[j], weight j+16 = 2 * value[15-j]
+	 * with ggml's table -127 -104 -83 -65 -49 -35 -22 -10 1 13 25 38 53 69 89 113. */
+	static const int8_t table[16] = { -127, -104, -83, -65, -49, -35, -22, -10,
+					  1,    13,	 25,  38,  53,	69,  89,  113 };
+	struct block_iq4_nl nl = { .d = 0x4000 };
+	for (int j = 0; j < 16; j++) {
+		nl.qs[j] = (uint8_t)(j | (15 - j) << 4);
+		want[j] = 2.0f * (float)table[j];
+		want[j + 16] = 2.0f * (float)table[15 - j];
+	}
+	check_hand(ST_IQ4_NL, &nl, want, 32, "w = d * table[q]");
+
+	/* Q2_K: d = 1, dmin = 0.5; sub-block s (16 weights) has scale s and
+	 * minimum 15 - s; every qs byte 0xe4 = quants 0,1,2,3 at bits 0,2,4,6:
+	 * weight 128g + 32k + l has q = k, so w = s k - (15 - s)/2. */
+	struct block_q2_K q2 = { .d = 0x3c00, .dmin = 0x3800 };
+	for (int s = 0; s < 16; s++)
+		q2.scales[s] = (uint8_t)(s | (15 - s) << 4);
+	memset(q2.qs, 0xe4, sizeof q2.qs);
+	for (int i = 0; i < QK_K; i++) {
+		const int s = i / 16, k = (i % 128) / 32;
+		want[i] = (float)(s * k) - (float)(15 - s) * 0.5f;
+	}
+	check_hand(ST_Q2_K, &q2, want, QK_K, "w = d sc q - dmin m, 2-bit quants 32 weights apart");
+
+	/* Q3_K: d = 1; every 6-bit scale 33 (sc - 32 = 1: nibbles 1, top bits 2)
+	 * except sub-block 5 with 35 (= 3: byte 5's low nibble 3); quants as
+	 * Q2_K's (q = k) with every high bit set (no -4), except hmask[3] bit 0
+	 * clear: weight 3 is 0 - 4. */
+	struct block_q3_K q3 = { .d = 0x3c00 };
+	memset(q3.scales, 0x11, 8);
+	memset(q3.scales + 8, 0xaa, 4);
+	q3.scales[5] = 0x13;
+	memset(q3.qs, 0xe4, sizeof q3.qs);
+	memset(q3.hmask, 0xff, sizeof q3.hmask);
+	q3.hmask[3] = 0xfe;
+	for (int i = 0; i < QK_K; i++)
+		want[i] = (float)((i / 16 == 5 ? 3 : 1) * ((i % 128) / 32));
+	want[3] = -4;
+	check_hand(ST_Q3_K, &q3, want, QK_K, "w = d (sc - 32) q, the packed scales, hmask's missing -4");
+
+	/* Q4_K: d = 1, dmin = 1; scales 1..7 and 40 (sub-block 7: low nibble 8
+	 * in byte 11, top bits 2 in byte 3's bits 6-7), minimums 0..7:
+	 * bytes 1 2 3 4|0x80, 0 1 2 3, 0x45 0x56 0x67 0x78. qs byte l of group j
+	 * = (l & 15) | (15 - (l & 15)) << 4: weight 64j + l (l < 32) has q = l & 15
+	 * in sub-block 2j, weight 64j + 32 + l has q = 15 - (l & 15) in 2j + 1. */
+	static const uint8_t k4_scales[12] = { 1, 2, 3, 4 | 0x80, 0, 1, 2, 3, 0x45, 0x56, 0x67, 0x78 };
+	static const int k4_sc[8] = { 1, 2, 3, 4, 5, 6, 7, 40 }, k4_m[8] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+	struct block_q4_K q4 = { .d = 0x3c00, .dmin = 0x3c00 };
+	memcpy(q4.scales, k4_scales, 12);
+	for (int j = 0; j < 4; j++)
+		for (int l = 0; l < 32; l++)
+			q4.qs[32 * j + l] = (uint8_t)((l & 15) | (15 - (l & 15)) << 4);
+	for (int i = 0; i < QK_K; i++) {
+		const int sub = i / 32, l = i % 32, q = sub % 2 ? 15 - (l & 15) : l & 15;
+		want[i] = (float)(k4_sc[sub] * q - k4_m[sub]);
+	}
+	check_hand(ST_Q4_K, &q4, want, QK_K, "w = d sc q - dmin m, 6-bit scales and minimums packed");
+
+	/* Q5_K: Q4_K's head and quants, qh bytes 0x55: the even sub-blocks
+	 * (bits 0, 2, 4, 6) get their fifth bit, q + 16. */
+	struct block_q5_K q5 = { .d = 0x3c00, .dmin = 0x3c00 };
+	memcpy(q5.scales, k4_scales, 12);
+	memcpy(q5.qs, q4.qs, sizeof q5.qs);
+	memset(q5.qh, 0x55, sizeof q5.qh);
+	for (int i = 0; i < QK_K; i++) {
+		const int sub = i / 32, l = i % 32, q = sub % 2 ? 15 - (l & 15) : (l & 15) + 16;
+		want[i] = (float)(k4_sc[sub] * q - k4_m[sub]);
+	}
+	check_hand(ST_Q5_K, &q5, want, QK_K, "Q4_K plus the fifth bit of sub-block j at bit j of qh");
+
+	/* Q6_K: d = 0.5, scales[s] = s - 8; ql bytes 0x21, qh bytes 0xe4: in a
+	 * group of 128, weights 0..31 are 1 | 0 << 4, 32..63 1 | 1 << 4,
+	 * 64..95 2 | 2 << 4, 96..127 2 | 3 << 4, minus 32: -31, -15, 2, 18. */
+	struct block_q6_K q6 = { .d = 0x3800 };
+	memset(q6.ql, 0x21, sizeof q6.ql);
+	memset(q6.qh, 0xe4, sizeof q6.qh);
+	for (int s = 0; s < 16; s++)
+		q6.scales[s] = (int8_t)(s - 8);
+	static const int q6_v[4] = { -31, -15, 2, 18 };
+	for (int i = 0; i < QK_K; i++)
+		want[i] = 0.5f * (float)(i / 16 - 8) * (float)q6_v[(i % 128) / 32]; /* 0 * -31 is -0 */
+	check_hand(ST_Q6_K, &q6, want, QK_K, "w = d sc (q - 32), 4 low bits in ql, 2 high in qh");
+
+	/* IQ4_XS: d = 1, sub-block ib's 6-bit scale 29 + ib (ls - 32 = ib - 3):
+	 * low nibbles 13 14 15 0 1 2 3 4 -> scales_l = 0xed 0x0f 0x21 0x43,
+	 * top bits 1 1 1 2 2 2 2 2 -> scales_h = 0xaa95; the indexes as IQ4_NL's. */
+	struct block_iq4_xs xs = { .d = 0x3c00, .scales_h = 0xaa95, .scales_l = { 0xed, 0x0f, 0x21, 0x43 } };
+	for (int ib = 0; ib < 8; ib++)
+		for (int j = 0; j < 16; j++) {
+			xs.qs[16 * ib + j] = (uint8_t)(j | (15 - j) << 4);
+			want[32 * ib + j] = (float)(ib - 3) * (float)table[j]; /* 0 * -127 is -0 */
+			want[32 * ib + 16 + j] = (float)(ib - 3) * (float)table[15 - j];
+		}
+	check_hand(ST_IQ4_XS, &xs, want, QK_K, "w = d (ls - 32) table[q], scales packed low/high");
+
+	/* Q8_K (activations): the largest |x| maps to -127 * sign, d = max/-127
+	 * (the signed max), bsums are the 16-sums. */
+	float x[QK_K];
+	struct block_q8_K q8k;
+	for (int i = 0; i < QK_K; i++)
+		x[i] = (float)(i % 7) - 3; /* -3..3 */
+	x[100] = -127;
+	quant_act_row_ref(ST_Q8_K, x, &q8k, QK_K);
+	int ok = q8k.d == 1.0f && q8k.qs[100] == -127 && q8k.qs[1] == -2 && q8k.bsums[0] == 0 - 3 - 2 - 1 + 0 + 1 + 2 + 3 - 3 - 2 - 1 + 0 + 1 + 2 + 3 - 3 - 2;
+	tap_ok(ok, "q8_K hand block: d = max/-127 = 1 (max -127), q = x, bsums[0] = -5 (d %g, bsums %d)",
+	       (double)q8k.d, q8k.bsums[0]);
+}
+
+/* ---- quantize -> write -> read, and the error each type makes ---- */
+
+/* Relative RMS error |x - dequant(quant(x))| / |x| on Gaussian-like rows,
+ * ceilings at about 1.25x what the quantizers give here (deterministic data):
+ * these are properties of the formats, and catch a quantizer gone wrong. */
+static const struct {
+	uint32_t type;
+	double max_rel_rms;
+} rt_types[] = {
+	{ ST_F16, 2.5e-4 }, { ST_BF16, 2.2e-3 }, { ST_Q8_0, 0.0087 }, { ST_Q4_0, 0.135 },
+	{ ST_Q4_1, 0.107 },  { ST_Q5_0, 0.07 },	  { ST_Q5_1, 0.053 },  { ST_IQ4_NL, 0.11 },
+	{ ST_Q2_K, 0.39 },   { ST_Q3_K, 0.22 },	  { ST_Q4_K, 0.10 },   { ST_Q5_K, 0.051 },
+	{ ST_Q6_K, 0.027 },  { ST_IQ4_XS, 0.112 },
+};
+
+static void test_roundtrip(void)
+{
+	const int64_t n = 1024, rows = 8;
+	float *x = tap_xmalloc((size_t)(n * rows) * sizeof *x), *y = tap_xmalloc((size_t)(n * rows) * sizeof *y);
+	float *z = tap_xmalloc((size_t)(n * rows) * sizeof *z);
+	uint8_t *q = tap_xmalloc((size_t)(n * rows) * sizeof(float));
+	char path[4096];
+	snprintf(path, sizeof path, "%s/roundtrip.gguf", tap_tmpdir());
+	/* sums of 4 uniforms: near-Gaussian, with the occasional large value */
+	for (int64_t i = 0; i < n * rows; i++)
+		x[i] = (rnd_unit() + rnd_unit() + rnd_unit() + rnd_unit()) * 0.02f * (tap_rand() % 100 == 0 ? 5 : 1);
+
+	for (size_t k = 0; k < sizeof rt_types / sizeof rt_types[0]; k++) {
+		const uint32_t t = rt_types[k].type;
+		const size_t rb = st_row_bytes(t, (uint64_t)n);
+		for (int64_t r = 0; r < rows; r++)
+			quant_quantize_row(t, x + r * n, q + r * rb, n);
+		for (int64_t r = 0; r < rows; r++)
+			quant_dequantize_row_ref(t, q + r * rb, y + r * n, n);
+		double e2 = 0, x2 = 0;
+		for (int64_t i = 0; i < n * rows; i++) {
+			e2 += ((double)x[i] - y[i]) * ((double)x[i] - y[i]);
+			x2 += (double)x[i] * x[i];
+		}
+		const double rel = sqrt(e2 / x2);
+		tap_ok(rel <= rt_types[k].max_rel_rms, "%s: quantize -> dequantize, relative RMS error %.4f <= %g",
+		       st_type_name(t), rel, rt_types[k].max_rel_rms);
+
+		/* through a file: the reader sees the very bytes, a tensor of the type */
+		struct st_err err = { "" };
+		struct gguf_writer *w = gguf_writer_new(0);
+		const uint64_t ne[2] = { (uint64_t)n, (uint64_t)rows };
+		int rc = gguf_writer_add_str(w, "general.architecture", "llama");
+		if (rc == 0)
+			rc = gguf_writer_add_tensor(w, "blk.0.ffn_up.weight", t, 2, ne);
+		if (rc >= 0)
+			rc = gguf_writer_begin(w, path, &err);
+		if (rc >= 0)
+			rc = gguf_writer_write(w, q, rb * (size_t)rows, &err);
+		if (rc >= 0)
+			rc = gguf_writer_finish(w, &err);
+		gguf_writer_free(w);
+		struct gguf *g = NULL;
+		if (rc >= 0)
+			rc = gguf_open(path, &g, &err);
+		const struct gguf_tensor *tt = g ? gguf_find_tensor(g, "blk.0.ffn_up.weight") : NULL;
+		int ok = rc >= 0 && tt && tt->type == t && tt->size == rb * (size_t)rows &&
+			 memcmp(tt->data, q, tt->size) == 0;
+		for (int64_t r = 0; ok && r < rows; r++)
+			ok = quant_dequantize_row(t, (const uint8_t *)tt->data + r * rb, z + r * n, n) == 0;
+		ok = ok && count_bit_diffs(y, z, n * rows) == 0;
+		if (!tap_ok(ok, "%s: quantize -> write -> read gives the same bytes and values", st_type_name(t)))
+			tap_diag("%s", err.msg);
+		gguf_close(g);
+	}
+	free(q);
+	free(z);
+	free(y);
+	free(x);
+}
+
 /* ---- each SIMD set against the references, bit for bit ---- */
 
 /* Random raw rows of each type (any bytes a file may hold, finite scales
@@ -329,13 +590,24 @@ static void fill_raw(uint32_t type, void *dst, int64_t n)
 	const size_t bytes = st_row_bytes(type, (uint64_t)n);
 	for (size_t i = 0; i < bytes; i++)
 		p[i] = (uint8_t)tap_rand();
-	if (type == ST_Q8_0 || type == ST_Q4_0) {
+	/* the f16 scales (d, and m or dmin where the type has one) */
+	size_t offs[2] = { 0, SIZE_MAX };
+	switch (type) {
+	case ST_Q4_1: case ST_Q5_1: case ST_Q4_K: case ST_Q5_K: offs[1] = 2; break;
+	case ST_Q2_K: offs[0] = offsetof(struct block_q2_K, d); offs[1] = offsetof(struct block_q2_K, dmin); break;
+	case ST_Q3_K: offs[0] = offsetof(struct block_q3_K, d); break;
+	case ST_Q6_K: offs[0] = offsetof(struct block_q6_K, d); break;
+	default: break;
+	}
+	if (st_type_info(type)->block_elems > 1) {
 		const size_t bb = st_type_info(type)->block_bytes;
 		for (size_t b = 0; b < bytes / bb; b++) {
-			uint16_t d = st_f32_to_fp16(rnd_unit() * 4);
-			if (tap_rand() % 50 == 0)
-				d = (tap_rand() % 2) ? 0x7c00 : 0x7e01;
-			memcpy(p + b * bb, &d, sizeof d);
+			for (int k = 0; k < 2 && offs[k] != SIZE_MAX; k++) {
+				uint16_t d = st_f32_to_fp16(rnd_unit() * 4);
+				if (tap_rand() % 50 == 0)
+					d = (tap_rand() % 2) ? 0x7c00 : 0x7e01;
+				memcpy(p + b * bb + offs[k], &d, sizeof d);
+			}
 		}
 	}
 }
@@ -367,7 +639,7 @@ static void test_isa(const char *isa)
 		int64_t diffs = 0;
 		for (size_t li = 0; li < N_LENGTHS; li++) {
 			/* float types also get a ragged tail (any n is a row) */
-			const int64_t n = lengths[li] + (st_type_info(t)->block_elems == 1 ? 7 : 0);
+			const int64_t n = length_of(t, li) + (st_type_info(t)->block_elems == 1 ? 7 : 0);
 			fill_raw(t, raw, n);
 			if (quant_dequantize_row_ref(t, raw, y_ref, n) != 0 ||
 			    quant_dequantize_row(t, raw, y, n) != 0)
@@ -377,18 +649,19 @@ static void test_isa(const char *isa)
 		tap_is_int(diffs, 0, "%s: dequantize %s = reference, bit for bit", isa, st_type_name(t));
 	}
 
-	/* Quantize: random rows, then rows of special cases: exact ties (amax
-	 * 127 makes x*id = x), NaN, infinities, zeros, tiny and huge values. */
-	for (size_t ti = 0; ti < N_TYPES; ti++) {
-		const uint32_t t = types[ti];
+	/* Activations: random rows, then rows of special cases: exact ties
+	 * (amax 127 makes x*id = x), NaN, infinities, zeros, tiny and huge
+	 * values. */
+	for (size_t ti = 0; ti < N_ACT_TYPES; ti++) {
+		const uint32_t t = act_types[ti];
 		int64_t diffs = 0;
 		for (size_t li = 0; li < N_LENGTHS + 1; li++) {
-			const int64_t n = li < N_LENGTHS ? lengths[li] : 4096;
+			const int64_t n = li < N_LENGTHS ? length_of(t, li) : 4096;
 			fill_random(x, n);
 			if (li == N_LENGTHS) {
 				for (int64_t b = 0; b < n / 32; b++) {
 					float *xb = x + b * 32;
-					switch (b % 8) {
+					switch (b % 9) {
 					case 0: /* ties at every half */
 						for (int j = 0; j < 32; j++)
 							xb[j] = (float)((int)(tap_rand() % 255) - 127) + 0.5f;
@@ -411,6 +684,10 @@ static void test_isa(const char *isa)
 						for (int j = 0; j < 32; j++)
 							xb[j] = (tap_rand() % 2 ? 1 : -1) * FLT_MAX * fabsf(rnd_unit());
 						break;
+					case 6: /* 127/amax overflows */
+						for (int j = 0; j < 32; j++)
+							xb[j] = 1e-44f * (float)(j % 3);
+						break;
 					default:
 						break;
 					}
@@ -419,11 +696,11 @@ static void test_isa(const char *isa)
 			const size_t bytes = st_row_bytes(t, (uint64_t)n);
 			memset(q_ref, 0xa5, bytes);
 			memset(q, 0x5a, bytes);
-			if (quant_quantize_row_ref(t, x, q_ref, n) != 0 || quant_quantize_row(t, x, q, n) != 0 ||
+			if (quant_act_row_ref(t, x, q_ref, n) != 0 || quant_act_row(t, x, q, n) != 0 ||
 			    memcmp(q_ref, q, bytes) != 0)
 				diffs++;
 		}
-		tap_is_int(diffs, 0, "%s: quantize %s = reference, bit for bit (incl. ties, NaN, inf, 0)", isa,
+		tap_is_int(diffs, 0, "%s: %s activations = reference, bit for bit (incl. ties, NaN, inf, 0)", isa,
 			   st_type_name(t));
 	}
 
@@ -441,6 +718,8 @@ int main(void)
 	test_hand_blocks();
 	test_special_blocks();
 	test_error_bounds();
+	test_hand_blocks_more();
+	test_roundtrip();
 	for (size_t i = 0; i < N_ISAS; i++) {
 		int rc = isa_force(isas[i]);
 		if (rc == -ENOTSUP) {

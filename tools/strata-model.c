@@ -1,6 +1,6 @@
 /* strata-model: offline tools over GGUF models, used by people, tests and
- * benchmarks: info, tokenize, generate, synth. It links the engine directly
- * (no daemon). */
+ * benchmarks: info, tokenize, generate, synth, quantize. It links the engine
+ * directly (no daemon). */
 #include "config.h"
 
 #include <errno.h>
@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/parse.h"
@@ -20,6 +21,8 @@
 #include "gguf/gguf.h"
 #include "kernels/types.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/quantize.h"
+#include "tools/recipe.h"
 #include "tools/synth.h"
 
 #define EXIT_USAGE 2
@@ -28,7 +31,8 @@
  * and, on a usage error, to stderr. */
 static const char usage_info[] =
 	"usage: strata-model info FILE\n"
-	"  architecture, hyperparameters, tokenizer, tensor types and per-layer sizes\n";
+	"  architecture, hyperparameters, tokenizer, the mix of tensor types and per-layer\n"
+	"  sizes; a file strata cannot run is still described, with what it cannot run\n";
 static const char usage_tokenize[] =
 	"usage: strata-model tokenize [--bos] [--special] FILE TEXT\n"
 	"  token ids of TEXT; works on vocabulary-only files\n"
@@ -56,13 +60,31 @@ static const char usage_synth[] =
 	"usage: strata-model synth OUT.gguf --n-embd E --n-layer L --n-head H [--n-head-kv K]\n"
 	"                          --n-ff F --type T --vocab VOCAB.gguf|builtin [OPTIONS]\n"
 	"  a random-weight llama model of that shape\n"
-	"  --type T               f32, f16, bf16, q8_0, q4_0 (the matrices; norms are f32)\n"
+	"  --type T               the matrices' type (norms are f32): every matrix in T for a\n"
+	"                         type (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl q2_K q3_K\n"
+	"                         q4_K q5_K q6_K iq4_xs), or a type per matrix by llama-quantize's\n"
+	"                         recipe for a mixture (Q4_K_M Q4_K_S Q5_K_M Q5_K_S Q3_K_S Q3_K_M\n"
+	"                         Q3_K_L: the quantize schemes that are not type names)\n"
 	"  --vocab V              copy the tokenizer of V, or 'builtin' (512 tokens)\n"
 	"  --n-vocab N            pad the vocabulary to N tokens with unused ones\n"
 	"  --tie                  no output.weight: the head reuses token_embd\n"
 	"  --seed S               the weights' seed (default 1)\n"
 	"  --ctx N                the training context to record\n"
 	"  --name NAME            general.name\n";
+static const char usage_quantize[] =
+	"usage: strata-model quantize [OPTIONS] IN.gguf OUT.gguf TYPE\n"
+	"  rewrite a model with its matrices quantized as llama.cpp's llama-quantize does:\n"
+	"  the same per-tensor recipe (output.weight in q6_K, more bits for some layers'\n"
+	"  attn_v and ffn_down, fallback types for rows that are not whole blocks) and the\n"
+	"  same quantizers (no importance matrix), one tensor at a time in bounded memory\n"
+	"  TYPE: Q4_K_M Q4_K_S Q5_K_M Q5_K_S Q3_K_S Q3_K_M Q3_K_L Q2_K Q6_K IQ4_XS IQ4_NL\n"
+	"        Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 F16 BF16 F32 (Q4_K, Q5_K, Q3_K: the _M ones)\n"
+	"  --pure                 every matrix in TYPE, no recipe (TYPE may then be any\n"
+	"                         type strata runs: q4_K, q6_K, iq4_xs, ...)\n"
+	"  -t, --threads N        quantizing threads (default: every CPU)\n"
+	"  --quiet                no progress line, warnings or summary\n"
+	"  IN: f32, f16 or bf16 matrices; quantized ones (q8_0, ...) are requantized, with a\n"
+	"  warning. general.file_type is set as llama.cpp numbers it.\n";
 
 static void usage(FILE *f)
 {
@@ -74,8 +96,15 @@ static void usage(FILE *f)
 		"                                control tokens); works on vocab-only files\n"
 		"  generate FILE --prompt TEXT   generate text offline through the engine\n"
 		"  synth OUT.gguf --n-embd E --n-layer L --n-head H --n-head-kv K --n-ff F\n"
-		"      --type f32|f16|bf16|q8_0|q4_0 --vocab VOCAB.gguf [--n-vocab N] [--tie] [--seed S]\n"
-		"      [--ctx N]                 a random-weight llama model of that shape\n"
+		"      --type TYPE --vocab VOCAB.gguf [--n-vocab N] [--tie] [--seed S] [--ctx N]\n"
+		"                                a random-weight llama model of that shape; TYPE a\n"
+		"                                type (f32 f16 bf16 q8_0 q4_0 q4_1 q5_0 q5_1 iq4_nl\n"
+		"                                q2_K q3_K q4_K q5_K q6_K iq4_xs) or a mixture (Q4_K_M\n"
+		"                                Q4_K_S Q5_K_M Q5_K_S Q3_K_S Q3_K_M Q3_K_L)\n"
+		"  quantize [--pure] IN.gguf OUT.gguf TYPE\n"
+		"                                quantize a model as llama-quantize does: TYPE one of\n"
+		"                                Q4_K_M Q4_K_S Q5_K_M Q5_K_S Q3_K_S Q3_K_M Q3_K_L Q2_K\n"
+		"                                Q6_K IQ4_XS IQ4_NL Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 F16 BF16\n"
 		"\n"
 		"strata-model %s\n",
 		PACKAGE_VERSION);
@@ -127,6 +156,47 @@ static void print_str(struct gguf_str s)
 	fwrite(s.ptr, 1, s.len, stdout);
 }
 
+/* "types:" the tensors by type, largest total first, marking the types
+ * strata does not run. */
+static void print_type_mix(const struct gguf *g)
+{
+	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
+	uint32_t count[ST_TYPE_COUNT] = { 0 };
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		bytes[t->type] += t->size;
+		count[t->type]++;
+	}
+	printf("types:        ");
+	for (bool first = true;; first = false) {
+		int best = -1;
+		for (int t = 0; t < ST_TYPE_COUNT; t++)
+			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
+				best = t;
+		if (best < 0)
+			break;
+		printf("%s %s %u tensor%s (%.1f MiB)%s", first ? "" : ",", st_type_name((uint32_t)best), count[best],
+		       count[best] == 1 ? "" : "s", (double)bytes[best] / (1 << 20),
+		       st_type_info((uint32_t)best)->supported ? "" : " [strata does not run it]");
+		count[best] = 0;
+	}
+	printf("\n");
+}
+
+/* Every tensor: name, type, shape; for a file that is not a model strata reads. */
+static void print_tensors(const struct gguf *g)
+{
+	printf("tensors:\n");
+	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
+		const struct gguf_tensor *t = gguf_tensor_at(g, i);
+		printf("  %-40.*s %-8s [", (int)(t->name.len < 64 ? t->name.len : 64), t->name.ptr,
+		       st_type_name(t->type));
+		for (uint32_t d = 0; d < t->n_dims; d++)
+			printf(d ? ", %" PRIu64 : "%" PRIu64, t->ne[d]);
+		printf("]%s\n", st_type_info(t->type)->supported ? "" : "  cannot run");
+	}
+}
+
 static int cmd_info(int argc, char **argv)
 {
 	struct st_err err = { "" };
@@ -172,11 +242,19 @@ static int cmd_info(int argc, char **argv)
 		printf("tensors:       none (a vocabulary-only file)\n");
 		goto out;
 	}
-	if (model_open(argv[1], &m, &err) < 0) {
-		fprintf(stderr, "strata-model: %s\n", err.msg);
+	print_type_mix(g);
+	if (model_open_any(argv[1], &m, &err) < 0) {
+		/* not a model strata reads (shapes, keys): the tensors, as they are */
+		printf("runs:          no: %s\n", err.msg);
+		print_tensors(g);
 		rc = 1;
 		goto out;
 	}
+	if (m->n_unsupported)
+		printf("runs:          no: %u tensors of types strata does not run; the first: %s\n",
+		       m->n_unsupported, m->unsupported);
+	else
+		printf("runs:          yes\n");
 	const struct model_hparams *hp = &m->hp;
 	printf("layers:        %u\n", hp->n_layer);
 	printf("embedding:     %u\n", hp->n_embd);
@@ -197,6 +275,8 @@ static int cmd_info(int argc, char **argv)
 		printf("output.weight: %s, %" PRIu64 " bytes\n", st_type_name(m->output.type),
 		       m->output.size);
 	printf("per layer:\n");
+	/* rc 1 for a file strata cannot run: described, but not usable */
+	rc = m->n_unsupported ? 1 : 0;
 	for (uint32_t l = 0; l < hp->n_layer; l++) {
 		const struct model_layer *ly = &m->layers[l];
 		printf("  layer %3u: %12" PRIu64 " bytes  (q %s, k %s, v %s, o %s, gate %s, up %s, down %s)\n",
@@ -523,6 +603,7 @@ static int cmd_synth(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	struct synth_params p = { .type = ST_F32, .seed = 1 };
+	struct recipe_scheme mix;
 	uint32_t seed32 = 1;
 	int c;
 	if (wants_help(argc, argv)) {
@@ -547,12 +628,18 @@ static int cmd_synth(int argc, char **argv)
 		}
 		case O_SEED: rc = arg_u32("--seed", optarg, &seed32); p.seed = seed32; break;
 		case O_TYPE: {
+			/* a type strata runs: every matrix in it; else a mixture */
 			enum st_type t;
-			if (st_type_parse(optarg, &t) < 0) {
-				fprintf(stderr, "strata-model: --type: unknown type '%s'\n", optarg);
+			if (st_type_parse(optarg, &t) == 0 && st_type_info(t)->supported) {
+				p.type = t;
+				p.mix = NULL;
+			} else if (recipe_scheme_parse(optarg, false, &mix) == 0) {
+				p.mix = &mix;
+			} else {
+				fprintf(stderr, "strata-model: --type: '%s' is neither a type strata runs (%s) nor a "
+					"mixture (%s)\n", optarg, st_supported_list(), recipe_scheme_names());
 				rc = -EINVAL;
 			}
-			p.type = t;
 			break;
 		}
 		case O_VOCAB: p.vocab_path = optarg; break;
@@ -571,6 +658,78 @@ static int cmd_synth(int argc, char **argv)
 	if (synth_write(argv[optind], &p, &err) < 0) {
 		fprintf(stderr, "strata-model: %s\n", err.msg);
 		return 1;
+	}
+	return 0;
+}
+
+/* ---- quantize ---- */
+
+static int cmd_quantize(int argc, char **argv)
+{
+	enum { O_PURE = 256, O_QUIET };
+	static const struct option opts[] = {
+		{ "pure", no_argument, NULL, O_PURE },
+		{ "quiet", no_argument, NULL, O_QUIET },
+		{ "threads", required_argument, NULL, 't' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct quantize_params p = { 0 };
+	bool pure = false;
+	uint32_t threads = 0;
+	int c;
+	if (wants_help(argc, argv)) {
+		fputs(usage_quantize, stdout);
+		return 0;
+	}
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "t:", opts, NULL)) != -1) {
+		switch (c) {
+		case O_PURE: pure = true; break;
+		case O_QUIET: p.quiet = true; break;
+		case 't':
+			if (arg_u32("--threads", optarg, &threads) < 0 || threads == 0 || threads > 1024)
+				return usage_error(usage_quantize, false);
+			break;
+		default: return usage_error(usage_quantize, false);
+		}
+	}
+	if (argc - optind != 3)
+		return usage_error(usage_quantize, false);
+	p.in_path = argv[optind];
+	p.out_path = argv[optind + 1];
+	if (recipe_scheme_parse(argv[optind + 2], pure, &p.scheme) < 0) {
+		fprintf(stderr, "strata-model: quantize: unknown TYPE '%s' (%s%s%s)\n", argv[optind + 2],
+			recipe_scheme_names(), pure ? "; with --pure also: " : "", pure ? st_supported_list() : "");
+		return EXIT_USAGE;
+	}
+	if (strcmp(p.in_path, p.out_path) == 0) {
+		fprintf(stderr, "strata-model: quantize: IN and OUT are the same file\n");
+		return EXIT_USAGE;
+	}
+	p.threads = (int)threads;
+	p.progress = !p.quiet && isatty(STDERR_FILENO);
+
+	struct st_err err = { "" };
+	struct quantize_stats st;
+	if (quantize_file(&p, &st, &err) < 0) {
+		fprintf(stderr, "strata-model: %s\n", err.msg);
+		return 1;
+	}
+	if (!p.quiet) {
+		fprintf(stderr, "strata-model: %s: %s, %" PRIu64 " tensors (", p.out_path, p.scheme.name,
+			st.n_tensors);
+		bool first = true;
+		for (uint32_t t = 0; t < ST_TYPE_COUNT; t++)
+			if (st.count[t]) {
+				fprintf(stderr, "%s%s %u", first ? "" : ", ", st_type_name(t), st.count[t]);
+				first = false;
+			}
+		fprintf(stderr, "), %.2f GiB -> %.2f GiB", (double)st.bytes_in / (1u << 30),
+			(double)st.bytes_out / (1u << 30));
+		if (st.n_fallback)
+			fprintf(stderr, "; %" PRIu64 " tensors took a fallback type (rows not whole blocks)",
+				st.n_fallback);
+		fprintf(stderr, "\n");
 	}
 	return 0;
 }
@@ -599,6 +758,8 @@ int main(int argc, char **argv)
 		return cmd_generate(argc - 1, argv + 1);
 	if (strcmp(cmd, "synth") == 0)
 		return cmd_synth(argc - 1, argv + 1);
+	if (strcmp(cmd, "quantize") == 0)
+		return cmd_quantize(argc - 1, argv + 1);
 	fprintf(stderr, "strata-model: unknown command '%s' (try --help)\n", cmd);
 	return EXIT_USAGE;
 }

@@ -1,7 +1,7 @@
 /* synth.c: see synth.h. Weight rows are generated directly in their stored
- * form (random quants with a fixed scale for Q8_0/Q4_0, random floats for the
- * float types) so a 40 GB model is written at disk speed, not at the speed
- * of quantizing. */
+ * form (random quants under fixed scales for the quantized types, random
+ * floats for the float types) so a 40 GB model is written at disk speed,
+ * not at the speed of quantizing. */
 #include "tools/synth.h"
 
 #include <errno.h>
@@ -20,50 +20,119 @@ static inline float rng_sym(struct rng *r, float a)
 	return a * ((float)(rng_next(r) >> 40) * (2.0f / 16777216.0f) - 1.0f);
 }
 
-/* One row of n weights of `type`, uniform in about [-a, a], into dst. */
+/* n random bytes */
+static void fill_bytes(uint8_t *p, size_t n, struct rng *r)
+{
+	size_t i = 0;
+	for (; i + 8 <= n; i += 8) {
+		uint64_t v = rng_next(r);
+		memcpy(p + i, &v, 8);
+	}
+	if (i < n) {
+		uint64_t v = rng_next(r);
+		memcpy(p + i, &v, n - i);
+	}
+}
+
+/* The 12 bytes of Q4_K/Q5_K scales with every scale and minimum 32. */
+static const uint8_t k4_scales_32[K_SCALE_SIZE] = { 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0xa0, 0, 0, 0, 0 };
+
+/* One row of n weights of `type`, uniform in about [-a, a], into dst: random
+ * quants under scales chosen so that the extreme quants reach about +-a. */
 static void fill_row(uint32_t type, void *dst, uint64_t n, float a, struct rng *r)
 {
+	const struct st_type_info *ti = st_type_info(type);
+	const uint64_t nb = n / ti->block_elems;
+	uint8_t *p = dst;
 	switch (type) {
 	case ST_F32:
 		for (uint64_t i = 0; i < n; i++)
 			((float *)dst)[i] = rng_sym(r, a);
-		break;
+		return;
 	case ST_F16:
 		for (uint64_t i = 0; i < n; i++)
 			((uint16_t *)dst)[i] = st_f32_to_fp16(rng_sym(r, a));
-		break;
+		return;
 	case ST_BF16:
 		for (uint64_t i = 0; i < n; i++)
 			((uint16_t *)dst)[i] = st_f32_to_bf16(rng_sym(r, a));
-		break;
+		return;
 	case ST_Q8_0: {
 		struct block_q8_0 *b = dst;
 		uint16_t d = st_f32_to_fp16(a / 127.0f);
-		for (uint64_t i = 0; i < n / QK8_0; i++) {
+		for (uint64_t i = 0; i < nb; i++) {
 			b[i].d = d;
-			for (int j = 0; j < QK8_0; j += 8) {
-				uint64_t bits = rng_next(r);
-				for (int k = 0; k < 8; k++) {
-					int8_t q = (int8_t)(bits >> (8 * k));
-					b[i].qs[j + k] = q == -128 ? -127 : q;
-				}
-			}
+			fill_bytes((uint8_t *)b[i].qs, QK8_0, r);
+			for (int j = 0; j < QK8_0; j++)
+				if (b[i].qs[j] == -128)
+					b[i].qs[j] = -127; /* ggml's quantizers never write -128 */
 		}
-		break;
-	}
-	case ST_Q4_0: {
-		struct block_q4_0 *b = dst;
-		uint16_t d = st_f32_to_fp16(a / 8.0f);
-		for (uint64_t i = 0; i < n / QK4_0; i++) {
-			b[i].d = d;
-			uint64_t lo = rng_next(r), hi = rng_next(r);
-			memcpy(b[i].qs, &lo, 8);
-			memcpy(b[i].qs + 8, &hi, 8);
-		}
-		break;
+		return;
 	}
 	default:
 		break;
+	}
+	/* the other types: random bytes, then the scales (w = d * (q - z) with
+	 * q's range and z its middle, or a minimum of -a) */
+	fill_bytes(p, nb * ti->block_bytes, r);
+	for (uint64_t i = 0; i < nb; i++) {
+		uint8_t *blk = p + i * ti->block_bytes;
+		switch (type) {
+		case ST_Q4_0: ((struct block_q4_0 *)blk)->d = st_f32_to_fp16(a / 8.0f); break;
+		case ST_Q4_1:
+			((struct block_q4_1 *)blk)->d = st_f32_to_fp16(2 * a / 15.0f);
+			((struct block_q4_1 *)blk)->m = st_f32_to_fp16(-a);
+			break;
+		case ST_Q5_0: ((struct block_q5_0 *)blk)->d = st_f32_to_fp16(a / 16.0f); break;
+		case ST_Q5_1:
+			((struct block_q5_1 *)blk)->d = st_f32_to_fp16(2 * a / 31.0f);
+			((struct block_q5_1 *)blk)->m = st_f32_to_fp16(-a);
+			break;
+		case ST_IQ4_NL: ((struct block_iq4_nl *)blk)->d = st_f32_to_fp16(a / 127.0f); break;
+		case ST_Q2_K: { /* scales 8, minimums 8: w = d (8 q - 12), q 0..3 */
+			struct block_q2_K *k = (struct block_q2_K *)blk;
+			memset(k->scales, 0x88, sizeof k->scales);
+			k->d = st_f32_to_fp16(a / 12.0f);
+			k->dmin = st_f32_to_fp16(1.5f * a / 12.0f);
+			break;
+		}
+		case ST_Q3_K: { /* scales 48 - 32 = 16: w = 16 d q, q -4..3 */
+			struct block_q3_K *k = (struct block_q3_K *)blk;
+			memset(k->scales, 0x00, 8);
+			memset(k->scales + 8, 0xff, 4);
+			k->d = st_f32_to_fp16(a / 64.0f);
+			break;
+		}
+		case ST_Q4_K: { /* scales and minimums 32: w = 32 d (q - 7.5) */
+			struct block_q4_K *k = (struct block_q4_K *)blk;
+			memcpy(k->scales, k4_scales_32, K_SCALE_SIZE);
+			k->d = st_f32_to_fp16(a / 240.0f);
+			k->dmin = st_f32_to_fp16(7.5f * a / 240.0f);
+			break;
+		}
+		case ST_Q5_K: { /* w = 32 d (q - 15.5) */
+			struct block_q5_K *k = (struct block_q5_K *)blk;
+			memcpy(k->scales, k4_scales_32, K_SCALE_SIZE);
+			k->d = st_f32_to_fp16(a / 496.0f);
+			k->dmin = st_f32_to_fp16(15.5f * a / 496.0f);
+			break;
+		}
+		case ST_Q6_K: { /* scales 16: w = 16 d (q - 32) */
+			struct block_q6_K *k = (struct block_q6_K *)blk;
+			memset(k->scales, 16, sizeof k->scales);
+			k->d = st_f32_to_fp16(a / 512.0f);
+			break;
+		}
+		case ST_IQ4_XS: { /* scales 48 - 32 = 16: w = 16 d value[q] */
+			struct block_iq4_xs *k = (struct block_iq4_xs *)blk;
+			k->scales_h = 0xffff;
+			memset(k->scales_l, 0, sizeof k->scales_l);
+			k->d = st_f32_to_fp16(a / (16.0f * 127.0f));
+			break;
+		}
+		default:
+			break;
+		}
 	}
 }
 
@@ -291,7 +360,15 @@ out:
 
 int synth_write(const char *out_path, const struct synth_params *p, struct st_err *err)
 {
-	const struct st_type_info *ti = st_type_info(p->type);
+	struct recipe_scheme pure;
+	const struct recipe_scheme *scheme = p->mix;
+	if (!scheme) {
+		if (recipe_scheme_parse(st_type_name(p->type), true, &pure) < 0 ||
+		    (pure.type == ST_F32 && p->type != ST_F32))
+			return st_errf(err, -EINVAL, "weight type %s cannot be synthesized (strata runs %s)",
+				       st_type_name(p->type), st_supported_list());
+		scheme = &pure;
+	}
 	struct gguf_writer *w = NULL;
 	struct tensor_plan *plan = NULL;
 	void *row = NULL;
@@ -299,23 +376,17 @@ int synth_write(const char *out_path, const struct synth_params *p, struct st_er
 	size_t n = 0;
 	int rc;
 
-	if (!ti || !ti->supported)
-		return st_errf(err, -EINVAL, "weight type %s cannot be synthesized", st_type_name(p->type));
 	if (!p->n_embd || !p->n_layer || !p->n_head || !p->n_head_kv || !p->n_ff ||
 	    p->n_embd % p->n_head || p->n_head % p->n_head_kv || (p->n_embd / p->n_head) % 2)
 		return st_errf(err, -EINVAL, "inconsistent shape: n_embd %u, heads %u, kv heads %u",
 			       p->n_embd, p->n_head, p->n_head_kv);
-	if (p->n_embd % ti->block_elems || p->n_ff % ti->block_elems)
-		return st_errf(err, -EINVAL, "n_embd and n_ff must be multiples of %u for %s",
-			       ti->block_elems, ti->name);
 
 	uint32_t head_dim = p->n_embd / p->n_head, kv_dim = head_dim * p->n_head_kv;
 	w = gguf_writer_new(GGUF_DEFAULT_ALIGNMENT);
 	if (!w)
 		return st_errf(err, -ENOMEM, "out of memory");
-	/* llama.cpp's file_type numbering for the types we write */
-	uint32_t ftype = p->type == ST_F32 ? 0 : p->type == ST_F16 ? 1 : p->type == ST_Q4_0 ? 2 :
-			 p->type == ST_Q8_0 ? 7 : 32;
+	/* llama.cpp's file_type numbering */
+	const uint32_t ftype = scheme->ftype;
 	if ((rc = gguf_writer_add_str(w, "general.architecture", "llama")) < 0 ||
 	    (rc = gguf_writer_add_str(w, "general.name", p->name ? p->name : "strata-synth")) < 0 ||
 	    (rc = gguf_writer_add_u32(w, "general.file_type", ftype)) < 0 ||
@@ -346,9 +417,11 @@ int synth_write(const char *out_path, const struct synth_params *p, struct st_er
 		rc = st_errf(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	/* Amplitudes keep activations O(1): about 1/sqrt(fan-in). */
+	/* Amplitudes keep activations O(1): about 1/sqrt(fan-in). M: a matrix,
+	 * whose type the scheme decides. */
 	float a_embd = 1.0f / sqrtf((float)p->n_embd), a_ff = 1.0f / sqrtf((float)p->n_ff);
-	add_plan(plan, &n, "token_embd.weight", p->type, p->n_embd, n_vocab, 1.0f);
+	const uint32_t M = UINT32_MAX;
+	add_plan(plan, &n, "token_embd.weight", M, p->n_embd, n_vocab, 1.0f);
 	for (uint32_t l = 0; l < p->n_layer; l++) {
 		char name[64];
 #define T(suffix, type, cols, rows, amp)                                             \
@@ -357,19 +430,35 @@ int synth_write(const char *out_path, const struct synth_params *p, struct st_er
 		add_plan(plan, &n, name, type, cols, rows, amp);                     \
 	} while (0)
 		T("attn_norm", ST_F32, p->n_embd, 1, 0.0f);
-		T("attn_q", p->type, p->n_embd, p->n_embd, a_embd);
-		T("attn_k", p->type, p->n_embd, kv_dim, a_embd);
-		T("attn_v", p->type, p->n_embd, kv_dim, a_embd);
-		T("attn_output", p->type, p->n_embd, p->n_embd, a_embd);
+		T("attn_q", M, p->n_embd, p->n_embd, a_embd);
+		T("attn_k", M, p->n_embd, kv_dim, a_embd);
+		T("attn_v", M, p->n_embd, kv_dim, a_embd);
+		T("attn_output", M, p->n_embd, p->n_embd, a_embd);
 		T("ffn_norm", ST_F32, p->n_embd, 1, 0.0f);
-		T("ffn_gate", p->type, p->n_embd, p->n_ff, a_embd);
-		T("ffn_up", p->type, p->n_embd, p->n_ff, a_embd);
-		T("ffn_down", p->type, p->n_ff, p->n_embd, a_ff);
+		T("ffn_gate", M, p->n_embd, p->n_ff, a_embd);
+		T("ffn_up", M, p->n_embd, p->n_ff, a_embd);
+		T("ffn_down", M, p->n_ff, p->n_embd, a_ff);
 #undef T
 	}
 	add_plan(plan, &n, "output_norm.weight", ST_F32, p->n_embd, 1, 0.0f);
 	if (!p->tie)
-		add_plan(plan, &n, "output.weight", p->type, p->n_embd, n_vocab, a_embd);
+		add_plan(plan, &n, "output.weight", M, p->n_embd, n_vocab, a_embd);
+
+	/* the matrices' types, as llama-quantize would choose them */
+	const struct recipe_model rm = { .n_layer = p->n_layer, .n_head = p->n_head,
+					 .n_head_kv = p->n_head_kv, .has_output = !p->tie };
+	for (size_t i = 0; i < n; i++) {
+		if (plan[i].type != M)
+			continue;
+		rc = recipe_tensor_type(scheme, &rm, plan[i].name, 2, plan[i].ne[0], ST_F32, NULL);
+		if (rc < 0) {
+			rc = st_errf(err, -EINVAL, "tensor '%s': rows of %llu weights are not whole %s blocks (%u)",
+				plan[i].name, (unsigned long long)plan[i].ne[0], st_type_name(scheme->type),
+				st_type_info(scheme->type)->block_elems);
+			goto out;
+		}
+		plan[i].type = (uint32_t)rc;
+	}
 
 	uint64_t max_cols = p->n_embd > p->n_ff ? p->n_embd : p->n_ff;
 	for (size_t i = 0; i < n; i++) {

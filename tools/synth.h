@@ -10,11 +10,15 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "tools/recipe.h"
 
 struct synth_params {
 	uint32_t n_embd, n_layer, n_head, n_head_kv, n_ff;
 	uint32_t n_ctx;		 /* llama.context_length to record */
-	uint32_t type;		 /* enum st_type of the matrices (norms are f32) */
+	uint32_t type;		 /* enum st_type of the matrices (norms are f32)... */
+	const struct recipe_scheme *mix; /* ...or, when not NULL, the type llama-quantize's
+				  * recipe gives each under this scheme (Q4_K_M: output.weight
+				  * q6_K, some attn_v/ffn_down q6_K, the rest q4_K) */
 	const char *vocab_path;	 /* GGUF whose tokenizer.* keys are copied, or "builtin":
 				  * a 512-token SentencePiece vocabulary of our own */
 	uint64_t n_vocab;	 /* pad the vocabulary to this many tokens with unused ones

@@ -3,6 +3,7 @@
  * reverse; answers the questions the programs above ask of them. */
 #include "engine/engine.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,7 +38,10 @@ struct engine {
 	struct weights *w;
 	struct kv_cache *kv;
 	struct pool *pool;
+	bool own_pool;		   /* false for a draft model: the target's threads */
 	struct forward *fwd;
+	struct engine *draft;	   /* the draft model (--draft FILE), or NULL */
+	uint64_t draft_bytes;	   /* its resident weights, taken from the budget */
 	int threads;
 	uint32_t max_logits_rows;
 	bool has_chat;		   /* chat_family is usable */
@@ -120,6 +124,10 @@ static void fill_info(struct engine *e)
 	in->kv_bytes = e->kv->bytes;
 	in->add_bos = tokenizer_add_bos(e->tok);
 	in->chat_template = e->has_chat ? chat_family_name(e->chat_family) : NULL;
+	in->draft = e->cfg.draft;
+	in->draft_max = e->cfg.draft_max;
+	in->draft_min = e->cfg.draft_min;
+	in->draft_model = e->draft ? &e->draft->info : NULL;
 
 	/* tensor types by total bytes, from the tensor table */
 	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
@@ -147,7 +155,79 @@ static void fill_info(struct engine *e)
 		in->layers_resident += weights_is_resident(e->w, l);
 }
 
-int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err)
+static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
+			    struct engine **out, struct st_err *err);
+
+/* A draft must speak the model's language token for token: the same
+ * vocabulary (every token's text, in order), the same special ids, the same
+ * end-of-generation set. */
+static int draft_vocab_check(const struct engine *e, const struct engine *d, struct st_err *err)
+{
+	const struct tokenizer *a = e->tok, *b = d->tok;
+	const char *dp = d->cfg.model_path, *mp = e->cfg.model_path;
+	if (tokenizer_n_vocab(a) != tokenizer_n_vocab(b))
+		return st_errf(err, -EINVAL, "--draft %s: its vocabulary has %d tokens, the model's (%s) "
+			       "%d: a draft model must have the model's vocabulary", dp,
+			       tokenizer_n_vocab(b), mp, tokenizer_n_vocab(a));
+	if (strcmp(tokenizer_model_name(a), tokenizer_model_name(b)) != 0)
+		return st_errf(err, -EINVAL, "--draft %s: its tokenizer is %s, the model's (%s) %s: a draft "
+			       "model must have the model's vocabulary", dp, tokenizer_model_name(b), mp,
+			       tokenizer_model_name(a));
+	if (tokenizer_bos(a) != tokenizer_bos(b) || tokenizer_eos(a) != tokenizer_eos(b))
+		return st_errf(err, -EINVAL, "--draft %s: its special tokens differ from the model's (%s): "
+			       "bos %d, eos %d against bos %d, eos %d", dp, mp, tokenizer_bos(b),
+			       tokenizer_eos(b), tokenizer_bos(a), tokenizer_eos(a));
+	for (int32_t id = 0; id < tokenizer_n_vocab(a); id++) {
+		size_t la = 0, lb = 0;
+		const char *ta = tokenizer_token_text(a, id, &la), *tb = tokenizer_token_text(b, id, &lb);
+		if (la != lb || (la && memcmp(ta, tb, la) != 0))
+			return st_errf(err, -EINVAL, "--draft %s: token %d is '%.*s' there and '%.*s' in the "
+				       "model (%s): a draft model must have the model's vocabulary", dp, id,
+				       (int)(lb < 40 ? lb : 40), tb ? tb : "", (int)(la < 40 ? la : 40),
+				       ta ? ta : "", mp);
+		if (tokenizer_is_eog(a, id) != tokenizer_is_eog(b, id))
+			return st_errf(err, -EINVAL, "--draft %s: token %d ends generation in one model and "
+				       "not in the other (%s): their special tokens differ", dp, id, mp);
+	}
+	return 0;
+}
+
+/* The draft model: its own engine on the target's threads, all resident,
+ * with a KV cache for the target's slots and context. */
+static int open_draft(struct engine *e, struct st_err *err)
+{
+	struct engine_config dc;
+	engine_config_default(&dc);
+	dc.model_path = e->cfg.draft_path;
+	dc.threads = e->threads;
+	dc.ctx_size = e->cfg.ctx_size;
+	dc.n_slots = e->cfg.n_slots;
+	dc.batch_size = e->cfg.batch_size;
+	dc.kv_type = e->cfg.kv_type;
+	dc.io = e->cfg.io;
+	dc.mlock = e->cfg.mlock;
+	dc.draft = DRAFT_NONE;
+	int rc = engine_open_with(&dc, e->pool, &e->draft, err);
+	if (rc < 0)
+		return st_err_prefix(err, rc, "the draft model");
+	rc = draft_vocab_check(e, e->draft, err);
+	if (rc < 0)
+		return rc;
+	struct weights_stats ws;
+	weights_get_stats(e->draft->w, &ws);
+	e->draft_bytes = ws.bytes_resident;
+	if (e->cfg.memory_budget && e->cfg.memory_budget <= e->draft_bytes)
+		return st_errf(err, -EINVAL, "memory budget %.1f MiB: the draft model %s alone holds "
+			       "%.1f MiB of it (it stays resident); raise --memory-budget or choose a "
+			       "smaller draft", (double)e->cfg.memory_budget / (1 << 20),
+			       e->cfg.draft_path, (double)e->draft_bytes / (1 << 20));
+	return 0;
+}
+
+/* engine_open, for the target (pool NULL: its own threads) or for its draft
+ * model (the target's pool). */
+static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
+			    struct engine **out, struct st_err *err)
 {
 	struct engine *e;
 	int rc;
@@ -157,7 +237,17 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (!e)
 		return st_errf(err, -ENOMEM, "out of memory");
 	e->cfg = *cfg;
+	e->fd = -1;
 	e->threads = cfg->threads > 0 ? cfg->threads : default_threads();
+	e->cfg.draft_max = cfg->draft_max ? cfg->draft_max : 8;
+	e->cfg.draft_min = cfg->draft_min ? cfg->draft_min : 1;
+	if (e->cfg.draft == DRAFT_DEFAULT)
+		e->cfg.draft = DRAFT_NONE;
+	if (e->cfg.draft_min > e->cfg.draft_max) {
+		rc = st_errf(err, -EINVAL, "--draft-min %u is more than --draft-max %u", e->cfg.draft_min,
+			     e->cfg.draft_max);
+		goto fail;
+	}
 
 	/* Opened once, by everyone: a path swapped underneath cannot mix two files, and
 	 * O_NONBLOCK keeps a FIFO given as the model from blocking the open. */
@@ -196,11 +286,28 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (n_ctx == 0)
 		n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
 	if (n_ctx > hp->n_ctx_train)
-		log_warn("context %u is longer than the model's training context (%u): output past "
-			 "position %u is likely to degrade", n_ctx, hp->n_ctx_train, hp->n_ctx_train);
+		log_warn("%scontext %u is longer than the model's training context (%u): output past "
+			 "position %u is likely to degrade", pool ? "draft model: " : "", n_ctx,
+			 hp->n_ctx_train, hp->n_ctx_train);
 	e->cfg.ctx_size = n_ctx;
 	e->cfg.n_slots = cfg->n_slots ? cfg->n_slots : 1;
 	e->cfg.batch_size = cfg->batch_size ? cfg->batch_size : 512;
+
+	if (pool) {
+		e->pool = pool;
+	} else {
+		rc = pool_create(e->threads, &e->pool);
+		if (rc < 0) {
+			st_errf(err, rc, "cannot start %d compute threads", e->threads);
+			goto fail;
+		}
+		e->own_pool = true;
+	}
+	if (e->cfg.draft == DRAFT_MODEL) {
+		rc = open_draft(e, err);
+		if (rc < 0)
+			goto fail;
+	}
 
 	rc = forward_units(e->model, &e->units, &e->n_units);
 	if (rc < 0) {
@@ -211,7 +318,8 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 		.fd = e->fd,
 		.path = cfg->model_path,
 		.header_bytes = gguf_data_offset(e->model->gguf), /* changed: a different model */
-		.budget = cfg->memory_budget, /* 0: everything resident */
+		/* 0: everything resident; the draft model's weights come out of it */
+		.budget = cfg->memory_budget ? cfg->memory_budget - e->draft_bytes : 0,
 		.io = cfg->io == ENGINE_IO_MMAP ? WEIGHTS_IO_MMAP : WEIGHTS_IO_URING,
 		.prefetch = cfg->prefetch,
 		.mlock = cfg->mlock,
@@ -219,19 +327,17 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 		.progress_user = cfg->load_progress_user,
 	};
 	rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
-	if (rc < 0)
+	if (rc < 0) {
+		if (e->draft)
+			st_err_prefix(err, rc, "with %.1f MiB of the budget held by the draft model",
+				      (double)e->draft_bytes / (1 << 20));
 		goto fail;
+	}
 
 	rc = kv_create(cfg->kv_type, hp->n_layer, n_ctx, e->cfg.n_slots, hp->n_head_kv * hp->head_dim,
 		       &e->kv, err);
 	if (rc < 0)
 		goto fail;
-
-	rc = pool_create(e->threads, &e->pool);
-	if (rc < 0) {
-		st_errf(err, rc, "cannot start %d compute threads", e->threads);
-		goto fail;
-	}
 
 	rc = forward_create(e->model, e->w, e->kv, e->pool, e->cfg.batch_size, &e->fwd, err);
 	if (rc < 0)
@@ -254,8 +360,8 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	 * budget. The mapping stays valid: a later touch faults one page in. */
 	madvise((void *)gguf_base(e->model->gguf), gguf_file_size(e->model->gguf), MADV_DONTNEED);
 
-	if (log_enabled(LOG_LVL_INFO)) {
-		char plan[2048];
+	if (!pool && log_enabled(LOG_LVL_INFO)) {
+		char plan[3072];
 		engine_describe(e, plan, sizeof plan);
 		log_info("%s", plan);
 	}
@@ -266,12 +372,19 @@ fail:
 	return rc;
 }
 
+int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err)
+{
+	return engine_open_with(cfg, NULL, out, err);
+}
+
 void engine_close(struct engine *e)
 {
 	if (!e)
 		return;
 	forward_free(e->fwd);
-	pool_free(e->pool);
+	engine_close(e->draft); /* before the pool it borrows */
+	if (e->own_pool)
+		pool_free(e->pool);
 	kv_free(e->kv);
 	weights_close(e->w);
 	forward_units_free(e->units, e->n_units);
@@ -463,6 +576,23 @@ void engine_slot_reset(struct engine *e, uint32_t slot)
 	kv_slot_discard(e->kv, slot);
 }
 
+void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n)
+{
+	assert(slot < e->cfg.n_slots && n <= e->cfg.ctx_size);
+	/* Nothing to do for the contiguous cache: a position's K/V is simply
+	 * overwritten when it is written again, and a row at position p attends
+	 * to positions 0..p only, all written by then. A cache that hands out
+	 * blocks would free those past n here. */
+	(void)e;
+	(void)slot;
+	(void)n;
+}
+
+struct engine *engine_draft_model(struct engine *e)
+{
+	return e->draft;
+}
+
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
 {
 	struct forward_stats fs;
@@ -481,6 +611,16 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 	out->bytes_read = ws.bytes_read > ws.bytes_resident ? ws.bytes_read - ws.bytes_resident : 0;
 	out->stall_ns = ws.stall_ns;
 	out->kv_bytes = e->kv->bytes;
+	if (e->draft) {
+		struct engine_stats ds;
+		engine_get_stats(e->draft, &ds);
+		out->draft_bytes = ds.bytes_resident;
+		out->draft_kv_bytes = ds.kv_bytes;
+		out->draft_passes = ds.passes;
+		out->draft_pass_ns = ds.pass_ns;
+		out->bytes_resident += ds.bytes_resident;
+		out->kv_bytes += ds.kv_bytes;
+	}
 }
 
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out)
@@ -529,11 +669,33 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 	if (n < 0 || (size_t)n >= cap)
 		return;
 	/* the weights layer counts units; say what they are to a person reading the log */
-	snprintf(buf + n, cap - (size_t)n,
+	int k = snprintf(buf + n, cap - (size_t)n,
 		 "%s\nunits 0-%u are layers 0-%u (attn_norm, attn_q/k/v/output, ffn_norm, "
 		 "ffn_gate/up/down), unit %u is the head (output_norm, %s), %s; token_embd stays "
 		 "in the file (one row read per token)",
 		 plan, hp->n_layer - 1, hp->n_layer - 1, hp->n_layer,
 		 m->tied_output ? "output tied to token_embd" : "output",
 		 weights_is_resident(e->w, hp->n_layer) ? "resident" : "streamed");
+	if (k < 0 || (size_t)k >= cap - (size_t)n)
+		return;
+	n += k;
+	if (e->cfg.draft == DRAFT_LOOKUP) {
+		snprintf(buf + n, cap - (size_t)n, "\ndrafts: prompt lookup (%u-gram to %u-gram matches "
+			 "in the context), %u to %u tokens verified per pass; no memory",
+			 DRAFT_LOOKUP_NGRAM_MAX, DRAFT_LOOKUP_NGRAM_MIN, e->cfg.draft_min,
+			 e->cfg.draft_max);
+	} else if (e->draft) {
+		const struct model_hparams *dh = &e->draft->model->hp;
+		char left[96] = "no budget: both resident";
+		if (e->cfg.memory_budget)
+			snprintf(left, sizeof left, "%.1f MiB of the budget left for the model above",
+				 (double)(e->cfg.memory_budget - e->draft_bytes) / (1 << 20));
+		snprintf(buf + n, cap - (size_t)n, "\ndrafts: draft model %s (%s): %u layers, %u embd, "
+			 "%.1f MiB of %s weights held resident and counted against the budget (%s), "
+			 "KV cache %.1f MiB; %u to %u tokens verified per pass", e->draft->model->name,
+			 e->cfg.draft_path, dh->n_layer, dh->n_embd, (double)e->draft_bytes / (1 << 20),
+			 st_type_name(e->draft->model->main_type), left,
+			 (double)e->draft->kv->bytes / (1 << 20),
+			 e->cfg.draft_min, e->cfg.draft_max);
+	}
 }

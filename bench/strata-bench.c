@@ -309,7 +309,7 @@ static void usage(FILE *f)
 		"usage: strata-bench --model FILE [OPTIONS]\n"
 		"  --prompt-tokens P     prompt length, synthesized token ids (default 16)\n"
 		"  --prompt-file FILE    a text prompt instead (tokenized with BOS; P is its length)\n"
-		"  --gen-tokens N        generated tokens measured, one pass each (default 4)\n"
+		"  --gen-tokens N        generated tokens measured (default 4; one pass each without drafts)\n"
 		"  --warmup W            generated tokens before the measured ones (default 1)\n"
 		"  --json                one JSON object, one key per line\n"
 		"the engine's options (--ctx-size defaults to P + W + N + 1 here, P at most the\n"

@@ -285,6 +285,8 @@ uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room)
 /* Append n bytes to a growing buffer: 0 or -ENOMEM. */
 static int buf_append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
 {
+	if (n == 0)
+		return 0; /* p may be NULL (an empty hold) */
 	if (*len + n > *cap) {
 		size_t c = *cap ? *cap : 256;
 		while (c < *len + n)

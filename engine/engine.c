@@ -638,7 +638,8 @@ void engine_weights_stats(const struct engine *e, struct weights_stats *out)
 
 uint64_t engine_progress(const struct engine *e)
 {
-	return forward_progress(e->fwd);
+	/* the draft model's layers count too: a long draft is progress, not a hang */
+	return forward_progress(e->fwd) + (e->draft ? forward_progress(e->draft->fwd) : 0);
 }
 
 void engine_describe(const struct engine *e, char *buf, size_t cap)

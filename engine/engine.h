@@ -207,8 +207,8 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out);
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out);
 /* The weight source's full counters (benchmarks; include weights/weights.h). */
 void engine_weights_stats(const struct engine *e, struct weights_stats *out);
-/* A counter that advances after every layer of every pass (a watchdog tells a
- * long pass from a stuck one with it). Any thread. */
+/* A counter that advances after every layer of every pass, the draft model's
+ * included (a watchdog tells a long pass from a stuck one with it). Any thread. */
 uint64_t engine_progress(const struct engine *e);
 /* The memory plan, human-readable, several lines. */
 void engine_describe(const struct engine *e, char *buf, size_t cap);

@@ -150,7 +150,7 @@ fi
 	[ -z "$big" ] || echo "7B: $big_model under --memory-budget $budget, draft $big_draft; $big_gen tokens"
 	echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "build: $(git -C "$top" log -1 --format='%h %s' 2>/dev/null | cut -c1-80)"
-	echo "command: bench/speculative.sh --repeat $repeat --gen-tokens $gen --big-gen-tokens $big_gen --budget $budget --threads $threads${big:- --no-big}"
+	echo "command: bench/speculative.sh --repeat $repeat --gen-tokens $gen --big-gen-tokens $big_gen --budget $budget --threads $threads$([ -n "$big" ] || echo " --no-big")"
 	echo "'other': the share of the machine's CPU time other processes used during the measured generation"
 } >"$out/about.txt"
 

@@ -60,9 +60,17 @@ struct seq {
 	uint32_t n_draft;	 /* drafts of the pass being prepared or run */
 	uint32_t draft_cap;	 /* at most this many this pass (seq_draft_begin) */
 	bool draft_open;	 /* the draft may grow */
-	bool draft_has_q;	 /* draft_q holds each draft's distribution (MODEL, sampled) */
+	bool draft_has_q;	 /* the q_* below hold each draft's distribution (MODEL, sampled) */
 	struct sampler *dsmp;	 /* MODEL: draws the drafts (its own generator) */
-	float *draft_q;		 /* (draft_max, n_vocab) MODEL, sampled: each draft's q */
+	/* MODEL, sampled: the distribution q each draft was drawn from, kept sparse
+	 * (the tokens the filters left: a few dozen, where n_vocab may be 256,000):
+	 * draft i's are entries q_off[i] .. q_off[i + 1] of q_id and q_pr */
+	float *q_dense;		 /* (n_vocab) scratch */
+	int32_t *q_id;		 /* (q_cap) */
+	float *q_pr;		 /* (q_cap) */
+	size_t q_len, q_cap;
+	uint32_t q_off[DRAFT_MAX_TOKENS + 1];
+	float q_d[DRAFT_MAX_TOKENS]; /* q of the draft itself */
 	float *p;		 /* (n_vocab) the target's distribution at a draft (sampled) */
 	struct detok draft_dt;	 /* the detokenizer run ahead over the drafts ... */
 	char *draft_text;	 /* ... and the text it gave, after the held text (stops) */
@@ -177,8 +185,7 @@ int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, stru
 			dp.seed = p->sampling.seed ^ 0x5bd1e9955bd1e995ull; /* a generator of its own */
 			if (sampler_new(&dp, s->n_vocab, &s->dsmp) < 0)
 				goto nomem;
-			if (sampled && !(s->draft_q = malloc((size_t)s->draft_max * s->n_vocab *
-							     sizeof *s->draft_q)))
+			if (sampled && !(s->q_dense = malloc((size_t)s->n_vocab * sizeof *s->q_dense)))
 				goto nomem;
 		}
 	}
@@ -204,7 +211,9 @@ void seq_free(struct seq *s)
 	free(s->stops);
 	sampler_free(s->smp);
 	sampler_free(s->dsmp);
-	free(s->draft_q);
+	free(s->q_dense);
+	free(s->q_id);
+	free(s->q_pr);
 	free(s->p);
 	free(s->draft_text);
 	free(s->tokens);
@@ -467,16 +476,17 @@ static int32_t choose(struct seq *s, float *row, int32_t d, uint32_t i, const st
 		/* speculative sampling: keep d with probability min(1, p(d) / q(d)),
 		 * else draw from max(0, p - q) normalized; t is then distributed as p */
 		float *p = s->p;
-		const float *q = s->draft_has_q ? s->draft_q + (size_t)i * s->n_vocab : NULL;
-		float qd = q ? q[d] : 1.0f;
+		float qd = s->draft_has_q ? s->q_d[i] : 1.0f;
 		sampler_dist(s->smp, row, s->tokens, s->n_tokens, p);
 		if (sampler_uniform(s->smp) * qd < p[d]) {
 			t = d;
 			*kept = true;
 		} else {
-			if (q) {
-				for (uint32_t v = 0; v < s->n_vocab; v++)
-					p[v] = p[v] > q[v] ? p[v] - q[v] : 0.0f;
+			if (s->draft_has_q) { /* q is zero outside its entries */
+				for (uint32_t j = s->q_off[i]; j < s->q_off[i + 1]; j++) {
+					float *pv = &p[s->q_id[j]];
+					*pv = *pv > s->q_pr[j] ? *pv - s->q_pr[j] : 0.0f;
+				}
 			} else {
 				p[d] = 0.0f;
 			}
@@ -603,6 +613,8 @@ void seq_draft_begin(struct seq *s, uint32_t k)
 	s->draft_cap = k < w ? k : w;
 	s->draft_open = s->draft_cap > 0;
 	s->draft_has_q = false;
+	s->q_len = 0;
+	s->q_off[0] = 0;
 	/* the text so far, to see a stop string coming in the drafts */
 	s->draft_dt = s->dt;
 	s->draft_text_len = 0;
@@ -647,6 +659,33 @@ bool seq_draft_push(struct seq *s, int32_t token)
 	return draft_append(s, token);
 }
 
+/* Keep the distribution q ((n_vocab) f32) the next draft, t, was drawn from:
+ * its non-zero entries. 0 or -ENOMEM. */
+static int keep_q(struct seq *s, const float *q, int32_t t)
+{
+	uint32_t i = s->n_draft;
+	for (uint32_t v = 0; v < s->n_vocab; v++) {
+		if (q[v] <= 0.0f)
+			continue;
+		if (s->q_len == s->q_cap) {
+			size_t cap = s->q_cap ? 2 * s->q_cap : 256;
+			int32_t *id = realloc(s->q_id, cap * sizeof *id);
+			if (id)
+				s->q_id = id;
+			float *pr = id ? realloc(s->q_pr, cap * sizeof *pr) : NULL;
+			if (!pr)
+				return -ENOMEM;
+			s->q_pr = pr;
+			s->q_cap = cap;
+		}
+		s->q_id[s->q_len] = (int32_t)v;
+		s->q_pr[s->q_len++] = q[v];
+	}
+	s->q_off[i + 1] = (uint32_t)s->q_len;
+	s->q_d[i] = q[t];
+	return 0;
+}
+
 bool seq_draft_push_logits(struct seq *s, float *logits, int32_t *token)
 {
 	*token = -1;
@@ -654,10 +693,12 @@ bool seq_draft_push_logits(struct seq *s, float *logits, int32_t *token)
 		return false;
 	uint32_t n_hist = s->n_tokens + s->n_draft; /* the drafts so far count for the penalty */
 	int32_t t;
-	if (s->draft_q) {
-		float *q = s->draft_q + (size_t)s->n_draft * s->n_vocab;
+	if (s->q_dense) {
+		float *q = s->q_dense;
 		sampler_dist(s->dsmp, logits, s->tokens, n_hist, q);
 		t = sampler_draw(s->dsmp, q);
+		if (t >= 0 && keep_q(s, q, t) < 0)
+			t = -1; /* out of memory: the draft ends here */
 		s->draft_has_q = true;
 	} else {
 		t = sampler_sample(s->dsmp, logits, s->tokens, n_hist);

@@ -79,12 +79,15 @@ stop() {
 	TAP_PIDS=
 }
 
-# clients NAME: 6 clients at once, each prompt twice, requests choosing their
-# drafts (the server's, lookup, none, model when there is one); all must give
-# the reference text
+# clients NAME: one client alone, then 6 at once, each prompt twice, requests
+# choosing their drafts (the server's, lookup, none, model when there is one);
+# all must give the reference text
 clients() {
 	name=$1
 	shift
+	"$STRATA" --socket "$SOCK" generate -n $N --temperature 0 "$P2" >"$TMP/alone.txt"
+	same_text "$TMP/alone.txt" "$TMP/ref2.txt"
+	ok $? "$name: one client alone gets the text of strata-model without drafts"
 	pids=
 	k=0
 	for spec in "1 default" "2 lookup" "3 default" "1 none" "2 default" "3 $REQ_DRAFT"; do

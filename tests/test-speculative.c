@@ -412,6 +412,68 @@ static void test_endings(void)
 	free(b);
 }
 
+/* Drafting stops at a token that ends generation and at one that completes a
+ * stop string: what follows could never be kept. */
+static void test_draft_stops(void)
+{
+	struct st_err err = { "" };
+	struct engine *e = open_engine(path_t, NULL, 0, ENGINE_IO_URING, &err);
+	if (!tap_ok(e != NULL, "the target opens"))
+		return tap_diag("%s", err.msg);
+	int32_t *prompt = NULL, *upon = NULL;
+	uint32_t n_prompt = 0, n_upon = 0;
+	engine_tokenize(e, "Once", 4, 1, false, &prompt, &n_prompt);
+	engine_tokenize(e, " upon a time", 12, 0, false, &upon, &n_upon);
+	const char *stops[] = { "upon" };
+	struct seq_params p = { .prompt = prompt, .n_prompt = n_prompt, .max_tokens = 32,
+				.stops = stops, .n_stops = 1, .draft = DRAFT_LOOKUP };
+	p.sampling = greedy_params();
+	struct seq *sq = NULL;
+	struct batch b;
+	float *logits = tap_xmalloc((size_t)engine_max_logits_rows(e) * engine_n_vocab(e) * sizeof *logits);
+	batch_init(&b, engine_max_batch(e), engine_max_logits_rows(e));
+	seq_create(e, &p, 0, &sq, &err);
+	/* the prompt's pass, by hand: then it generates */
+	seq_add_rows(sq, &b, b.cap);
+	struct seq_pass pass = { 0 };
+	if (sq && engine_decode(e, &b, logits, &err) == 0)
+		seq_pass_done(sq, logits, &pass, NULL);
+	bool gen = sq && seq_state(sq) == SEQ_GENERATING && seq_draft_wanted(sq) == 8;
+	uint32_t pushed = 0, n = 0;
+	if (gen) {
+		seq_draft_begin(sq, 8);
+		while (pushed < n_upon && seq_draft_push(sq, upon[pushed]))
+			pushed++;
+		seq_draft(sq, &n);
+	}
+	tap_ok(gen && n_upon >= 2 && pushed < n_upon && n == pushed + 1 && seq_draft_room(sq) == 0,
+	       "a draft ends with the token that completes a stop string ('upon': %u of %u tokens "
+	       "drafted)", n, n_upon);
+	uint32_t n2 = 0;
+	if (gen) {
+		seq_draft_begin(sq, 8);
+		seq_draft_push(sq, upon[n_upon - 1]);
+		seq_draft_push(sq, 2); /* the builtin vocabulary's EOS */
+		seq_draft_push(sq, upon[n_upon - 1]);
+		seq_draft(sq, &n2);
+	}
+	tap_ok(gen && n2 == 2, "a draft ends with an end-of-generation token (%u drafted)", n2);
+	uint32_t n3 = 0;
+	if (gen) {
+		seq_draft_begin(sq, 3);
+		for (int i = 0; i < 5; i++)
+			seq_draft_push(sq, upon[n_upon - 1]);
+		seq_draft(sq, &n3);
+	}
+	tap_ok(gen && n3 == 3, "a draft ends at the k it was allowed (3)");
+	seq_free(sq);
+	batch_free(&b);
+	free(logits);
+	free(prompt);
+	free(upon);
+	engine_close(e);
+}
+
 /* A draft model must have the target's vocabulary; its weights come out of the budget. */
 static void test_refusals(void)
 {
@@ -704,6 +766,7 @@ int main(void)
 		tap_skip("../shared is absent: stories260K not run");
 	}
 	test_endings();
+	test_draft_stops();
 	test_refusals();
 	test_distribution();
 	return tap_done();

@@ -350,7 +350,7 @@ static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
 		rows = e->cfg.n_slots; /* every sequence's next token, always */
 	e->max_logits_rows = rows > 0 ? (uint32_t)rows : 1;
 
-	rc = choose_chat_template(e, err);
+	rc = pool ? 0 : choose_chat_template(e, err); /* a draft model renders no chat */
 	if (rc < 0)
 		goto fail;
 	fill_info(e);

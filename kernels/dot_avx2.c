@@ -3,6 +3,7 @@
  * carries its target, and dot.c calls them only on a CPU that has it.
  * Not here: the definitions (the references in dot.c and quant.c). */
 #include "kernels/isa.h"
+#include "kernels/qgemm_impl.h"
 #include "kernels/quant_ref.h"
 #include "kernels/simd_x86.h"
 
@@ -898,6 +899,11 @@ const struct kernel_set kernels_avx2 = {
 		[ST_IQ4_XS] = dequant_iq4_xs,
 	},
 	.act_q8_0 = act_q8_0,
+	.qgemm = {
+		[ST_Q8_0] = qgemm_q8_0_avx2,
+		[ST_Q4_0] = qgemm_q4_0_avx2,
+	},
+	.qgemm_rows = 8,
 };
 
 #endif /* __x86_64__ */

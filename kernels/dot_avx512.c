@@ -16,6 +16,7 @@
  * cheap integer ops and the kernel is bound by memory, not arithmetic
  * (bench/kernels-bench.c measures it). */
 #include "kernels/isa.h"
+#include "kernels/qgemm_impl.h"
 #include "kernels/quant_ref.h"
 #include "kernels/simd_x86.h"
 
@@ -366,6 +367,11 @@ const struct kernel_set kernels_avx512 = {
 		[ST_Q4_0] = dot_q4_0_bw,
 	},
 	COMMON_ENTRIES,
+	.qgemm = {
+		[ST_Q8_0] = qgemm_q8_0_avx512,
+		[ST_Q4_0] = qgemm_q4_0_avx512,
+	},
+	.qgemm_rows = 16,
 };
 
 const struct kernel_set kernels_avx512vnni = {
@@ -379,6 +385,11 @@ const struct kernel_set kernels_avx512vnni = {
 		[ST_Q4_0] = dot_q4_0_vnni,
 	},
 	COMMON_ENTRIES,
+	.qgemm = {
+		[ST_Q8_0] = qgemm_q8_0_vnni,
+		[ST_Q4_0] = qgemm_q4_0_vnni,
+	},
+	.qgemm_rows = 16,
 };
 
 #endif /* __x86_64__ */

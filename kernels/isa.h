@@ -8,6 +8,7 @@
 
 #include <stdint.h>
 
+#include "kernels/qgemm.h"
 #include "kernels/types.h"
 
 /* w: one row of n weights of the weight type; x: activations prepared with
@@ -32,6 +33,11 @@ struct kernel_set {
 	dequant_fn dequant[ST_TYPE_COUNT];  /* by weight type */
 	act_q8_0_fn act_q8_0;		    /* the activations of the Q8_0/Q4_0/Q5_0/IQ4_NL dots */
 	const struct kernel_set *lower;	    /* where NULL entries are looked up; NULL: the references */
+	/* Multi-row kernels by weight type (qgemm.h): bit-identical to the
+	 * reference dot of every pair, so a NULL entry (the reference) and a
+	 * filled one differ in speed only. qgemm_rows: their tile height. */
+	qgemm_fn qgemm[ST_TYPE_COUNT];
+	int qgemm_rows;
 };
 
 #if defined(__x86_64__)

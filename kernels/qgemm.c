@@ -1,0 +1,116 @@
+/* qgemm.c: the multi-row kernels' reference (the one-row reference dot of
+ * every pair), the activation rows they read, and the lookup of the kernel
+ * of the instruction set in use. The SIMD kernels live in qgemm_avx2.c and
+ * qgemm_avx512.c; nothing here knows about threads. */
+#include "kernels/qgemm.h"
+
+#include <assert.h>
+
+#include "kernels/dot.h"
+#include "kernels/isa.h"
+#include "kernels/qgemm_impl.h"
+
+/* ---- the reference: the scalar one-row dot of each pair ---- */
+
+static void qgemm_pairs(dot_fn dot, const void *w, size_t w_stride, int64_t nr, const void *act,
+			size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo)
+{
+	for (int64_t r = 0; r < nr; r++)
+		for (int64_t t = 0; t < nt; t++)
+			out[t * ldo + r] = dot((const char *)w + (size_t)r * w_stride,
+					       (const char *)act + (size_t)t * act_stride, n);
+}
+
+#define QGEMM_REF(name, type)                                                                      \
+	static void name(const void *w, size_t w_stride, int64_t nr, const void *act,              \
+			 size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo,        \
+			 void *scratch)                                                            \
+	{                                                                                          \
+		(void)scratch;                                                                     \
+		qgemm_pairs(dot_get_ref(type), w, w_stride, nr, act, act_stride, nt, n, out, ldo); \
+	}
+
+QGEMM_REF(qgemm_q8_0_ref, ST_Q8_0)
+QGEMM_REF(qgemm_q4_0_ref, ST_Q4_0)
+
+static const qgemm_fn qgemm_refs[ST_TYPE_COUNT] = {
+	[ST_Q8_0] = qgemm_q8_0_ref,
+	[ST_Q4_0] = qgemm_q4_0_ref,
+};
+
+/* ---- lookups ---- */
+
+qgemm_fn qgemm_get(uint32_t wtype)
+{
+	if (wtype >= ST_TYPE_COUNT || qgemm_refs[wtype] == NULL)
+		return NULL;
+	qgemm_fn fn = isa_active()->qgemm[wtype];
+	return fn ? fn : qgemm_refs[wtype];
+}
+
+qgemm_fn qgemm_get_ref(uint32_t wtype)
+{
+	return wtype < ST_TYPE_COUNT ? qgemm_refs[wtype] : NULL;
+}
+
+int qgemm_tile_rows(void)
+{
+	const int rows = isa_active()->qgemm_rows;
+	return rows > 0 ? rows : 1;
+}
+
+/* The weights' zero point: the SIMD kernels multiply unsigned bytes (the
+ * weight quant plus this) by the signed activation quants, and take this
+ * times the activations' block sum back off. */
+static int32_t zero_point(uint32_t wtype)
+{
+	return wtype == ST_Q8_0 ? 128 : 8;
+}
+
+size_t qgemm_act_bytes(uint32_t wtype, int64_t n)
+{
+	if (qgemm_get_ref(wtype) == NULL || n % 32 != 0)
+		return 0;
+	return qgemm_act_side(n) + (size_t)(n / 32) * 8;
+}
+
+void qgemm_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
+{
+	const int64_t nb = n / 32;
+	assert(qgemm_act_bytes(wtype, n) > 0);
+	dot_prepare_act(wtype, x, out, n);
+	const struct block_q8_0 *q = out;
+	float *d = (float *)((char *)out + qgemm_act_side(n));
+	int32_t *neg = (int32_t *)(d + nb);
+	const int32_t zp = zero_point(wtype);
+	for (int64_t b = 0; b < nb; b++) {
+		int32_t s = 0;
+		for (int j = 0; j < 32; j++)
+			s += q[b].qs[j];
+		d[b] = st_fp16_to_f32(q[b].d);
+		neg[b] = -zp * s;
+	}
+}
+
+size_t qgemm_scratch_bytes(uint32_t wtype, int64_t n)
+{
+	if (qgemm_get_ref(wtype) == NULL)
+		return 0;
+	/* the largest packed tile of any set: 16 rows, per block 8 registers of
+	 * quants, 8 sign masks, 16 scales (qgemm_x86.h) */
+	return (size_t)(n / 32) * QGEMM_PACK_BLOCK_MAX;
+}
+
+/* ---- the repacking threshold ---- */
+
+static int64_t pack_min_rows = QGEMM_PACK_MIN_ROWS;
+
+void qgemm_set_pack_min_rows(int64_t rows)
+{
+	pack_min_rows = rows > 0 ? rows : QGEMM_PACK_MIN_ROWS;
+}
+
+int64_t qgemm_pack_min_rows(void)
+{
+	return pack_min_rows;
+}

@@ -1,0 +1,339 @@
+/* qgemm_avx512.c: the multi-row kernels for AVX-512, in two sets: VNNI
+ * (vpdpbusd: 64 byte products summed into 16 int32 lanes in one op) and
+ * F/BW/VL without it (maddubs + madd). Built without global -m flags: each
+ * function names its target and isa.c picks the set the CPU runs.
+ *
+ * Layout: lane r of every register is weight row r of a 16-row tile. A block
+ * of 32 weights of the 16 rows is transposed into 8 registers, register k
+ * holding quants 4k..4k+3 of each row; activation row t's quants 4k..4k+3
+ * are broadcast to all lanes, so one vpdpbusd adds 4 products to each row's
+ * integer sum. After the 8 registers each lane holds its row's exact block
+ * sum, and one float step per block and pair follows, as the reference:
+ * acc = acc + (float)isum * (d_w * d_x). Hence bit-identical results.
+ *
+ * vpdpbusd multiplies unsigned by signed bytes: Q8_0 quants go in as q+128
+ * (flip the top bit), Q4_0 nibbles as they are (q+8), and the activation
+ * row's prepared term -(zero point * sum of its quants) starts the sum.
+ * The BW set has no unsigned offset for Q8_0 (maddubs would saturate at
+ * 255 * 127 * 2): |w| times x with w's sign moved onto x. Not here: the
+ * layout contract (qgemm_impl.h), threads (matmul.c). */
+#include "kernels/qgemm.h"
+#include "kernels/qgemm_impl.h"
+#include "kernels/types.h"
+
+#if defined(__x86_64__)
+
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#define TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+#define TGT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define INLINE static inline __attribute__((always_inline))
+#define UNROLL _Pragma("GCC unroll 8")
+
+#define ROWS 16 /* weight rows per tile: one per int32 / f32 lane */
+
+/* 16 weight rows in the GGUF layout. Lanes past the matrix's last row
+ * repeat that row (read and computed, never stored). */
+struct tile {
+	const char *w0;	 /* row 0 */
+	size_t off[ROWS]; /* bytes from w0 to each lane's row */
+	__m512i voff;	 /* the same as int32, for the scale gather */
+	int gather;	 /* the offsets fit in int32 */
+	__mmask16 store; /* lanes that are rows of the matrix */
+};
+
+INLINE TGT void tile_init(struct tile *t, const char *w0, size_t stride, int64_t rows)
+{
+	int32_t o[ROWS];
+	t->w0 = w0;
+	t->gather = stride <= INT32_MAX / ROWS;
+	UNROLL
+	for (int r = 0; r < ROWS; r++) {
+		t->off[r] = (size_t)(r < rows ? r : rows - 1) * stride;
+		o[r] = t->gather ? (int32_t)t->off[r] : 0;
+	}
+	t->voff = _mm512_loadu_si512(o);
+	t->store = rows >= ROWS ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);
+}
+
+/* The f16 d of block b of the 16 rows (each block starts with it), widened. */
+INLINE TGT __m512 tile_scales(const struct tile *t, int64_t b, size_t block_bytes)
+{
+	__m256i h;
+	if (t->gather) {
+		const __m512i g = _mm512_i32gather_epi32(t->voff, t->w0 + (size_t)b * block_bytes, 1);
+		h = _mm512_cvtepi32_epi16(g); /* the low word of each: d */
+	} else {
+		uint16_t v[ROWS];
+		UNROLL
+		for (int r = 0; r < ROWS; r++)
+			memcpy(&v[r], t->w0 + t->off[r] + (size_t)b * block_bytes, 2);
+		h = _mm256_loadu_si256((const __m256i *)v);
+	}
+	return _mm512_cvtph_ps(h);
+}
+
+/* Q8_0 block b of the 16 rows: k[j] lane r = quants 4j..4j+3 of row r.
+ * Rows r and r+8 share a register (32 bytes each), then a 8x8 transpose of
+ * 32-bit groups runs in both halves at once: two unpack stages within
+ * 128-bit lanes, one 2-source permute across them. */
+INLINE TGT void tr_q8_0(const struct tile *t, int64_t b, __m512i k[8])
+{
+	__m512i z[8], a[8], p[8];
+	UNROLL
+	for (int i = 0; i < 8; i++) {
+		const int8_t *lo = ((const struct block_q8_0 *)(t->w0 + t->off[i]))[b].qs;
+		const int8_t *hi = ((const struct block_q8_0 *)(t->w0 + t->off[i + 8]))[b].qs;
+		z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
+					  _mm256_loadu_si256((const __m256i *)hi), 1);
+	}
+	/* 128-bit lane L of z[i]: row i (L0: groups 0-3, L1: 4-7), row i+8 (L2, L3) */
+	UNROLL
+	for (int i = 0; i < 8; i += 2) {
+		a[i] = _mm512_unpacklo_epi32(z[i], z[i + 1]);
+		a[i + 1] = _mm512_unpackhi_epi32(z[i], z[i + 1]);
+	}
+	/* p[j] (rows 0-3 | 8-11) and p[4+j] (rows 4-7 | 12-15): group j in lanes
+	 * L0 and L2, group j+4 in L1 and L3 */
+	UNROLL
+	for (int h = 0; h < 8; h += 4) {
+		p[h + 0] = _mm512_unpacklo_epi64(a[h + 0], a[h + 2]);
+		p[h + 1] = _mm512_unpackhi_epi64(a[h + 0], a[h + 2]);
+		p[h + 2] = _mm512_unpacklo_epi64(a[h + 1], a[h + 3]);
+		p[h + 3] = _mm512_unpackhi_epi64(a[h + 1], a[h + 3]);
+	}
+	const __m512i even = _mm512_set_epi64(13, 12, 5, 4, 9, 8, 1, 0);
+	const __m512i odd = _mm512_set_epi64(15, 14, 7, 6, 11, 10, 3, 2);
+	UNROLL
+	for (int j = 0; j < 4; j++) {
+		k[j] = _mm512_permutex2var_epi64(p[j], even, p[4 + j]);
+		k[j + 4] = _mm512_permutex2var_epi64(p[j], odd, p[4 + j]);
+	}
+}
+
+/* Q4_0 block b of the 16 rows as unsigned nibbles: k[j] lane r = weights
+ * 4j..4j+3 of row r (byte i holds weight i low, weight i+16 high). Rows i,
+ * i+4, i+8, i+12 share a register; one 4x4 transpose per 128-bit lane. */
+INLINE TGT void tr_q4_0(const struct tile *t, int64_t b, __m512i k[8])
+{
+	__m512i z[4];
+#define QS(r) _mm_loadu_si128((const __m128i *)((const struct block_q4_0 *)(t->w0 + t->off[r]))[b].qs)
+	UNROLL
+	for (int i = 0; i < 4; i++) {
+		__m512i v = _mm512_castsi128_si512(QS(i));
+		v = _mm512_inserti32x4(v, QS(i + 4), 1);
+		v = _mm512_inserti32x4(v, QS(i + 8), 2);
+		z[i] = _mm512_inserti32x4(v, QS(i + 12), 3);
+	}
+#undef QS
+	const __m512i a = _mm512_unpacklo_epi32(z[0], z[1]), c = _mm512_unpacklo_epi32(z[2], z[3]);
+	const __m512i bb = _mm512_unpackhi_epi32(z[0], z[1]), d = _mm512_unpackhi_epi32(z[2], z[3]);
+	const __m512i e[4] = {
+		_mm512_unpacklo_epi64(a, c), _mm512_unpackhi_epi64(a, c),
+		_mm512_unpacklo_epi64(bb, d), _mm512_unpackhi_epi64(bb, d),
+	};
+	const __m512i m = _mm512_set1_epi8(0x0f);
+	UNROLL
+	for (int j = 0; j < 4; j++) {
+		k[j] = _mm512_and_si512(e[j], m);
+		k[j + 4] = _mm512_and_si512(_mm512_srli_epi16(e[j], 4), m);
+	}
+}
+
+/* One block of the tile, ready for the integer dots: quants, scales, and
+ * (BW Q8_0 only) the weights' signs. */
+struct wq {
+	__m512i k[8];
+	__m512 d;
+	__mmask64 s[8];
+};
+
+/* Bytes of one repacked block: 8 registers of quants, the scales, the signs. */
+#define PACK_BYTES 640
+_Static_assert(PACK_BYTES <= QGEMM_PACK_BLOCK_MAX, "scratch sized for the largest packed block");
+
+INLINE TGT void wq_store(char *p, const struct wq *w, int signs)
+{
+	UNROLL
+	for (int j = 0; j < 8; j++)
+		_mm512_store_si512(p + 64 * j, w->k[j]);
+	_mm512_store_ps(p + 512, w->d);
+	if (signs)
+		memcpy(p + 576, w->s, sizeof w->s);
+}
+
+INLINE TGT void wq_load(struct wq *w, const char *p, int signs)
+{
+	UNROLL
+	for (int j = 0; j < 8; j++)
+		w->k[j] = _mm512_load_si512(p + 64 * j);
+	w->d = _mm512_load_ps(p + 512);
+	if (signs)
+		memcpy(w->s, p + 576, sizeof w->s);
+}
+
+/* How each kernel turns transposed quants into what its dot wants. */
+INLINE TGT void prep_q8_0_vnni(struct wq *w) /* q + 128 as unsigned */
+{
+	UNROLL
+	for (int j = 0; j < 8; j++)
+		w->k[j] = _mm512_xor_si512(w->k[j], _mm512_set1_epi8((char)0x80));
+}
+
+INLINE TGT void prep_q8_0_bw(struct wq *w) /* |q| and q's signs */
+{
+	UNROLL
+	for (int j = 0; j < 8; j++) {
+		w->s[j] = _mm512_movepi8_mask(w->k[j]);
+		w->k[j] = _mm512_abs_epi8(w->k[j]);
+	}
+}
+
+INLINE TGT void prep_none(struct wq *w)
+{
+	(void)w;
+}
+
+static inline int32_t ld32(const int8_t *p)
+{
+	int32_t v;
+	memcpy(&v, p, sizeof v);
+	return v;
+}
+
+/* The exact integer sum of each lane's row with the 32 quants q of one
+ * activation block, plus `neg` (the prepared offset term). `chains`: how
+ * many independent accumulators (latency, when few activation rows run). */
+INLINE TGT_VNNI __m512i isum_vnni(const struct wq *w, const int8_t *q, int32_t neg, const int chains)
+{
+	__m512i s0 = _mm512_set1_epi32(neg), s1 = _mm512_setzero_si512();
+	if (chains == 1) {
+		UNROLL
+		for (int j = 0; j < 8; j++)
+			s0 = _mm512_dpbusd_epi32(s0, w->k[j], _mm512_set1_epi32(ld32(q + 4 * j)));
+		return s0;
+	}
+	UNROLL
+	for (int j = 0; j < 8; j += 2) {
+		s0 = _mm512_dpbusd_epi32(s0, w->k[j], _mm512_set1_epi32(ld32(q + 4 * j)));
+		s1 = _mm512_dpbusd_epi32(s1, w->k[j + 1], _mm512_set1_epi32(ld32(q + 4 * j + 4)));
+	}
+	return _mm512_add_epi32(s0, s1);
+}
+
+/* Q8_0 without VNNI: maddubs(|w|, x with w's sign) in int16 pairs (at most
+ * 2 * 127 * 127, no saturation), widened per group: `neg` is not needed. */
+INLINE TGT __m512i isum_q8_0_bw(const struct wq *w, const int8_t *q, int32_t neg, const int chains)
+{
+	const __m512i one = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
+	__m512i s = _mm512_setzero_si512();
+	(void)neg;
+	(void)chains;
+	UNROLL
+	for (int j = 0; j < 8; j++) {
+		const __m512i x = _mm512_set1_epi32(ld32(q + 4 * j));
+		const __m512i sx = _mm512_mask_sub_epi8(x, w->s[j], zero, x);
+		s = _mm512_add_epi32(s, _mm512_madd_epi16(_mm512_maddubs_epi16(w->k[j], sx), one));
+	}
+	return s;
+}
+
+/* Q4_0 without VNNI: nibble (0..15) times x; the 8 groups' int16 pair sums
+ * add up to at most 8 * 2 * 15 * 127 = 30480, so they stay in int16. */
+INLINE TGT __m512i isum_q4_0_bw(const struct wq *w, const int8_t *q, int32_t neg, const int chains)
+{
+	__m512i p = _mm512_setzero_si512();
+	(void)chains;
+	UNROLL
+	for (int j = 0; j < 8; j++)
+		p = _mm512_add_epi16(p, _mm512_maddubs_epi16(w->k[j], _mm512_set1_epi32(ld32(q + 4 * j))));
+	return _mm512_add_epi32(_mm512_set1_epi32(neg), _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
+}
+
+/* One kernel: TG its target, TR the transpose, BB the weight block's bytes,
+ * PREP and ISUM as above, SIGNS whether the packed block keeps signs.
+ * _tile runs NT (constant) activation rows against one tile of weights,
+ * from the repacked scratch (PACKED) or transposing as it goes. */
+#define QGEMM_KERNEL(name, TG, TR, BB, PREP, ISUM, SIGNS)                                          \
+	INLINE TG void name##_block(const struct tile *tl, int64_t b, struct wq *w)                \
+	{                                                                                          \
+		TR(tl, b, w->k);                                                                   \
+		w->d = tile_scales(tl, b, BB);                                                     \
+		PREP(w);                                                                           \
+	}                                                                                          \
+                                                                                                   \
+	INLINE TG void name##_tile(const struct tile *tl, const char *pk, int64_t nb,              \
+				   const char *act, size_t astride, size_t side, float *out,       \
+				   int64_t ldo, const int NT, const int PACKED)                    \
+	{                                                                                          \
+		__m512 acc[QGEMM_NT];                                                              \
+		UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                  \
+		for (int64_t b = 0; b < nb; b++) {                                                 \
+			struct wq w;                                                               \
+			if (PACKED)                                                                \
+				wq_load(&w, pk + (size_t)b * PACK_BYTES, SIGNS);                   \
+			else                                                                       \
+				name##_block(tl, b, &w);                                           \
+			UNROLL for (int t = 0; t < NT; t++) {                                      \
+				const char *xa = act + (size_t)t * astride;                        \
+				const float dx = ((const float *)(xa + side))[b];                  \
+				const int32_t neg = ((const int32_t *)(xa + side))[nb + b];        \
+				const __m512i s = ISUM(&w, ((const struct block_q8_0 *)xa)[b].qs,  \
+						       neg, NT <= 2 ? 2 : 1);                      \
+				const __m512 sc = _mm512_mul_ps(w.d, _mm512_set1_ps(dx));          \
+				acc[t] = _mm512_add_ps(acc[t],                                     \
+						       _mm512_mul_ps(_mm512_cvtepi32_ps(s), sc));  \
+			}                                                                          \
+		}                                                                                  \
+		UNROLL for (int t = 0; t < NT; t++)                                                \
+			_mm512_mask_storeu_ps(out + t * ldo, tl->store, acc[t]);                   \
+	}                                                                                          \
+                                                                                                   \
+	TG void name(const void *w, size_t w_stride, int64_t nr, const void *act,                  \
+		     size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo,            \
+		     void *scratch)                                                                \
+	{                                                                                          \
+		const int64_t nb = n / 32;                                                         \
+		const size_t side = qgemm_act_side(n);                                             \
+		const int packed = nt >= qgemm_pack_min_rows();                                    \
+		char *pk = scratch;                                                                \
+		for (int64_t r0 = 0; r0 < nr; r0 += ROWS) {                                        \
+			struct tile tl;                                                            \
+			tile_init(&tl, (const char *)w + (size_t)r0 * w_stride, w_stride, nr - r0); \
+			if (packed) {                                                              \
+				for (int64_t b = 0; b < nb; b++) {                                 \
+					struct wq q;                                               \
+					name##_block(&tl, b, &q);                                  \
+					wq_store(pk + (size_t)b * PACK_BYTES, &q, SIGNS);          \
+				}                                                                  \
+			}                                                                          \
+			for (int64_t t0 = 0; t0 < nt; t0 += QGEMM_NT) {                            \
+				const char *a = (const char *)act + (size_t)t0 * act_stride;       \
+				float *o = out + t0 * ldo + r0;                                    \
+				const int64_t m = nt - t0 < QGEMM_NT ? nt - t0 : QGEMM_NT;         \
+				switch (m * 2 + packed) {                                          \
+				QGEMM_CASES(name)                                                  \
+				}                                                                  \
+			}                                                                          \
+		}                                                                                  \
+	}
+
+#define QGEMM_CASE(name, NT, P)                                                 \
+	case NT * 2 + P:                                                        \
+		name##_tile(&tl, pk, nb, a, act_stride, side, o, ldo, NT, P);   \
+		break;
+#define QGEMM_CASES(name)                                                                      \
+	QGEMM_CASE(name, 1, 0) QGEMM_CASE(name, 1, 1) QGEMM_CASE(name, 2, 0) QGEMM_CASE(name, 2, 1) \
+	QGEMM_CASE(name, 3, 0) QGEMM_CASE(name, 3, 1) QGEMM_CASE(name, 4, 0) QGEMM_CASE(name, 4, 1) \
+	QGEMM_CASE(name, 5, 0) QGEMM_CASE(name, 5, 1) QGEMM_CASE(name, 6, 0) QGEMM_CASE(name, 6, 1) \
+	QGEMM_CASE(name, 7, 0) QGEMM_CASE(name, 7, 1) QGEMM_CASE(name, 8, 0) QGEMM_CASE(name, 8, 1)
+_Static_assert(QGEMM_NT == 8, "QGEMM_CASES lists 1..8 rows");
+
+QGEMM_KERNEL(qgemm_q8_0_vnni, TGT_VNNI, tr_q8_0, sizeof(struct block_q8_0), prep_q8_0_vnni, isum_vnni, 0)
+QGEMM_KERNEL(qgemm_q4_0_vnni, TGT_VNNI, tr_q4_0, sizeof(struct block_q4_0), prep_none, isum_vnni, 0)
+QGEMM_KERNEL(qgemm_q8_0_avx512, TGT, tr_q8_0, sizeof(struct block_q8_0), prep_q8_0_bw, isum_q8_0_bw, 1)
+QGEMM_KERNEL(qgemm_q4_0_avx512, TGT, tr_q4_0, sizeof(struct block_q4_0), prep_none, isum_q4_0_bw, 0)
+
+#endif /* __x86_64__ */

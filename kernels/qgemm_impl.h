@@ -1,0 +1,45 @@
+/* qgemm_impl.h: what qgemm.c and the per-instruction-set kernel files
+ * (qgemm_avx2.c, qgemm_avx512.c) agree on: the layout of a prepared
+ * activation row, the size of a repacked weight block, the tile sizes, and
+ * the kernels' names for the tables in dot_avx2.c and dot_avx512.c.
+ * Private to kernels/; not an API. */
+#ifndef STRATA_KERNELS_QGEMM_IMPL_H
+#define STRATA_KERNELS_QGEMM_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A prepared activation row of n values (n/32 blocks), for Q8_0 and Q4_0
+ * weights:
+ *   [0, n/32 * 34)          the row as dot_prepare_act makes it (block_q8_0)
+ *   [side, side + 4 nb)     f32 d of each block (the f16 d, widened exactly)
+ *   [side + 4 nb, + 8 nb)   int32 -(zero point * sum of the block's quants)
+ * with side = qgemm_act_side(n), 64-byte aligned from the row's start. */
+static inline size_t qgemm_act_side(int64_t n)
+{
+	return ((size_t)(n / 32) * 34 + 63) & ~(size_t)63;
+}
+
+/* Activation rows per register tile: each has one accumulator register. */
+#define QGEMM_NT 8
+/* The default of qgemm_pack_min_rows() (bench/matmul-bench's crossover). */
+#define QGEMM_PACK_MIN_ROWS 9
+/* Bytes of the largest repacked block of 32 weights x 16 rows any set
+ * writes: 8 registers of quants (512), 8 64-bit sign masks (64), 16 f32
+ * scales (64). */
+#define QGEMM_PACK_BLOCK_MAX 640
+
+#if defined(__x86_64__)
+#define QGEMM_DECL(name)                                                                    \
+	void name(const void *w, size_t w_stride, int64_t nr, const void *act, size_t act_stride, \
+		  int64_t nt, int64_t n, float *out, int64_t ldo, void *scratch)
+QGEMM_DECL(qgemm_q8_0_avx2);
+QGEMM_DECL(qgemm_q4_0_avx2);
+QGEMM_DECL(qgemm_q8_0_avx512);
+QGEMM_DECL(qgemm_q4_0_avx512);
+QGEMM_DECL(qgemm_q8_0_vnni);
+QGEMM_DECL(qgemm_q4_0_vnni);
+#undef QGEMM_DECL
+#endif
+
+#endif

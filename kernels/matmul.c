@@ -1,20 +1,26 @@
-/* matmul.c: out = x · Wᵀ for any weight type (see matmul.h). Few rows: dot
- * kernels with W's rows shared out across the pool, each weight row read once
- * per batch. Many rows: every pool thread takes panels of W's rows, turns
- * them into f32 in a panel of its own and runs a single-threaded OpenBLAS
- * sgemm on it. Not a place for new kernels: the arithmetic is in dot.c,
- * quant.c and OpenBLAS. */
+/* matmul.c: out = x · Wᵀ for any weight type (see matmul.h): which path a
+ * call takes, and the pool threads' share of W's rows. Three paths:
+ *  - tile: quantized weights with a multi-row kernel (qgemm.h), any number
+ *    of rows; activations quantized once per call;
+ *  - dot: one weight row against each activation row while it sits in L1
+ *    (float weights for few rows; quantized types without a tile kernel);
+ *  - sgemm: float weights for many rows: each pool thread turns panels of
+ *    W's rows into f32 (F16/BF16) and runs a single-threaded OpenBLAS sgemm.
+ * Threads always split W's rows, never a dot's length. Not a place for
+ * kernels: the arithmetic is in dot*.c, qgemm*.c, quant.c and OpenBLAS. */
 #include "kernels/matmul.h"
 
 #include <assert.h>
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/blas.h"
 #include "kernels/dot.h"
 #include "kernels/pool.h"
+#include "kernels/qgemm.h"
 #include "kernels/quant.h"
 #include "kernels/quant_ref.h"
 #include "kernels/types.h"
@@ -23,17 +29,19 @@
  * again, so panels should not be thin; a few MB per thread stays in L2/L3
  * while sgemm reads what the thread just wrote. */
 #define MATMUL_PANEL_BYTES (4u << 20)
-/* Weight bytes below which a GEMV is not worth waking the pool for. */
+/* Weight bytes below which a call is not worth waking the pool for. */
 #define MATMUL_SERIAL_BYTES (64u << 10)
 #define MATMUL_ALIGN 64
 
 struct matmul_ctx {
-	struct pool *pool; /* borrowed */
-	int64_t gemm_min_rows; /* > 0: for every type; 0: per type (gemm_min_rows_for) */
-	void *act;	  /* (n_tok, act_stride) prepared activations, GEMV path */
-	size_t act_cap;	  /* bytes */
-	float *panel;	  /* (threads, panel_rows, n_in) f32, GEMM path */
-	size_t panel_cap; /* bytes */
+	struct pool *pool;	  /* borrowed */
+	enum matmul_path force;	  /* MATMUL_PATH_AUTO, or the path of every call */
+	void *act;		  /* (n_tok, act_stride) prepared activations, dot and tile paths */
+	size_t act_cap;		  /* bytes */
+	float *panel;		  /* (threads, panel_rows, n_in) f32, sgemm path */
+	size_t panel_cap;	  /* bytes */
+	void *tile_scratch;	  /* (threads, qgemm_scratch_bytes) repacked weights, tile path */
+	size_t tile_scratch_cap;  /* bytes */
 };
 
 int matmul_ctx_create(struct pool *pool, struct matmul_ctx **out)
@@ -57,32 +65,41 @@ void matmul_ctx_free(struct matmul_ctx *c)
 		return;
 	free(c->act);
 	free(c->panel);
+	free(c->tile_scratch);
 	free(c);
 }
 
-void matmul_set_gemm_min_rows(struct matmul_ctx *c, int64_t rows)
+void matmul_force_path(struct matmul_ctx *c, enum matmul_path path)
 {
-	c->gemm_min_rows = rows > 0 ? rows : 0;
+	c->force = path;
 }
 
-/* Where sgemm starts to win, measured on one and two threads (bench/
- * matmul-bench, 4096-wide rows): f32 dots stream 4 bytes per weight, so
- * sgemm's blocking pays off early; F16/BF16 halve that; Q8_0/Q4_0 dots are
- * integer VNNI work on a quarter of the bytes and stay ahead of dequantizing
- * to f32 until about 64 rows. */
-static int64_t gemm_min_rows_for(const struct matmul_ctx *c, uint32_t type)
+/* Float weights: where sgemm starts to win over the dot kernels, measured
+ * on one and two threads (bench/matmul-bench, 4096-wide rows): f32 dots
+ * stream 4 bytes per weight, so sgemm's blocking pays off early; F16/BF16
+ * halve that. */
+static int64_t sgemm_min_rows(uint32_t type)
 {
-	if (c->gemm_min_rows > 0)
-		return c->gemm_min_rows;
-	switch (type) {
-	case ST_F32:
-		return 8;
-	case ST_F16:
-	case ST_BF16:
-		return 16;
-	default:
-		return 64;
-	}
+	return type == ST_F32 ? 8 : 16;
+}
+
+static bool is_float(uint32_t type)
+{
+	return type == ST_F32 || type == ST_F16 || type == ST_BF16;
+}
+
+/* Quantized weights never take sgemm on their own: dequantized weights times
+ * f32 activations round differently from the integer kernels, so a row's
+ * result would change with the number of rows beside it. */
+enum matmul_path matmul_path_for(const struct matmul_ctx *c, uint32_t type, int64_t n_tok)
+{
+	if (c->force == MATMUL_PATH_TILE && qgemm_get(type) == NULL)
+		return MATMUL_PATH_DOT;
+	if (c->force != MATMUL_PATH_AUTO)
+		return c->force;
+	if (is_float(type))
+		return n_tok < sgemm_min_rows(type) ? MATMUL_PATH_DOT : MATMUL_PATH_SGEMM;
+	return qgemm_get(type) ? MATMUL_PATH_TILE : MATMUL_PATH_DOT;
 }
 
 /* Make *buf hold at least `need` bytes (64-byte aligned). On failure the old
@@ -119,7 +136,7 @@ static float tail_dot(uint32_t type, const void *w, const float *x, int64_t i0, 
 	return s;
 }
 
-/* ---- GEMV path ---- */
+/* ---- dot path ---- */
 
 struct gemv_job {
 	const struct matmul_w *w;
@@ -164,7 +181,7 @@ static void gemv_fn(void *arg, int ith, int nth)
 	}
 }
 
-static int matmul_gemv(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
+static int matmul_dot(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
 		       const struct matmul_w *w, size_t row_bytes)
 {
 	const int nth = pool_threads(c->pool);
@@ -202,7 +219,102 @@ static int matmul_gemv(struct matmul_ctx *c, float *out, const float *x, int64_t
 	return 0;
 }
 
-/* ---- GEMM path ---- */
+/* ---- tile path ---- */
+
+struct prep_job {
+	uint32_t type;
+	const float *x;	    /* (n_tok, n_in) f32 */
+	int64_t n_tok, n_in;
+	char *act;	    /* (n_tok, act_stride) prepared rows */
+	size_t act_stride;  /* bytes */
+};
+
+static void prep_fn(void *arg, int ith, int nth)
+{
+	struct prep_job *j = arg;
+	long t0, t1;
+	pool_split((long)j->n_tok, 1, ith, nth, &t0, &t1);
+	for (long t = t0; t < t1; t++)
+		qgemm_prepare_act(j->type, j->x + t * j->n_in, j->act + (size_t)t * j->act_stride, j->n_in);
+}
+
+struct tile_job {
+	const struct matmul_w *w;
+	size_t row_bytes;   /* W's row stride */
+	qgemm_fn fn;
+	const char *act;    /* (n_tok, act_stride) prepared rows */
+	size_t act_stride;  /* bytes */
+	int64_t n_tok;
+	float *out;	    /* (n_tok, n_out) f32 */
+	char *scratch;	    /* (threads, scratch_stride) */
+	size_t scratch_stride;
+	long chunk;	    /* W rows per grab, a multiple of the tile height */
+	_Atomic long next;  /* first row not yet taken */
+};
+
+/* As the dot path: chunks of W's rows from a shared counter. The kernel
+ * computes every activation row against a chunk before the next. */
+static void tile_fn(void *arg, int ith, int nth)
+{
+	struct tile_job *j = arg;
+	const int64_t n_out = j->w->n_out;
+	(void)nth;
+	for (;;) {
+		long r0 = atomic_fetch_add_explicit(&j->next, j->chunk, memory_order_relaxed);
+		if (r0 >= n_out)
+			break;
+		long r1 = r0 + j->chunk < n_out ? r0 + j->chunk : (long)n_out;
+		j->fn((const char *)j->w->data + (size_t)r0 * j->row_bytes, j->row_bytes, r1 - r0, j->act,
+		      j->act_stride, j->n_tok, j->w->n_in, j->out + r0, n_out,
+		      j->scratch + (size_t)ith * j->scratch_stride);
+	}
+}
+
+static int matmul_tile(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
+		       const struct matmul_w *w, size_t row_bytes)
+{
+	const int nth = pool_threads(c->pool);
+	const size_t a_stride = (qgemm_act_bytes(w->type, w->n_in) + MATMUL_ALIGN - 1) &
+				~(size_t)(MATMUL_ALIGN - 1);
+	const size_t s_stride = (qgemm_scratch_bytes(w->type, w->n_in) + MATMUL_ALIGN - 1) &
+				~(size_t)(MATMUL_ALIGN - 1);
+	const bool serial = nth == 1 || row_bytes * (size_t)w->n_out < MATMUL_SERIAL_BYTES;
+	int rc;
+
+	if (a_stride == 0 || (size_t)n_tok > SIZE_MAX / a_stride ||
+	    s_stride > SIZE_MAX / (size_t)nth)
+		return -ENOMEM;
+	if ((rc = scratch_grow(&c->act, &c->act_cap, a_stride * (size_t)n_tok)) < 0 ||
+	    (rc = scratch_grow(&c->tile_scratch, &c->tile_scratch_cap, s_stride * (size_t)nth)) < 0)
+		return rc;
+
+	/* Every activation row quantized once, by whichever thread; the rows'
+	 * values do not depend on who quantizes them. */
+	struct prep_job p = { .type = w->type, .x = x, .n_tok = n_tok, .n_in = w->n_in,
+			      .act = c->act, .act_stride = a_stride };
+	if (serial || n_tok < 2)
+		prep_fn(&p, 0, 1);
+	else
+		pool_run(c->pool, prep_fn, &p);
+
+	struct tile_job j = {
+		.w = w, .row_bytes = row_bytes, .fn = qgemm_get(w->type), .act = c->act,
+		.act_stride = a_stride, .n_tok = n_tok, .out = out, .scratch = c->tile_scratch,
+		.scratch_stride = s_stride,
+	};
+	const long tile = qgemm_tile_rows();
+	long chunk = (long)(w->n_out / (nth * 8));
+	chunk = chunk < 16 ? 16 : chunk;
+	j.chunk = (chunk + tile - 1) / tile * tile;
+	atomic_init(&j.next, 0);
+	if (serial)
+		tile_fn(&j, 0, 1);
+	else
+		pool_run(c->pool, tile_fn, &j);
+	return 0;
+}
+
+/* ---- sgemm path ---- */
 
 struct gemm_job {
 	const struct matmul_w *w;
@@ -245,7 +357,7 @@ static void gemm_fn(void *arg, int ith, int nth)
 	}
 }
 
-static int matmul_gemm(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
+static int matmul_sgemm(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
 		       const struct matmul_w *w, size_t row_bytes)
 {
 	const int nth = pool_threads(c->pool);
@@ -302,9 +414,14 @@ int matmul(struct matmul_ctx *c, float *out, const float *x, int64_t n_tok,
 		return err;
 	if (n_tok <= 0 || w->n_out == 0)
 		return 0;
-	if (n_tok < gemm_min_rows_for(c, w->type))
-		return matmul_gemv(c, out, x, n_tok, w, rb);
-	return matmul_gemm(c, out, x, n_tok, w, rb);
+	switch (matmul_path_for(c, w->type, n_tok)) {
+	case MATMUL_PATH_TILE:
+		return matmul_tile(c, out, x, n_tok, w, rb);
+	case MATMUL_PATH_SGEMM:
+		return matmul_sgemm(c, out, x, n_tok, w, rb);
+	default:
+		return matmul_dot(c, out, x, n_tok, w, rb);
+	}
 }
 
 int matmul_ref(float *out, const float *x, int64_t n_tok, const struct matmul_w *w)

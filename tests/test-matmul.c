@@ -1,24 +1,28 @@
 /* test-matmul.c: matmul against matmul_ref for every weight type, n_tok in
  * {1, 2, 7, 8, 9, 16, 64}, shapes that leave a short last panel and a short last
- * chunk, through both paths (gemm_min_rows moved to force each), on pools of
- * 1 to 3 threads; plus the error returns and a clean -ENOMEM.
+ * chunk, through every path (forced with matmul_force_path), on pools of
+ * 1 to 3 threads; the default path per type and row count; batch invariance
+ * of quantized weights (a row's result alone = inside any batch, on any
+ * number of threads); plus the error returns and a clean -ENOMEM.
  *
  * Tolerances, as |matmul - ref| <= bound for each output, where
  * A = Σ_i |w_i·x_i| and B = Σ_i |w_i|·amax(x over i's activation block):
  *
- *   path  weights             bound                     why
- *   GEMV  F32, F16, BF16      2e-5·A                    f32 accumulation in SIMD lanes
- *                                                       over n_in products (ref: double)
- *   GEMV  quantized           0.6/127·B + 2e-5·A        activations rounded to Q8_0, Q8_1
- *                                                       or Q8_K: at most half a step
- *                                                       d = amax/127, plus d's own f16
- *                                                       rounding (2^-11 of up to 127
- *                                                       steps = 0.062 d; Q8_K keeps d in
- *                                                       f32), with amax over the
- *                                                       activation block (32, or 256)
- *   GEMM  all                 2e-5·A                    W dequantized bit-exactly, then
- *                                                       f32 sgemm accumulation
- */
+ *   path       weights           bound                     why
+ *   dot        F32, F16, BF16    2e-5·A                    f32 accumulation in SIMD lanes
+ *                                                          over n_in products (ref: double)
+ *   dot, tile  quantized         0.6/127·B + 2e-5·A        activations rounded to Q8_0, Q8_1
+ *                                                          or Q8_K: at most half a step
+ *                                                          d = amax/127, plus d's own f16
+ *                                                          rounding (2^-11 of up to 127
+ *                                                          steps = 0.062 d; Q8_K keeps d in
+ *                                                          f32), with amax over the
+ *                                                          activation block (32, or 256)
+ *   sgemm      all               2e-5·A                    W dequantized bit-exactly, then
+ *                                                          f32 sgemm accumulation
+ * and the tile path (types with multi-row kernels) has no tolerance against
+ * the one-row reference dot of each pair (dot_get_ref): the same bits
+ * (test-qgemm.c). */
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -29,6 +33,7 @@
 #include "kernels/dot.h"
 #include "kernels/matmul.h"
 #include "kernels/pool.h"
+#include "kernels/qgemm.h"
 #include "kernels/quant.h"
 #include "kernels/quant_ref.h"
 #include "kernels/types.h"
@@ -41,10 +46,33 @@ const char *__asan_default_options(void)
 	return "allocator_may_return_null=1";
 }
 
-/* The per-type defaults matmul.h documents. */
-static int64_t default_min_rows(uint32_t type)
+/* The default paths matmul.h documents. */
+static enum matmul_path default_path(uint32_t type, int64_t n_tok)
 {
-	return type == ST_F32 ? 8 : type == ST_F16 || type == ST_BF16 ? 16 : 64;
+	if (type == ST_F32)
+		return n_tok < 8 ? MATMUL_PATH_DOT : MATMUL_PATH_SGEMM;
+	if (type == ST_F16 || type == ST_BF16)
+		return n_tok < 16 ? MATMUL_PATH_DOT : MATMUL_PATH_SGEMM;
+	return qgemm_get(type) ? MATMUL_PATH_TILE : MATMUL_PATH_DOT;
+}
+
+static const char *path_name(enum matmul_path p)
+{
+	return p == MATMUL_PATH_DOT ? "dot" : p == MATMUL_PATH_TILE ? "tile" : p == MATMUL_PATH_SGEMM ? "sgemm" : "auto";
+}
+
+/* out (n_tok, n_out) <- the scalar reference dot of every pair, on the
+ * activations the kernels see. */
+static void pair_ref(const struct matmul_w *w, const float *x, int64_t n_tok, float *out)
+{
+	const size_t rb = st_row_bytes(w->type, (uint64_t)w->n_in);
+	char *act = tap_xmalloc(dot_act_bytes(w->type, w->n_in));
+	for (int64_t t = 0; t < n_tok; t++) {
+		dot_prepare_act(w->type, x + t * w->n_in, act, w->n_in);
+		for (int64_t r = 0; r < w->n_out; r++)
+			out[t * w->n_out + r] = dot_get_ref(w->type)((const char *)w->data + (size_t)r * rb, act, w->n_in);
+	}
+	free(act);
 }
 
 /* Weights of `type` from random f32 rows (n_out, n_in). */
@@ -134,7 +162,8 @@ static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, i
 		x[i] = tap_frand() * 2.0f;
 	const size_t n_res = (size_t)(max_tok * n_out);
 	float *ref = tap_xmalloc(n_res * sizeof *ref), *got = tap_xmalloc(n_res * sizeof *got);
-	float *dflt = tap_xmalloc(n_res * sizeof *dflt);
+	float *dflt = tap_xmalloc(n_res * sizeof *dflt), *pref = tap_xmalloc(n_res * sizeof *pref);
+	const bool tile = qgemm_get(type) != NULL;
 	double *bv = tap_xmalloc(n_res * sizeof *bv), *bm = tap_xmalloc(n_res * sizeof *bm);
 
 	for (size_t ti = 0; ti < n_toks; ti++) {
@@ -144,30 +173,45 @@ static void test_type_shape(struct matmul_ctx *c, uint32_t type, int64_t n_in, i
 			continue;
 		make_bounds(&w, x, n_tok, bv, bm);
 
-		matmul_set_gemm_min_rows(c, n_tok + 1); /* force GEMV */
+		matmul_force_path(c, MATMUL_PATH_DOT);
 		rc = matmul(c, got, x, n_tok, &w);
 		double e = rc == 0 ? worst_ratio(got, ref, bv, n) : INFINITY;
-		tap_ok(rc == 0 && e <= 1.0, "GEMV %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
+		tap_ok(rc == 0 && e <= 1.0, "dot   %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
 		       st_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, nth, e);
+		memcpy(dflt, got, (size_t)n * sizeof *got);
 
-		matmul_set_gemm_min_rows(c, 0); /* the per-type default decides */
-		rc = matmul(c, dflt, x, n_tok, &w);
-		const bool dflt_gemm = n_tok >= default_min_rows(type);
-		if (!dflt_gemm) /* the forced GEMV result is still in got */
-			tap_ok(memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
-			       "n_tok %lld < %lld: %s takes the GEMV path by default", (long long)n_tok,
-			       (long long)default_min_rows(type), st_type_name(type));
-
-		matmul_set_gemm_min_rows(c, 1); /* force GEMM */
-		rc |= matmul(c, got, x, n_tok, &w);
+		matmul_force_path(c, MATMUL_PATH_SGEMM);
+		rc = matmul(c, got, x, n_tok, &w);
 		e = rc == 0 ? worst_ratio(got, ref, bm, n) : INFINITY;
-		tap_ok(rc == 0 && e <= 1.0, "GEMM %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
+		tap_ok(rc == 0 && e <= 1.0, "sgemm %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound",
 		       st_type_name(type), (long long)n_out, (long long)n_in, (long long)n_tok, nth, e);
-		if (dflt_gemm)
-			tap_ok(memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
-			       "n_tok %lld >= %lld: %s takes the GEMM path by default", (long long)n_tok,
-			       (long long)default_min_rows(type), st_type_name(type));
+		if (default_path(type, n_tok) == MATMUL_PATH_SGEMM)
+			memcpy(dflt, got, (size_t)n * sizeof *got);
+
+		if (tile) {
+			matmul_force_path(c, MATMUL_PATH_TILE);
+			rc = matmul(c, got, x, n_tok, &w);
+			e = rc == 0 ? worst_ratio(got, ref, bv, n) : INFINITY;
+			pair_ref(&w, x, n_tok, pref);
+			int64_t diff = 0;
+			for (int64_t i = 0; i < n; i++)
+				diff += memcmp(&got[i], &pref[i], sizeof *got) != 0;
+			tap_ok(rc == 0 && e <= 1.0 && diff == 0,
+			       "tile  %-4s %lldx%lld n_tok %2lld, %d thr: worst %.3f of bound, %lld outputs "
+			       "not the reference dot's bits", st_type_name(type), (long long)n_out,
+			       (long long)n_in, (long long)n_tok, nth, e, (long long)diff);
+			memcpy(dflt, got, (size_t)n * sizeof *got);
+		}
+
+		matmul_force_path(c, MATMUL_PATH_AUTO);
+		const enum matmul_path want = default_path(type, n_tok);
+		rc = matmul(c, got, x, n_tok, &w);
+		tap_ok(rc == 0 && matmul_path_for(c, type, n_tok) == want &&
+			       memcmp(dflt, got, (size_t)n * sizeof *got) == 0,
+		       "n_tok %lld: %s takes the %s path by default", (long long)n_tok, st_type_name(type),
+		       path_name(want));
 	}
+	free(pref);
 	free(bm);
 	free(bv);
 	free(dflt);
@@ -191,13 +235,16 @@ static void test_errors(struct matmul_ctx *c)
 	tap_is_int(matmul(c, out, x, 1, &w), -EINVAL, "Q8_0 with n_in 48 (not whole blocks): -EINVAL");
 
 	/* Scratch that cannot grow: a Q8_0 matrix with rows of 2^34 weights
-	 * wants 127 GB of prepared activations (GEMV) or a 1 TB panel (GEMM),
+	 * wants 127 GB of prepared activations (dot, tile) or a 1 TB panel (sgemm),
 	 * refused before x or W is read. */
 	w.n_in = (int64_t)1 << 34;
 	w.n_out = 16;
-	matmul_set_gemm_min_rows(c, 8);
-	tap_is_int(matmul(c, out, x, 7, &w), -ENOMEM, "GEMV scratch too large: -ENOMEM");
-	tap_is_int(matmul(c, out, x, 8, &w), -ENOMEM, "GEMM panel too large: -ENOMEM");
+	matmul_force_path(c, MATMUL_PATH_DOT);
+	tap_is_int(matmul(c, out, x, 7, &w), -ENOMEM, "dot path scratch too large: -ENOMEM");
+	matmul_force_path(c, MATMUL_PATH_SGEMM);
+	tap_is_int(matmul(c, out, x, 8, &w), -ENOMEM, "sgemm panel too large: -ENOMEM");
+	matmul_force_path(c, MATMUL_PATH_TILE);
+	tap_is_int(matmul(c, out, x, 8, &w), -ENOMEM, "tile path scratch too large: -ENOMEM");
 
 	/* ... and the context still works. */
 	const int64_t n_in = 64, n_out = 3;
@@ -206,14 +253,62 @@ static void test_errors(struct matmul_ctx *c)
 	float xs[2 * 64], ref[6], got[6];
 	for (int i = 0; i < 2 * 64; i++)
 		xs[i] = tap_frand();
-	matmul_ref(ref, xs, 2, &ok);
-	matmul_set_gemm_min_rows(c, 1);
+	pair_ref(&ok, xs, 2, ref);
+	matmul_force_path(c, MATMUL_PATH_AUTO);
 	int rc = matmul(c, got, xs, 2, &ok);
-	double e = 0.0;
-	for (int i = 0; i < 6; i++)
-		e = fmax(e, fabs(got[i] - ref[i]));
-	tap_ok(rc == 0 && e < 1e-4, "after -ENOMEM the context still computes (err %.2g)", e);
+	tap_ok(rc == 0 && memcmp(got, ref, sizeof got) == 0,
+	       "after -ENOMEM the context still computes (the reference dots' bits)");
 	free((void *)ok.data);
+}
+
+/* Batch invariance through matmul, for the quantized types: each of 67
+ * activation rows computed alone (one row, one thread) gives the same bits
+ * as inside batches of 1..64 rows starting at row 0 or 3 (so a row sits at
+ * different positions), on pools of 1, 2 and 3 threads. */
+static void test_invariance(void)
+{
+	static const uint32_t qtypes[] = { ST_Q8_0, ST_Q4_0 };
+	const int64_t n_in = 512, n_out = 300, n_x = 67;
+	float *x = tap_xmalloc((size_t)(n_x * n_in) * sizeof *x);
+	float *alone = tap_xmalloc((size_t)(n_x * n_out) * sizeof *alone);
+	float *out = tap_xmalloc((size_t)(n_x * n_out) * sizeof *out);
+	for (int64_t i = 0; i < n_x * n_in; i++)
+		x[i] = tap_frand() * 3.0f;
+	for (size_t ti = 0; ti < sizeof qtypes / sizeof qtypes[0]; ti++) {
+		struct matmul_w w = { .type = qtypes[ti], .n_in = n_in, .n_out = n_out };
+		w.data = make_weights(w.type, n_in, n_out);
+		struct pool *pool;
+		struct matmul_ctx *c;
+		if (pool_create(1, &pool) != 0 || matmul_ctx_create(pool, &c) != 0)
+			tap_bail("setup failed");
+		for (int64_t t = 0; t < n_x; t++)
+			if (matmul(c, alone + t * n_out, x + t * n_in, 1, &w) != 0)
+				tap_bail("matmul failed");
+		matmul_ctx_free(c);
+		pool_free(pool);
+		for (int nth = 1; nth <= 3; nth++) {
+			int64_t bad = 0, calls = 0;
+			if (pool_create(nth, &pool) != 0 || matmul_ctx_create(pool, &c) != 0)
+				tap_bail("setup failed");
+			for (int64_t m = 1; m <= 64; m++) {
+				for (int64_t s0 = 0; s0 <= 3; s0 += 3) {
+					if (matmul(c, out, x + s0 * n_in, m, &w) != 0)
+						tap_bail("matmul failed");
+					calls++;
+					bad += memcmp(out, alone + s0 * n_out, (size_t)(m * n_out) * sizeof *out) != 0;
+				}
+			}
+			tap_is_int(bad, 0, "%s, %d thread%s: every row of %lld batches of 1..64 rows = the "
+				   "row computed alone, bit for bit", st_type_name(w.type), nth,
+				   nth > 1 ? "s" : "", (long long)calls);
+			matmul_ctx_free(c);
+			pool_free(pool);
+		}
+		free((void *)w.data);
+	}
+	free(out);
+	free(alone);
+	free(x);
 }
 
 int main(void)
@@ -231,7 +326,7 @@ int main(void)
 		for (size_t ti = 0; ti < sizeof types / sizeof types[0]; ti++) {
 			const uint32_t t = types[ti];
 			if (nth == 2) {
-				/* GEMV chunks of 32 rows, the last one short */
+				/* chunks of 32 rows (dot, tile), the last one short */
 				test_type_shape(c, t, 4096, 300, nth, all_toks, N_ALL_TOKS);
 				if (st_type_info(t)->block_elems <= 32) /* 64 is no whole super-block */
 					test_type_shape(c, t, 64, 48, nth, all_toks, N_ALL_TOKS);
@@ -254,6 +349,7 @@ int main(void)
 		matmul_ctx_free(c);
 		pool_free(pool);
 	}
+	test_invariance();
 	matmul_ctx_free(NULL);
 	tap_ok(1, "matmul_ctx_free(NULL) is a no-op");
 	return tap_done();

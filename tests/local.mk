@@ -28,6 +28,11 @@ tests_test_daemon_LDADD = $(PROTO_LIBS) $(SYNTH_LIBS) $(TEST_LIBS) -lpthread
 EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat-pty.py \
 	tests/test-tools.sh tests/test-quantize.sh
 
+# Batch invariance at the daemon: a greedy request's tokens and log-probabilities
+# are the same alone and beside prompts of every length 1..200 (Q8_0, Q4_0).
+TESTS += tests/pyclient/test-invariance.py
+EXTRA_DIST += tests/pyclient/test-invariance.py
+
 check_PROGRAMS += tests/test-sampler
 TESTS += tests/test-sampler
 tests_test_sampler_SOURCES = tests/test-sampler.c

@@ -203,53 +203,95 @@ static inline int32_t ld32(const int8_t *p)
 	return v;
 }
 
-/* The exact integer sum of each lane's row with the 32 quants q of one
- * activation block, plus `neg` (the prepared offset term). `chains`: how
- * many independent accumulators (latency, when few activation rows run). */
-INLINE TGT_VNNI __m512i isum_vnni(const struct wq *w, const int8_t *q, int32_t neg, const int chains)
+/* Activation row t of a tile: its quants of block b, and the prepared terms. */
+INLINE const int8_t *xq(const char *act, size_t astride, int t, int64_t b)
 {
-	__m512i s0 = _mm512_set1_epi32(neg), s1 = _mm512_setzero_si512();
-	if (chains == 1) {
-		UNROLL
-		for (int j = 0; j < 8; j++)
-			s0 = _mm512_dpbusd_epi32(s0, w->k[j], _mm512_set1_epi32(ld32(q + 4 * j)));
-		return s0;
+	return ((const struct block_q8_0 *)(act + (size_t)t * astride))[b].qs;
+}
+
+INLINE int32_t xneg(const char *act, size_t astride, size_t side, int64_t nb, int t, int64_t b)
+{
+	return ((const int32_t *)(act + (size_t)t * astride + side))[nb + b];
+}
+
+/* s[t] <- the exact integer sum of each lane's row with activation row t's
+ * block b, for the NT rows of the tile. The rows' chains are interleaved
+ * (group j of every row, then group j+1) so that NT dependent chains are in
+ * flight at once; with one or two rows, each row gets two chains. */
+INLINE TGT_VNNI void isum_vnni(const struct wq *w, const char *act, size_t astride, size_t side,
+			       int64_t nb, int64_t b, __m512i *s, const int NT)
+{
+	const int8_t *q[QGEMM_NT];
+	__m512i s2[QGEMM_NT];
+	UNROLL
+	for (int t = 0; t < NT; t++) {
+		q[t] = xq(act, astride, t, b);
+		s[t] = _mm512_set1_epi32(xneg(act, astride, side, nb, t, b));
+		s2[t] = _mm512_setzero_si512();
 	}
 	UNROLL
 	for (int j = 0; j < 8; j += 2) {
-		s0 = _mm512_dpbusd_epi32(s0, w->k[j], _mm512_set1_epi32(ld32(q + 4 * j)));
-		s1 = _mm512_dpbusd_epi32(s1, w->k[j + 1], _mm512_set1_epi32(ld32(q + 4 * j + 4)));
+		UNROLL
+		for (int t = 0; t < NT; t++) {
+			s[t] = _mm512_dpbusd_epi32(s[t], w->k[j], _mm512_set1_epi32(ld32(q[t] + 4 * j)));
+			if (NT <= 2)
+				s2[t] = _mm512_dpbusd_epi32(s2[t], w->k[j + 1],
+							    _mm512_set1_epi32(ld32(q[t] + 4 * j + 4)));
+			else
+				s[t] = _mm512_dpbusd_epi32(s[t], w->k[j + 1],
+							   _mm512_set1_epi32(ld32(q[t] + 4 * j + 4)));
+		}
 	}
-	return _mm512_add_epi32(s0, s1);
+	if (NT <= 2) {
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			s[t] = _mm512_add_epi32(s[t], s2[t]);
+	}
 }
 
 /* Q8_0 without VNNI: maddubs(|w|, x with w's sign) in int16 pairs (at most
- * 2 * 127 * 127, no saturation), widened per group: `neg` is not needed. */
-INLINE TGT __m512i isum_q8_0_bw(const struct wq *w, const int8_t *q, int32_t neg, const int chains)
+ * 2 * 127 * 127, no saturation), widened per group: the offset term is not
+ * needed. */
+INLINE TGT void isum_q8_0_bw(const struct wq *w, const char *act, size_t astride, size_t side,
+			     int64_t nb, int64_t b, __m512i *s, const int NT)
 {
 	const __m512i one = _mm512_set1_epi16(1), zero = _mm512_setzero_si512();
-	__m512i s = _mm512_setzero_si512();
-	(void)neg;
-	(void)chains;
+	(void)side;
+	(void)nb;
+	UNROLL
+	for (int t = 0; t < NT; t++)
+		s[t] = _mm512_setzero_si512();
 	UNROLL
 	for (int j = 0; j < 8; j++) {
-		const __m512i x = _mm512_set1_epi32(ld32(q + 4 * j));
-		const __m512i sx = _mm512_mask_sub_epi8(x, w->s[j], zero, x);
-		s = _mm512_add_epi32(s, _mm512_madd_epi16(_mm512_maddubs_epi16(w->k[j], sx), one));
+		UNROLL
+		for (int t = 0; t < NT; t++) {
+			const __m512i x = _mm512_set1_epi32(ld32(xq(act, astride, t, b) + 4 * j));
+			const __m512i sx = _mm512_mask_sub_epi8(x, w->s[j], zero, x);
+			s[t] = _mm512_add_epi32(s[t], _mm512_madd_epi16(_mm512_maddubs_epi16(w->k[j], sx), one));
+		}
 	}
-	return s;
 }
 
 /* Q4_0 without VNNI: nibble (0..15) times x; the 8 groups' int16 pair sums
  * add up to at most 8 * 2 * 15 * 127 = 30480, so they stay in int16. */
-INLINE TGT __m512i isum_q4_0_bw(const struct wq *w, const int8_t *q, int32_t neg, const int chains)
+INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride, size_t side,
+			     int64_t nb, int64_t b, __m512i *s, const int NT)
 {
-	__m512i p = _mm512_setzero_si512();
-	(void)chains;
+	__m512i p[QGEMM_NT];
 	UNROLL
-	for (int j = 0; j < 8; j++)
-		p = _mm512_add_epi16(p, _mm512_maddubs_epi16(w->k[j], _mm512_set1_epi32(ld32(q + 4 * j))));
-	return _mm512_add_epi32(_mm512_set1_epi32(neg), _mm512_madd_epi16(p, _mm512_set1_epi16(1)));
+	for (int t = 0; t < NT; t++)
+		p[t] = _mm512_setzero_si512();
+	UNROLL
+	for (int j = 0; j < 8; j++) {
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			p[t] = _mm512_add_epi16(p[t], _mm512_maddubs_epi16(
+				w->k[j], _mm512_set1_epi32(ld32(xq(act, astride, t, b) + 4 * j))));
+	}
+	UNROLL
+	for (int t = 0; t < NT; t++)
+		s[t] = _mm512_add_epi32(_mm512_set1_epi32(xneg(act, astride, side, nb, t, b)),
+					_mm512_madd_epi16(p[t], _mm512_set1_epi16(1)));
 }
 
 /* One kernel: TG its target, TR the transpose, BB the weight block's bytes,
@@ -276,15 +318,13 @@ INLINE TGT __m512i isum_q4_0_bw(const struct wq *w, const int8_t *q, int32_t neg
 				wq_load(&w, pk + (size_t)b * PACK_BYTES, SIGNS);                   \
 			else                                                                       \
 				name##_block(tl, b, &w);                                           \
+			__m512i s[QGEMM_NT];                                                       \
+			ISUM(&w, act, astride, side, nb, b, s, NT);                                \
 			UNROLL for (int t = 0; t < NT; t++) {                                      \
-				const char *xa = act + (size_t)t * astride;                        \
-				const float dx = ((const float *)(xa + side))[b];                  \
-				const int32_t neg = ((const int32_t *)(xa + side))[nb + b];        \
-				const __m512i s = ISUM(&w, ((const struct block_q8_0 *)xa)[b].qs,  \
-						       neg, NT <= 2 ? 2 : 1);                      \
+				const float dx = ((const float *)(act + (size_t)t * astride + side))[b]; \
 				const __m512 sc = _mm512_mul_ps(w.d, _mm512_set1_ps(dx));          \
 				acc[t] = _mm512_add_ps(acc[t],                                     \
-						       _mm512_mul_ps(_mm512_cvtepi32_ps(s), sc));  \
+						       _mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), sc)); \
 			}                                                                          \
 		}                                                                                  \
 		UNROLL for (int t = 0; t < NT; t++)                                                \

@@ -904,6 +904,7 @@ const struct kernel_set kernels_avx2 = {
 		[ST_Q4_0] = qgemm_q4_0_avx2,
 	},
 	.qgemm_rows = 8,
+	.qgemm_nt = 4,
 };
 
 #endif /* __x86_64__ */

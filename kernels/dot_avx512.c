@@ -372,6 +372,7 @@ const struct kernel_set kernels_avx512 = {
 		[ST_Q4_0] = qgemm_q4_0_avx512,
 	},
 	.qgemm_rows = 16,
+	.qgemm_nt = QGEMM_NT,
 };
 
 const struct kernel_set kernels_avx512vnni = {
@@ -390,6 +391,7 @@ const struct kernel_set kernels_avx512vnni = {
 		[ST_Q4_0] = qgemm_q4_0_vnni,
 	},
 	.qgemm_rows = 16,
+	.qgemm_nt = QGEMM_NT,
 };
 
 #endif /* __x86_64__ */

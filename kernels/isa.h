@@ -35,9 +35,11 @@ struct kernel_set {
 	const struct kernel_set *lower;	    /* where NULL entries are looked up; NULL: the references */
 	/* Multi-row kernels by weight type (qgemm.h): bit-identical to the
 	 * reference dot of every pair, so a NULL entry (the reference) and a
-	 * filled one differ in speed only. qgemm_rows: their tile height. */
+	 * filled one differ in speed only. qgemm_rows: weight rows per tile;
+	 * qgemm_nt: activation rows per register tile. */
 	qgemm_fn qgemm[ST_TYPE_COUNT];
 	int qgemm_rows;
+	int qgemm_nt;
 };
 
 #if defined(__x86_64__)

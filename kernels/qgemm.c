@@ -103,14 +103,20 @@ size_t qgemm_scratch_bytes(uint32_t wtype, int64_t n)
 
 /* ---- the repacking threshold ---- */
 
-static int64_t pack_min_rows = QGEMM_PACK_MIN_ROWS;
+static int64_t pack_min_rows; /* 0: each set's default (qgemm_packs) */
 
 void qgemm_set_pack_min_rows(int64_t rows)
 {
-	pack_min_rows = rows > 0 ? rows : QGEMM_PACK_MIN_ROWS;
+	pack_min_rows = rows > 0 ? rows : 0;
 }
 
 int64_t qgemm_pack_min_rows(void)
 {
 	return pack_min_rows;
+}
+
+int qgemm_repacks(int64_t nt)
+{
+	const int nt_tile = isa_active()->qgemm_nt;
+	return nt_tile > 0 && qgemm_packs(nt, nt_tile, pack_min_rows);
 }

@@ -51,10 +51,14 @@ size_t qgemm_scratch_bytes(uint32_t wtype, int64_t n);
 
 /* From this many activation rows on, the kernels repack each tile of weight
  * rows once (into the scratch) instead of transposing it in registers for
- * every tile of activation rows (bench/matmul-bench measures both; rows <= 0
- * restores the default). For benchmarks and tests; not thread safe: set it
- * before the kernels run. The results are the same bits either way. */
+ * every tile of activation rows. The default (rows <= 0, or 0 returned) is
+ * each set's own: when the rows fill more than one register tile (8 rows
+ * for AVX-512, 4 for AVX2), the crossover bench/matmul-bench shows. For
+ * benchmarks and tests; not thread safe: set it before the kernels run. The
+ * results are the same bits either way. */
 void qgemm_set_pack_min_rows(int64_t rows);
 int64_t qgemm_pack_min_rows(void);
+/* Whether the set in use repacks for nt activation rows (for reports). */
+int qgemm_repacks(int64_t nt);
 
 #endif

@@ -20,7 +20,7 @@
 #define UNROLL _Pragma("GCC unroll 8")
 
 #define ROWS 8 /* weight rows per tile: one per 32-bit lane */
-#define NT_MAX 4 /* activation rows per register tile: 16 registers */
+#define NT_MAX 4 /* activation rows per register tile (16 registers); kernels_avx2.qgemm_nt */
 
 struct tile {
 	const char *w0;	   /* row 0 */
@@ -229,7 +229,7 @@ INLINE TGT void store_rows(float *out, __m256 v, int rows)
 	{                                                                                          \
 		const int64_t nb = n / 32;                                                         \
 		const size_t side = qgemm_act_side(n);                                             \
-		const int packed = nt >= qgemm_pack_min_rows();                                    \
+		const int packed = qgemm_packs(nt, NT_MAX, qgemm_pack_min_rows());               \
 		char *pk = scratch;                                                                \
 		for (int64_t r0 = 0; r0 < nr; r0 += ROWS) {                                        \
 			struct tile tl;                                                            \

@@ -337,7 +337,7 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
 	{                                                                                          \
 		const int64_t nb = n / 32;                                                         \
 		const size_t side = qgemm_act_side(n);                                             \
-		const int packed = nt >= qgemm_pack_min_rows();                                    \
+		const int packed = qgemm_packs(nt, QGEMM_NT, qgemm_pack_min_rows());             \
 		char *pk = scratch;                                                                \
 		for (int64_t r0 = 0; r0 < nr; r0 += ROWS) {                                        \
 			struct tile tl;                                                            \

@@ -20,10 +20,18 @@ static inline size_t qgemm_act_side(int64_t n)
 	return ((size_t)(n / 32) * 34 + 63) & ~(size_t)63;
 }
 
-/* Activation rows per register tile: each has one accumulator register. */
+/* Activation rows per register tile of the AVX-512 kernels (one accumulator
+ * register each; AVX2 has half the registers and takes 4). */
 #define QGEMM_NT 8
-/* The default of qgemm_pack_min_rows() (bench/matmul-bench's crossover). */
-#define QGEMM_PACK_MIN_ROWS 9
+
+/* Whether a call with nt activation rows repacks its weight tiles: by
+ * default when the rows take more than one register tile of `nt_tile` (then
+ * transposing per tile would be repeated; bench/matmul-bench shows the
+ * crossover there), else as qgemm_set_pack_min_rows() says. */
+static inline int qgemm_packs(int64_t nt, int nt_tile, int64_t pack_min_rows)
+{
+	return pack_min_rows > 0 ? nt >= pack_min_rows : nt > nt_tile;
+}
 /* Bytes of the largest repacked block of 32 weights x 16 rows any set
  * writes: 8 registers of quants (512), 8 64-bit sign masks (64), 16 f32
  * scales (64). */

@@ -115,6 +115,18 @@ int64_t qgemm_pack_min_rows(void)
 	return pack_min_rows;
 }
 
+static int64_t row_max_rows = QGEMM_ROW_MAX_ROWS;
+
+void qgemm_set_row_max_rows(int64_t rows)
+{
+	row_max_rows = rows < 0 ? QGEMM_ROW_MAX_ROWS : rows > 4 ? 4 : rows;
+}
+
+int64_t qgemm_row_max_rows(void)
+{
+	return row_max_rows;
+}
+
 int qgemm_repacks(int64_t nt)
 {
 	const int nt_tile = isa_active()->qgemm_nt;

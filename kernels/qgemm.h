@@ -58,6 +58,13 @@ size_t qgemm_scratch_bytes(uint32_t wtype, int64_t n);
  * results are the same bits either way. */
 void qgemm_set_pack_min_rows(int64_t rows);
 int64_t qgemm_pack_min_rows(void);
+/* Up to this many activation rows, the VNNI kernels read one weight row at
+ * a time (front to back: a matrix streamed from DRAM reads faster so) instead
+ * of tiles of 16 rows side by side; the same bits either way. rows < 0
+ * restores the default (bench/matmul-bench's crossover from DRAM), 0 always
+ * tiles. At most 4. For benchmarks and tests; not thread safe. */
+void qgemm_set_row_max_rows(int64_t rows);
+int64_t qgemm_row_max_rows(void);
 /* Whether the set in use repacks for nt activation rows (for reports). */
 int qgemm_repacks(int64_t nt);
 

@@ -298,7 +298,7 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
  * PREP and ISUM as above, SIGNS whether the packed block keeps signs.
  * _tile runs NT (constant) activation rows against one tile of weights,
  * from the repacked scratch (PACKED) or transposing as it goes. */
-#define QGEMM_KERNEL(name, TG, TR, BB, PREP, ISUM, SIGNS)                                          \
+#define QGEMM_KERNEL(SC, name, TG, TR, BB, PREP, ISUM, SIGNS)                                      \
 	INLINE TG void name##_block(const struct tile *tl, int64_t b, struct wq *w)                \
 	{                                                                                          \
 		TR(tl, b, w->k);                                                                   \
@@ -331,9 +331,9 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
 			_mm512_mask_storeu_ps(out + t * ldo, tl->store, acc[t]);                   \
 	}                                                                                          \
                                                                                                    \
-	TG void name(const void *w, size_t w_stride, int64_t nr, const void *act,                  \
-		     size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo,            \
-		     void *scratch)                                                                \
+	SC TG void name(const void *w, size_t w_stride, int64_t nr, const void *act,               \
+			size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo,         \
+			void *scratch)                                                             \
 	{                                                                                          \
 		const int64_t nb = n / 32;                                                         \
 		const size_t side = qgemm_act_side(n);                                             \
@@ -371,9 +371,171 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
 	QGEMM_CASE(name, 7, 0) QGEMM_CASE(name, 7, 1) QGEMM_CASE(name, 8, 0) QGEMM_CASE(name, 8, 1)
 _Static_assert(QGEMM_NT == 8, "QGEMM_CASES lists 1..8 rows");
 
-QGEMM_KERNEL(qgemm_q8_0_vnni, TGT_VNNI, tr_q8_0, sizeof(struct block_q8_0), prep_q8_0_vnni, isum_vnni, 0)
-QGEMM_KERNEL(qgemm_q4_0_vnni, TGT_VNNI, tr_q4_0, sizeof(struct block_q4_0), prep_none, isum_vnni, 0)
-QGEMM_KERNEL(qgemm_q8_0_avx512, TGT, tr_q8_0, sizeof(struct block_q8_0), prep_q8_0_bw, isum_q8_0_bw, 1)
-QGEMM_KERNEL(qgemm_q4_0_avx512, TGT, tr_q4_0, sizeof(struct block_q4_0), prep_none, isum_q4_0_bw, 0)
+QGEMM_KERNEL(static, tile_q8_0_vnni, TGT_VNNI, tr_q8_0, sizeof(struct block_q8_0), prep_q8_0_vnni, isum_vnni, 0)
+QGEMM_KERNEL(static, tile_q4_0_vnni, TGT_VNNI, tr_q4_0, sizeof(struct block_q4_0), prep_none, isum_vnni, 0)
+QGEMM_KERNEL(, qgemm_q8_0_avx512, TGT, tr_q8_0, sizeof(struct block_q8_0), prep_q8_0_bw, isum_q8_0_bw, 1)
+QGEMM_KERNEL(, qgemm_q4_0_avx512, TGT, tr_q4_0, sizeof(struct block_q4_0), prep_none, isum_q4_0_bw, 0)
+
+/* ---- few activation rows, VNNI: one weight row at a time ----
+ * A matrix streamed from DRAM (a decode) reads faster front to back, row
+ * after row, than sixteen rows side by side (measured: 21 against 15-17
+ * GB/s a core). So for few activation rows each weight row is read on its
+ * own, 16 blocks at a time, two blocks per register (lanes = quants, as a
+ * one-row dot). Each block's 8 lanes of integer partial sums are added up
+ * exactly, and the float steps are the reference's, block after block:
+ * the same bits as the tile kernels, so which of the two runs may depend on
+ * the row count. */
+
+/* 16 blocks' lanes of partial sums (d[i]: blocks 2i in lanes 0-7, 2i+1 in
+ * 8-15) -> their 16 sums, block order. Integer, exact in any order. */
+INLINE TGT __m512i block_sums16(const __m512i d[8])
+{
+	__m512i a[4], b[2];
+	UNROLL
+	for (int m = 0; m < 4; m++)
+		a[m] = _mm512_add_epi32(_mm512_unpacklo_epi32(d[2 * m], d[2 * m + 1]),
+					_mm512_unpackhi_epi32(d[2 * m], d[2 * m + 1]));
+	/* 128-bit lane L of b[n]: the 4-lane sums of d[4n..4n+3]'s lane L */
+	UNROLL
+	for (int n = 0; n < 2; n++) {
+		b[n] = _mm512_add_epi32(_mm512_unpacklo_epi64(a[2 * n], a[2 * n + 1]),
+					_mm512_unpackhi_epi64(a[2 * n], a[2 * n + 1]));
+		b[n] = _mm512_add_epi32(b[n], _mm512_shuffle_i32x4(b[n], b[n], _MM_SHUFFLE(2, 3, 0, 1)));
+	}
+	/* lanes: blocks 0,2,4,6 | 1,3,5,7 | 8,10,12,14 | 9,11,13,15 */
+	const __m512i f = _mm512_shuffle_i32x4(b[0], b[1], _MM_SHUFFLE(2, 0, 2, 0));
+	return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15), f);
+}
+
+/* Two 32-byte quant rows (a in the low half, b in the high) as one register. */
+INLINE TGT __m512i load2x32(const int8_t *a, const int8_t *b)
+{
+	return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)a)),
+				  _mm256_loadu_si256((const __m256i *)b), 1);
+}
+
+/* The 16 f16 d of 16 consecutive blocks starting at p (stride `bb`), widened. */
+INLINE TGT __m512 scales16(const char *p, size_t bb)
+{
+	uint16_t h[16];
+	UNROLL
+	for (int i = 0; i < 16; i++)
+		memcpy(&h[i], p + (size_t)i * bb, 2);
+	return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)h));
+}
+
+/* Q8_0 and Q4_0 blocks b, b+1 of a weight row as unsigned bytes, quant order. */
+INLINE TGT __m512i wpair_q8_0(const void *w, int64_t b)
+{
+	const struct block_q8_0 *q = w;
+	return _mm512_xor_si512(load2x32(q[b].qs, q[b + 1].qs), _mm512_set1_epi8((char)0x80));
+}
+
+INLINE TGT __m512i wpair_q4_0(const void *w, int64_t b)
+{
+	const struct block_q4_0 *q = w;
+	const __m256i a = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q[b].qs));
+	const __m256i c = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)q[b + 1].qs));
+	const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
+	const __m512i shift = _mm512_set_epi64(4, 4, 0, 0, 4, 4, 0, 0);
+	return _mm512_and_si512(_mm512_srlv_epi64(v, shift), _mm512_set1_epi8(0x0f));
+}
+
+/* One weight row against NT activation rows: out[t * ldo] for t < NT. The
+ * blocks past the last multiple of 16 go one at a time, with a 256-bit dot. */
+#define QGEMM_ROW(name, WPAIR, BB, WQS1)                                                           \
+	INLINE TGT_VNNI void name##_row(const char *w, const char *act, size_t astride, int64_t nb, \
+					size_t side, float *out, int64_t ldo, const int NT)        \
+	{                                                                                          \
+		float acc[QGEMM_NT];                                                               \
+		UNROLL for (int t = 0; t < NT; t++) acc[t] = 0.0f;                                 \
+		int64_t b = 0;                                                                     \
+		for (; b + 16 <= nb; b += 16) {                                                    \
+			__m512i wq[8];                                                             \
+			UNROLL for (int i = 0; i < 8; i++) wq[i] = WPAIR(w, b + 2 * i);            \
+			const __m512 dw = scales16(w + (size_t)b * BB, BB);                        \
+			UNROLL for (int t = 0; t < NT; t++) {                                      \
+				const char *xa = act + (size_t)t * astride;                        \
+				const struct block_q8_0 *x = (const struct block_q8_0 *)xa;        \
+				__m512i d[8];                                                      \
+				UNROLL for (int i = 0; i < 8; i++)                                 \
+					d[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[i],  \
+						load2x32(x[b + 2 * i].qs, x[b + 2 * i + 1].qs));   \
+				const __m512i isum = _mm512_add_epi32(block_sums16(d),             \
+					_mm512_loadu_si512((const int32_t *)(xa + side) + nb + b)); \
+				const __m512 dx = _mm512_loadu_ps((const float *)(xa + side) + b); \
+				float p[16];                                                       \
+				_mm512_storeu_ps(p, _mm512_mul_ps(_mm512_cvtepi32_ps(isum),        \
+								  _mm512_mul_ps(dw, dx)));         \
+				/* read back as memory operands of the adds: cheaper than \
+				 * the lane shuffles the compiler would make of it */     \
+				__asm__ volatile("" : : "r"(p) : "memory");                        \
+				UNROLL for (int j = 0; j < 16; j++) acc[t] = acc[t] + p[j];        \
+			}                                                                          \
+		}                                                                                  \
+		for (; b < nb; b++) {                                                              \
+			const __m256i wb = WQS1(w, b);                                             \
+			uint16_t h16;                                                              \
+			memcpy(&h16, w + (size_t)b * BB, 2);                                       \
+			const float dwb = _cvtsh_ss(h16);                                          \
+			UNROLL for (int t = 0; t < NT; t++) {                                      \
+				const char *xa = act + (size_t)t * astride;                        \
+				const struct block_q8_0 *x = (const struct block_q8_0 *)xa;        \
+				const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), wb,  \
+					_mm256_loadu_si256((const __m256i *)x[b].qs));             \
+				__m128i h = _mm_add_epi32(_mm256_castsi256_si128(s),               \
+							  _mm256_extracti128_si256(s, 1)); \
+				h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2))); \
+				h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1))); \
+				const int32_t isum = _mm_cvtsi128_si32(h) +                        \
+						     ((const int32_t *)(xa + side))[nb + b];       \
+				const float dx = ((const float *)(xa + side))[b];                  \
+				acc[t] = acc[t] + (float)isum * (dwb * dx);                        \
+			}                                                                          \
+		}                                                                                  \
+		UNROLL for (int t = 0; t < NT; t++) out[t * ldo] = acc[t];                         \
+	}
+
+INLINE TGT __m256i w1_q8_0(const char *w, int64_t b)
+{
+	const struct block_q8_0 *q = (const void *)w;
+	return _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)q[b].qs), _mm256_set1_epi8((char)0x80));
+}
+
+INLINE TGT __m256i w1_q4_0(const char *w, int64_t b)
+{
+	const struct block_q4_0 *q = (const void *)w;
+	const __m128i v = _mm_loadu_si128((const __m128i *)q[b].qs);
+	return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0f));
+}
+
+QGEMM_ROW(q8_0, wpair_q8_0, sizeof(struct block_q8_0), w1_q8_0)
+QGEMM_ROW(q4_0, wpair_q4_0, sizeof(struct block_q4_0), w1_q4_0)
+
+/* The VNNI kernels: the row kernel for up to qgemm_row_max_rows() activation
+ * rows, the tile kernel above that (bench/matmul-bench, from DRAM). */
+#define QGEMM_VNNI(type, TILE)                                                                     \
+	TGT_VNNI void qgemm_##type##_vnni(const void *w, size_t w_stride, int64_t nr,              \
+					  const void *act, size_t act_stride, int64_t nt,          \
+					  int64_t n, float *out, int64_t ldo, void *scratch)       \
+	{                                                                                          \
+		if (nt > qgemm_row_max_rows()) {                                                   \
+			TILE(w, w_stride, nr, act, act_stride, nt, n, out, ldo, scratch);          \
+			return;                                                                    \
+		}                                                                                  \
+		const size_t side = qgemm_act_side(n);                                             \
+		for (int64_t r = 0; r < nr; r++) {                                                 \
+			const char *wr = (const char *)w + (size_t)r * w_stride;                   \
+			switch (nt) {                                                              \
+			case 1: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 1); break; \
+			case 2: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 2); break; \
+			case 3: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 3); break; \
+			default: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 4); break; \
+			}                                                                          \
+		}                                                                                  \
+	}
+
+QGEMM_VNNI(q8_0, tile_q8_0_vnni)
+QGEMM_VNNI(q4_0, tile_q4_0_vnni)
 
 #endif /* __x86_64__ */

@@ -24,6 +24,9 @@ static inline size_t qgemm_act_side(int64_t n)
  * register each; AVX2 has half the registers and takes 4). */
 #define QGEMM_NT 8
 
+/* The default of qgemm_row_max_rows(). */
+#define QGEMM_ROW_MAX_ROWS 1
+
 /* Whether a call with nt activation rows repacks its weight tiles: by
  * default when the rows take more than one register tile of `nt_tile` (then
  * transposing per tile would be repeated; bench/matmul-bench shows the

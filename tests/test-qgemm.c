@@ -9,8 +9,9 @@
  * computed at any position of a batch of any size.
  *
  * Checked: weight rows 1..37 (partial tiles of 8 and 16), activation rows
- * 1..64, lengths of 1, 3, 5, 15, 129 and 344 blocks, both ways of feeding the
- * weights (transposed per activation tile, repacked once), extreme quants
+ * 1..64, lengths of 1, 3, 5, 15, 129 and 344 blocks, every way of feeding
+ * the weights (tiles transposed per activation tile or repacked once, one
+ * weight row at a time for few activation rows), extreme quants
  * (the integer paths' saturation limits), NaN scales, and the prepared
  * activation row against dot_prepare_act. */
 #include <errno.h>
@@ -130,22 +131,34 @@ static int64_t run_check(struct data *d, qgemm_fn fn, int64_t nr, int64_t nt)
 }
 
 /* Every row count 1..64 against 37 weight rows, and weight rows 1..37
- * against a few row counts, both ways of feeding the weights. */
+ * against a few row counts, every way of feeding the weights. */
+/* The ways a kernel may feed its weights (the same bits from each). */
+static const struct {
+	int64_t pack_min_rows, row_max_rows;
+	const char *name;
+} feeds[] = {
+	{ 1000, 0, "tiles transposed per activation tile" },
+	{ 1, 0, "tiles repacked once" },
+	{ 0, 4, "one weight row at a time up to 4 rows (VNNI), then tiles" },
+};
+
 static void test_vs_ref(const char *isa, struct data *d)
 {
 	const qgemm_fn fn = qgemm_get(d->type);
-	for (int pack = 0; pack < 2; pack++) {
+	for (size_t f = 0; f < sizeof feeds / sizeof feeds[0]; f++) {
 		int64_t bad = 0;
-		qgemm_set_pack_min_rows(pack ? 1 : 1000);
+		qgemm_set_pack_min_rows(feeds[f].pack_min_rows);
+		qgemm_set_row_max_rows(feeds[f].row_max_rows);
 		for (int64_t nt = 1; nt <= MAX_T; nt++)
 			bad += run_check(d, fn, MAX_R, nt);
 		for (int64_t nr = 1; nr <= MAX_R; nr++)
 			bad += run_check(d, fn, nr, nr % 9 + 1) + run_check(d, fn, nr, 17);
 		tap_is_int(bad, 0, "%s %s n=%lld (%s): every output = the reference dot, bit for bit, "
 			   "1..64 activation rows, 1..37 weight rows", isa, st_type_name(d->type),
-			   (long long)d->n, pack ? "repacked" : "transposed per tile");
+			   (long long)d->n, feeds[f].name);
 	}
 	qgemm_set_pack_min_rows(0);
+	qgemm_set_row_max_rows(-1);
 }
 
 /* Batch invariance at the kernel: activation row 5 alone, then the same row

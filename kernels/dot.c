@@ -44,38 +44,57 @@ static float dot_bf16_ref(const void *vw, const void *vx, int64_t n)
 	return (float)sum;
 }
 
-/* Quantized types: an exact integer sum per block, then one float
- * multiply-add per block by d_w * d_x, in a float accumulator (ggml's
- * ggml_vec_dot_q8_0_q8_0 generic code, term for term). */
+/* Q8_0 and Q4_0: an exact integer sum per block, then one float step per
+ * block, (float)sumi * (d_w * d_x), as ggml's generic code; but where ggml
+ * adds every block's term to one sum, block b's goes to partial sum b mod
+ * DOT_PARTIALS, in block order, and the partials are added in a fixed
+ * pairwise tree (dot_partials_sum). One sum would be a chain of n/32
+ * dependent additions per pair: a kernel that reads a weight row front to
+ * back (decode, from DRAM) would wait on it; sixteen partials are one vector
+ * add per 16 blocks there, and still one accumulator per pair in the
+ * multi-row kernels (qgemm.h), which must give these bits exactly. */
+#define DOT_PARTIALS 16
+
+/* ((p0 + p1) + (p2 + p3)) + ... : pairs, then pairs of pairs. */
+static float dot_partials_sum(const float p[DOT_PARTIALS])
+{
+	float q[DOT_PARTIALS];
+	memcpy(q, p, sizeof q);
+	for (int w = DOT_PARTIALS / 2; w >= 1; w /= 2)
+		for (int i = 0; i < w; i++)
+			q[i] = q[2 * i] + q[2 * i + 1];
+	return q[0];
+}
+
 static float dot_q8_0_ref(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q8_0 *w = vw, *x = vx;
+	float part[DOT_PARTIALS] = { 0 };
 	assert(n % QK8_0 == 0);
-	float sum = 0.0f;
 	for (int64_t b = 0; b < n / QK8_0; b++) {
 		int32_t sumi = 0;
 		for (int j = 0; j < QK8_0; j++)
 			sumi += w[b].qs[j] * x[b].qs[j];
-		sum += (float)sumi * (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d));
+		part[b % DOT_PARTIALS] += (float)sumi * (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d));
 	}
-	return sum;
+	return dot_partials_sum(part);
 }
 
 static float dot_q4_0_ref(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q4_0 *w = vw;
 	const struct block_q8_0 *x = vx;
+	float part[DOT_PARTIALS] = { 0 };
 	assert(n % QK4_0 == 0);
-	float sum = 0.0f;
 	for (int64_t b = 0; b < n / QK4_0; b++) {
 		int32_t sumi = 0;
 		for (int j = 0; j < QK4_0 / 2; j++) {
 			sumi += ((w[b].qs[j] & 0x0f) - 8) * x[b].qs[j];
 			sumi += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + QK4_0 / 2];
 		}
-		sum += (float)sumi * (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d));
+		part[b % DOT_PARTIALS] += (float)sumi * (st_fp16_to_f32(w[b].d) * st_fp16_to_f32(x[b].d));
 	}
-	return sum;
+	return dot_partials_sum(part);
 }
 
 /* Q4_1 x Q8_1: the minimum rides on the activations' s = d_x * sum q_x. */

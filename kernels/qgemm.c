@@ -71,7 +71,7 @@ size_t qgemm_act_bytes(uint32_t wtype, int64_t n)
 {
 	if (qgemm_get_ref(wtype) == NULL || n % 32 != 0)
 		return 0;
-	return qgemm_act_side(n) + (size_t)(n / 32) * 8;
+	return qgemm_act_side(n) + (size_t)((n / 32 + 15) / 16) * 128;
 }
 
 void qgemm_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
@@ -80,15 +80,17 @@ void qgemm_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
 	assert(qgemm_act_bytes(wtype, n) > 0);
 	dot_prepare_act(wtype, x, out, n);
 	const struct block_q8_0 *q = out;
-	float *d = (float *)((char *)out + qgemm_act_side(n));
-	int32_t *neg = (int32_t *)(d + nb);
+	char *side = (char *)out + qgemm_act_side(n);
 	const int32_t zp = zero_point(wtype);
+	memset(side, 0, (size_t)((nb + 15) / 16) * 128); /* a short last group's tail */
 	for (int64_t b = 0; b < nb; b++) {
 		int32_t s = 0;
 		for (int j = 0; j < 32; j++)
 			s += q[b].qs[j];
-		d[b] = st_fp16_to_f32(q[b].d);
-		neg[b] = -zp * s;
+		const float d = st_fp16_to_f32(q[b].d);
+		const int32_t neg = -zp * s;
+		memcpy(side + 4 * qgemm_side_d(b), &d, 4);
+		memcpy(side + 4 * qgemm_side_neg(b), &neg, 4);
 	}
 }
 

@@ -189,6 +189,17 @@ INLINE TGT void store_rows(float *out, __m256 v, int rows)
 	memcpy(out, tmp, (size_t)rows * sizeof *out);
 }
 
+/* The reference's 16 partial sums (dot.c), added as it adds them. */
+INLINE TGT __m256 tree16(__m256 *q)
+{
+	UNROLL
+	for (int w = 8; w >= 1; w /= 2)
+		UNROLL
+		for (int i = 0; i < w; i++)
+			q[i] = _mm256_add_ps(q[2 * i], q[2 * i + 1]);
+	return q[0];
+}
+
 #define QGEMM_KERNEL(name, TR, BB, PREP, ISUM, SIGNS)                                              \
 	INLINE TGT void name##_block(const struct tile *tl, int64_t b, struct wq *w)               \
 	{                                                                                          \
@@ -201,8 +212,10 @@ INLINE TGT void store_rows(float *out, __m256 v, int rows)
 				    const char *act, size_t astride, size_t side, float *out,      \
 				    int64_t ldo, const int NT, const int PACKED)                   \
 	{                                                                                          \
-		__m256 acc[NT_MAX];                                                                \
-		UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm256_setzero_ps();                  \
+		/* the reference's 16 partial sums per activation row, in L1 */          \
+		__m256 part[NT_MAX][16] __attribute__((aligned(32)));                              \
+		UNROLL for (int t = 0; t < NT; t++)                                                \
+			for (int k = 0; k < 16; k++) part[t][k] = _mm256_setzero_ps();             \
 		for (int64_t b = 0; b < nb; b++) {                                                 \
 			struct wq w;                                                               \
 			if (PACKED)                                                                \
@@ -211,16 +224,16 @@ INLINE TGT void store_rows(float *out, __m256 v, int rows)
 				name##_block(tl, b, &w);                                           \
 			UNROLL for (int t = 0; t < NT; t++) {                                      \
 				const char *xa = act + (size_t)t * astride;                        \
-				const float dx = ((const float *)(xa + side))[b];                  \
-				const int32_t neg = ((const int32_t *)(xa + side))[nb + b];        \
+				const float dx = ((const float *)(xa + side))[qgemm_side_d(b)];    \
+				const int32_t neg = ((const int32_t *)(xa + side))[qgemm_side_neg(b)]; \
 				const __m256i s = ISUM(&w, ((const struct block_q8_0 *)xa)[b].qs,  \
 						       neg);                                       \
 				const __m256 sc = _mm256_mul_ps(w.d, _mm256_set1_ps(dx));          \
-				acc[t] = _mm256_add_ps(acc[t],                                     \
-						       _mm256_mul_ps(_mm256_cvtepi32_ps(s), sc));  \
+				__m256 *pt = &part[t][b & 15];                                     \
+				*pt = _mm256_add_ps(*pt, _mm256_mul_ps(_mm256_cvtepi32_ps(s), sc)); \
 			}                                                                          \
 		}                                                                                  \
-		UNROLL for (int t = 0; t < NT; t++) store_rows(out + t * ldo, acc[t], tl->rows);   \
+		UNROLL for (int t = 0; t < NT; t++) store_rows(out + t * ldo, tree16(part[t]), tl->rows); \
 	}                                                                                          \
                                                                                                    \
 	TGT void name(const void *w, size_t w_stride, int64_t nr, const void *act,                 \

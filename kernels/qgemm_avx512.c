@@ -211,7 +211,8 @@ INLINE const int8_t *xq(const char *act, size_t astride, int t, int64_t b)
 
 INLINE int32_t xneg(const char *act, size_t astride, size_t side, int64_t nb, int t, int64_t b)
 {
-	return ((const int32_t *)(act + (size_t)t * astride + side))[nb + b];
+	(void)nb;
+	return ((const int32_t *)(act + (size_t)t * astride + side))[qgemm_side_neg(b)];
 }
 
 /* s[t] <- the exact integer sum of each lane's row with activation row t's
@@ -294,6 +295,29 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
 					_mm512_madd_epi16(p[t], _mm512_set1_epi16(1)));
 }
 
+/* The 16 partial sums of the reference (dot.c: block b's term goes to
+ * partial b mod 16), added as it adds them: pairs, then pairs of pairs.
+ * tree16 on 16 registers (lane r: row r's partials); lanes_tree16 on the 16
+ * lanes of one register (a row kernel's partials). */
+INLINE TGT __m512 tree16(__m512 *q)
+{
+	UNROLL
+	for (int w = 8; w >= 1; w /= 2)
+		UNROLL
+		for (int i = 0; i < w; i++)
+			q[i] = _mm512_add_ps(q[2 * i], q[2 * i + 1]);
+	return q[0];
+}
+
+INLINE TGT float lanes_tree16(__m512 v)
+{
+	v = _mm512_add_ps(v, _mm512_permute_ps(v, 0xb1));	      /* lane i + lane i^1 */
+	v = _mm512_add_ps(v, _mm512_permute_ps(v, 0x4e));	      /* i^2 */
+	v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0xb1)); /* i^4 */
+	v = _mm512_add_ps(v, _mm512_shuffle_f32x4(v, v, 0x4e)); /* i^8 */
+	return _mm512_cvtss_f32(v);
+}
+
 /* One kernel: TG its target, TR the transpose, BB the weight block's bytes,
  * PREP and ISUM as above, SIGNS whether the packed block keeps signs.
  * _tile runs NT (constant) activation rows against one tile of weights,
@@ -310,8 +334,10 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
 				   const char *act, size_t astride, size_t side, float *out,       \
 				   int64_t ldo, const int NT, const int PACKED)                    \
 	{                                                                                          \
-		__m512 acc[QGEMM_NT];                                                              \
-		UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                  \
+		/* the reference's 16 partial sums per activation row, in L1 */          \
+		__m512 part[QGEMM_NT][16] __attribute__((aligned(64)));                            \
+		UNROLL for (int t = 0; t < NT; t++)                                                \
+			for (int k = 0; k < 16; k++) part[t][k] = _mm512_setzero_ps();             \
 		for (int64_t b = 0; b < nb; b++) {                                                 \
 			struct wq w;                                                               \
 			if (PACKED)                                                                \
@@ -321,14 +347,14 @@ INLINE TGT void isum_q4_0_bw(const struct wq *w, const char *act, size_t astride
 			__m512i s[QGEMM_NT];                                                       \
 			ISUM(&w, act, astride, side, nb, b, s, NT);                                \
 			UNROLL for (int t = 0; t < NT; t++) {                                      \
-				const float dx = ((const float *)(act + (size_t)t * astride + side))[b]; \
+				const float dx = ((const float *)(act + (size_t)t * astride + side))[qgemm_side_d(b)]; \
 				const __m512 sc = _mm512_mul_ps(w.d, _mm512_set1_ps(dx));          \
-				acc[t] = _mm512_add_ps(acc[t],                                     \
-						       _mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), sc)); \
+				__m512 *pt = &part[t][b & 15];                                     \
+				*pt = _mm512_add_ps(*pt, _mm512_mul_ps(_mm512_cvtepi32_ps(s[t]), sc)); \
 			}                                                                          \
 		}                                                                                  \
 		UNROLL for (int t = 0; t < NT; t++)                                                \
-			_mm512_mask_storeu_ps(out + t * ldo, tl->store, acc[t]);                   \
+			_mm512_mask_storeu_ps(out + t * ldo, tl->store, tree16(part[t]));         \
 	}                                                                                          \
                                                                                                    \
 	SC TG void name(const void *w, size_t w_stride, int64_t nr, const void *act,               \
@@ -447,8 +473,8 @@ INLINE TGT __m512i wpair_q4_0(const void *w, int64_t b)
 	INLINE TGT_VNNI void name##_row(const char *w, const char *act, size_t astride, int64_t nb, \
 					size_t side, float *out, int64_t ldo, const int NT)        \
 	{                                                                                          \
-		float acc[QGEMM_NT];                                                               \
-		UNROLL for (int t = 0; t < NT; t++) acc[t] = 0.0f;                                 \
+		__m512 acc[QGEMM_NT]; /* lane k: the reference's partial sum k */                 \
+		UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                  \
 		int64_t b = 0;                                                                     \
 		for (; b + 16 <= nb; b += 16) {                                                    \
 			__m512i wq[8];                                                             \
@@ -462,18 +488,13 @@ INLINE TGT __m512i wpair_q4_0(const void *w, int64_t b)
 					d[i] = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[i],  \
 						load2x32(x[b + 2 * i].qs, x[b + 2 * i + 1].qs));   \
 				const __m512i isum = _mm512_add_epi32(block_sums16(d),             \
-					_mm512_loadu_si512((const int32_t *)(xa + side) + nb + b)); \
-				const __m512 dx = _mm512_loadu_ps((const float *)(xa + side) + b); \
-				float p[16];                                                       \
-				_mm512_storeu_ps(p, _mm512_mul_ps(_mm512_cvtepi32_ps(isum),        \
-								  _mm512_mul_ps(dw, dx)));         \
-				/* read back as memory operands of the adds: cheaper than \
-				 * the lane shuffles the compiler would make of it */     \
-				__asm__ volatile("" : : "r"(p) : "memory");                        \
-				UNROLL for (int j = 0; j < 16; j++) acc[t] = acc[t] + p[j];        \
+					_mm512_loadu_si512((const int32_t *)(xa + side) + qgemm_side_neg(b))); \
+				const __m512 dx = _mm512_loadu_ps((const float *)(xa + side) + qgemm_side_d(b)); \
+				acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_cvtepi32_ps(isum), \
+									     _mm512_mul_ps(dw, dx))); \
 			}                                                                          \
 		}                                                                                  \
-		for (; b < nb; b++) {                                                              \
+		for (; b < nb; b++) { /* into lane b mod 16 */                                     \
 			const __m256i wb = WQS1(w, b);                                             \
 			uint16_t h16;                                                              \
 			memcpy(&h16, w + (size_t)b * BB, 2);                                       \
@@ -488,12 +509,13 @@ INLINE TGT __m512i wpair_q4_0(const void *w, int64_t b)
 				h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(1, 0, 3, 2))); \
 				h = _mm_add_epi32(h, _mm_shuffle_epi32(h, _MM_SHUFFLE(2, 3, 0, 1))); \
 				const int32_t isum = _mm_cvtsi128_si32(h) +                        \
-						     ((const int32_t *)(xa + side))[nb + b];       \
-				const float dx = ((const float *)(xa + side))[b];                  \
-				acc[t] = acc[t] + (float)isum * (dwb * dx);                        \
+						     ((const int32_t *)(xa + side))[qgemm_side_neg(b)]; \
+				const float dx = ((const float *)(xa + side))[qgemm_side_d(b)];    \
+				acc[t] = _mm512_mask_add_ps(acc[t], (__mmask16)(1u << (b & 15)), acc[t], \
+							    _mm512_set1_ps((float)isum * (dwb * dx))); \
 			}                                                                          \
 		}                                                                                  \
-		UNROLL for (int t = 0; t < NT; t++) out[t * ldo] = acc[t];                         \
+		UNROLL for (int t = 0; t < NT; t++) out[t * ldo] = lanes_tree16(acc[t]);           \
 	}
 
 INLINE TGT __m256i w1_q8_0(const char *w, int64_t b)

@@ -222,8 +222,8 @@ static void test_prepare(void)
 		free(b);
 		free(a);
 	}
-	tap_is_int((int64_t)qgemm_act_bytes(ST_Q8_0, 480), 15 * 34 + 2 + 15 * 8,
-		   "q8_0 act bytes: blocks, padding to 64, 8 bytes per block");
+	tap_is_int((int64_t)qgemm_act_bytes(ST_Q8_0, 480), 15 * 34 + 2 + 128,
+		   "q8_0 act bytes: blocks, padding to 64, 128 bytes per 16 blocks");
 	tap_is_int((int64_t)qgemm_act_bytes(ST_F16, 480), 0, "no prepared rows for f16");
 	tap_ok(qgemm_get(ST_F32) == NULL && qgemm_get(ST_Q4_K) == NULL && qgemm_get(99) == NULL,
 	       "no multi-row kernel for f32, q4_k or an unknown id");

@@ -167,7 +167,7 @@ static void bench_type(uint32_t type, const float *wf, int64_t n_in, int64_t n_o
 				gbs[ri][p] = (double)rb * (double)n_out / jobs[k].best * 1e-9;
 			}
 			const enum matmul_path ap = matmul_path_for(c, type, nt);
-			autos[ri] = ap == MATMUL_PATH_TILE ? (qgemm_repacks(nt) ? "tile-pk" : "tile")
+			autos[ri] = ap == MATMUL_PATH_TILE ? qgemm_feed(type, nt)
 				  : ap == MATMUL_PATH_DOT  ? "dot"
 							   : "sgemm";
 		}

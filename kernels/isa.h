@@ -40,6 +40,7 @@ struct kernel_set {
 	qgemm_fn qgemm[ST_TYPE_COUNT];
 	int qgemm_rows;
 	int qgemm_nt;
+	uint64_t qgemm_row_types; /* bit t: qgemm[t] reads weight rows one at a time for few rows */
 };
 
 #if defined(__x86_64__)

@@ -302,7 +302,7 @@ static int matmul_tile(struct matmul_ctx *c, float *out, const float *x, int64_t
 		.act_stride = a_stride, .n_tok = n_tok, .out = out, .scratch = c->tile_scratch,
 		.scratch_stride = s_stride,
 	};
-	const long tile = qgemm_tile_rows();
+	const long tile = qgemm_tile_rows(w->type);
 	long chunk = (long)(w->n_out / (nth * 8));
 	chunk = chunk < 16 ? 16 : chunk;
 	j.chunk = (chunk + tile - 1) / tile * tile;

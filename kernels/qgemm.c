@@ -40,12 +40,28 @@ static const qgemm_fn qgemm_refs[ST_TYPE_COUNT] = {
 
 /* ---- lookups ---- */
 
+/* The set that runs `wtype`'s multi-row kernel: the one in use, or the first
+ * lower one that has it (kernel_set.lower); NULL when none does. */
+static const struct kernel_set *qgemm_set(uint32_t wtype)
+{
+	for (const struct kernel_set *s = isa_active(); s; s = s->lower)
+		if (s->qgemm[wtype])
+			return s;
+	return NULL;
+}
+
+/* Without a SIMD kernel for the type: the reference where the one-row dot
+ * in use is the reference too (the scalar set), else NULL, so that callers
+ * take the type's SIMD one-row dot per pair (faster than the scalar
+ * reference, and as invariant). */
 qgemm_fn qgemm_get(uint32_t wtype)
 {
 	if (wtype >= ST_TYPE_COUNT || qgemm_refs[wtype] == NULL)
 		return NULL;
-	qgemm_fn fn = isa_active()->qgemm[wtype];
-	return fn ? fn : qgemm_refs[wtype];
+	const struct kernel_set *s = qgemm_set(wtype);
+	if (s)
+		return s->qgemm[wtype];
+	return dot_get(wtype) == dot_get_ref(wtype) ? qgemm_refs[wtype] : NULL;
 }
 
 qgemm_fn qgemm_get_ref(uint32_t wtype)
@@ -53,10 +69,10 @@ qgemm_fn qgemm_get_ref(uint32_t wtype)
 	return wtype < ST_TYPE_COUNT ? qgemm_refs[wtype] : NULL;
 }
 
-int qgemm_tile_rows(void)
+int qgemm_tile_rows(uint32_t wtype)
 {
-	const int rows = isa_active()->qgemm_rows;
-	return rows > 0 ? rows : 1;
+	const struct kernel_set *s = wtype < ST_TYPE_COUNT ? qgemm_set(wtype) : NULL;
+	return s && s->qgemm_rows > 0 ? s->qgemm_rows : 1;
 }
 
 /* The weights' zero point: the SIMD kernels multiply unsigned bytes (the
@@ -129,8 +145,12 @@ int64_t qgemm_row_max_rows(void)
 	return row_max_rows;
 }
 
-int qgemm_repacks(int64_t nt)
+const char *qgemm_feed(uint32_t wtype, int64_t nt)
 {
-	const int nt_tile = isa_active()->qgemm_nt;
-	return nt_tile > 0 && qgemm_packs(nt, nt_tile, pack_min_rows);
+	const struct kernel_set *s = wtype < ST_TYPE_COUNT ? qgemm_set(wtype) : NULL;
+	if (!s)
+		return qgemm_get(wtype) ? "reference" : "none";
+	if ((s->qgemm_row_types >> wtype & 1) && nt <= row_max_rows)
+		return "row";
+	return qgemm_packs(nt, s->qgemm_nt, pack_min_rows) ? "tile-pk" : "tile";
 }

@@ -29,15 +29,17 @@ typedef void (*qgemm_fn)(const void *w, size_t w_stride, int64_t nr, const void 
 			 size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo,
 			 void *scratch);
 
-/* The kernel of the instruction set in use (isa.h) for weights of `wtype`,
- * or NULL when the type has no multi-row kernel (then call its one-row dot
- * per pair: dot_get). The scalar set answers with qgemm_get_ref's. */
+/* The kernel of the instruction set in use (isa.h, or the first lower set
+ * that has one) for weights of `wtype`, or NULL when the type has no
+ * multi-row kernel there (then call its one-row dot per pair: dot_get). The
+ * scalar set answers with qgemm_get_ref's. */
 qgemm_fn qgemm_get(uint32_t wtype);
 /* The reference: dot_get_ref per pair. NULL for a type without kernels. */
 qgemm_fn qgemm_get_ref(uint32_t wtype);
-/* Weight rows per tile of the set in use (16 for AVX-512, 8 for AVX2, 1 for
- * scalar): callers split a matrix's rows between threads in multiples of it. */
-int qgemm_tile_rows(void);
+/* Weight rows per tile of qgemm_get(wtype) (16 for AVX-512, 8 for AVX2, 1
+ * for scalar): callers split a matrix's rows between threads in multiples of
+ * it. */
+int qgemm_tile_rows(uint32_t wtype);
 
 /* Bytes of one prepared activation row of n values for weights of `wtype`
  * (0 for a type without a multi-row kernel): dot_prepare_act's row (the very
@@ -65,7 +67,9 @@ int64_t qgemm_pack_min_rows(void);
  * tiles. At most 4. For benchmarks and tests; not thread safe. */
 void qgemm_set_row_max_rows(int64_t rows);
 int64_t qgemm_row_max_rows(void);
-/* Whether the set in use repacks for nt activation rows (for reports). */
-int qgemm_repacks(int64_t nt);
+/* How qgemm_get(wtype) feeds its weights for nt activation rows, for
+ * reports: "row", "tile" (transposed per activation tile), "tile-pk"
+ * (repacked), "reference" or "none". Static string. */
+const char *qgemm_feed(uint32_t wtype, int64_t nt);
 
 #endif

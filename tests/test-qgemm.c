@@ -243,7 +243,7 @@ int main(void)
 			continue;
 		tap_ok(qgemm_get(ST_Q8_0) != NULL && qgemm_get(ST_Q4_0) != NULL,
 		       "%s: q8_0 and q4_0 have multi-row kernels (%d rows per tile)", isas[i],
-		       qgemm_tile_rows());
+		       qgemm_tile_rows(ST_Q8_0));
 		for (size_t ti = 0; ti < N_TYPES; ti++) {
 			for (size_t li = 0; li < N_LENGTHS; li++) {
 				struct data d;

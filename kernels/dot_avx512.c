@@ -389,6 +389,8 @@ const struct kernel_set kernels_avx512vnni = {
 	.qgemm = {
 		[ST_Q8_0] = qgemm_q8_0_vnni,
 		[ST_Q4_0] = qgemm_q4_0_vnni,
+		[ST_Q4_K] = qgemm_q4_K_vnni,
+		[ST_Q6_K] = qgemm_q6_K_vnni,
 	},
 	.qgemm_rows = 16,
 	.qgemm_nt = QGEMM_NT,

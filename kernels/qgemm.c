@@ -5,6 +5,7 @@
 #include "kernels/qgemm.h"
 
 #include <assert.h>
+#include <stdbool.h>
 
 #include "kernels/dot.h"
 #include "kernels/isa.h"
@@ -32,11 +33,23 @@ static void qgemm_pairs(dot_fn dot, const void *w, size_t w_stride, int64_t nr, 
 
 QGEMM_REF(qgemm_q8_0_ref, ST_Q8_0)
 QGEMM_REF(qgemm_q4_0_ref, ST_Q4_0)
+QGEMM_REF(qgemm_q4_K_ref, ST_Q4_K)
+QGEMM_REF(qgemm_q6_K_ref, ST_Q6_K)
 
+/* Every type some set has a multi-row kernel for. */
 static const qgemm_fn qgemm_refs[ST_TYPE_COUNT] = {
 	[ST_Q8_0] = qgemm_q8_0_ref,
 	[ST_Q4_0] = qgemm_q4_0_ref,
+	[ST_Q4_K] = qgemm_q4_K_ref,
+	[ST_Q6_K] = qgemm_q6_K_ref,
 };
+
+/* The Q8_0-activation types carry side data (qgemm_impl.h); the K-quants'
+ * Q8_K rows hold what their kernels need (float d, the 16-sums). */
+static bool has_side(uint32_t wtype)
+{
+	return wtype == ST_Q8_0 || wtype == ST_Q4_0;
+}
 
 /* ---- lookups ---- */
 
@@ -85,8 +98,10 @@ static int32_t zero_point(uint32_t wtype)
 
 size_t qgemm_act_bytes(uint32_t wtype, int64_t n)
 {
-	if (qgemm_get_ref(wtype) == NULL || n % 32 != 0)
+	if (qgemm_get_ref(wtype) == NULL || n % st_type_info(wtype)->block_elems != 0)
 		return 0;
+	if (!has_side(wtype))
+		return dot_act_bytes(wtype, n);
 	return qgemm_act_side(n) + (size_t)((n / 32 + 15) / 16) * 128;
 }
 
@@ -95,6 +110,8 @@ void qgemm_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
 	const int64_t nb = n / 32;
 	assert(qgemm_act_bytes(wtype, n) > 0);
 	dot_prepare_act(wtype, x, out, n);
+	if (!has_side(wtype))
+		return;
 	const struct block_q8_0 *q = out;
 	char *side = (char *)out + qgemm_act_side(n);
 	const int32_t zp = zero_point(wtype);
@@ -112,11 +129,17 @@ void qgemm_prepare_act(uint32_t wtype, const float *x, void *out, int64_t n)
 
 size_t qgemm_scratch_bytes(uint32_t wtype, int64_t n)
 {
-	if (qgemm_get_ref(wtype) == NULL)
+	/* the largest repacked tile of 16 rows any set writes (qgemm_impl.h) */
+	switch (qgemm_get_ref(wtype) ? wtype : ST_TYPE_COUNT) {
+	case ST_Q4_K:
+		return (size_t)(n / 256) * QGEMM_PACK_Q4_K;
+	case ST_Q6_K:
+		return (size_t)(n / 256) * QGEMM_PACK_Q6_K;
+	case ST_TYPE_COUNT:
 		return 0;
-	/* the largest packed tile of any set: 16 rows, per block 8 registers of
-	 * quants, 8 sign masks, 16 scales (qgemm_x86.h) */
-	return (size_t)(n / 32) * QGEMM_PACK_BLOCK_MAX;
+	default:
+		return (size_t)(n / 32) * QGEMM_PACK_BLOCK_MAX;
+	}
 }
 
 /* ---- the repacking threshold ---- */

@@ -24,6 +24,7 @@
 #if defined(__x86_64__)
 
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -58,34 +59,35 @@ INLINE TGT void tile_init(struct tile *t, const char *w0, size_t stride, int64_t
 	t->store = rows >= ROWS ? (__mmask16)0xffff : (__mmask16)((1u << rows) - 1);
 }
 
+/* The 4 bytes at `at` of each of the 16 rows, one row per 32-bit lane. */
+INLINE TGT __m512i tile_gather(const struct tile *t, size_t at)
+{
+	if (t->gather)
+		return _mm512_i32gather_epi32(t->voff, t->w0 + at, 1);
+	int32_t v[ROWS];
+	UNROLL
+	for (int r = 0; r < ROWS; r++)
+		memcpy(&v[r], t->w0 + t->off[r] + at, sizeof v[r]);
+	return _mm512_loadu_si512(v);
+}
+
 /* The f16 d of block b of the 16 rows (each block starts with it), widened. */
 INLINE TGT __m512 tile_scales(const struct tile *t, int64_t b, size_t block_bytes)
 {
-	__m256i h;
-	if (t->gather) {
-		const __m512i g = _mm512_i32gather_epi32(t->voff, t->w0 + (size_t)b * block_bytes, 1);
-		h = _mm512_cvtepi32_epi16(g); /* the low word of each: d */
-	} else {
-		uint16_t v[ROWS];
-		UNROLL
-		for (int r = 0; r < ROWS; r++)
-			memcpy(&v[r], t->w0 + t->off[r] + (size_t)b * block_bytes, 2);
-		h = _mm256_loadu_si256((const __m256i *)v);
-	}
-	return _mm512_cvtph_ps(h);
+	/* the low word of each lane: d */
+	return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(tile_gather(t, (size_t)b * block_bytes)));
 }
 
-/* Q8_0 block b of the 16 rows: k[j] lane r = quants 4j..4j+3 of row r.
- * Rows r and r+8 share a register (32 bytes each), then a 8x8 transpose of
- * 32-bit groups runs in both halves at once: two unpack stages within
- * 128-bit lanes, one 2-source permute across them. */
-INLINE TGT void tr_q8_0(const struct tile *t, int64_t b, __m512i k[8])
+/* 32 bytes at `at` of each of the 16 rows, transposed: k[j] lane r = bytes
+ * 4j..4j+3 of row r. Rows r and r+8 share a register, then an 8x8
+ * transpose of 32-bit groups runs in both halves at once: two unpack stages
+ * within 128-bit lanes, one 2-source permute across them. */
+INLINE TGT void tr32(const struct tile *t, size_t at, __m512i k[8])
 {
 	__m512i z[8], a[8], p[8];
 	UNROLL
 	for (int i = 0; i < 8; i++) {
-		const int8_t *lo = ((const struct block_q8_0 *)(t->w0 + t->off[i]))[b].qs;
-		const int8_t *hi = ((const struct block_q8_0 *)(t->w0 + t->off[i + 8]))[b].qs;
+		const char *lo = t->w0 + t->off[i] + at, *hi = t->w0 + t->off[i + 8] + at;
 		z[i] = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)lo)),
 					  _mm256_loadu_si256((const __m256i *)hi), 1);
 	}
@@ -111,6 +113,12 @@ INLINE TGT void tr_q8_0(const struct tile *t, int64_t b, __m512i k[8])
 		k[j] = _mm512_permutex2var_epi64(p[j], even, p[4 + j]);
 		k[j + 4] = _mm512_permutex2var_epi64(p[j], odd, p[4 + j]);
 	}
+}
+
+/* Q8_0 block b of the 16 rows: k[j] lane r = quants 4j..4j+3 of row r. */
+INLINE TGT void tr_q8_0(const struct tile *t, int64_t b, __m512i k[8])
+{
+	tr32(t, (size_t)b * sizeof(struct block_q8_0) + offsetof(struct block_q8_0, qs), k);
 }
 
 /* Q4_0 block b of the 16 rows as unsigned nibbles: k[j] lane r = weights
@@ -559,5 +567,348 @@ QGEMM_ROW(q4_0, wpair_q4_0, sizeof(struct block_q4_0), w1_q4_0)
 
 QGEMM_VNNI(q8_0, tile_q8_0_vnni)
 QGEMM_VNNI(q4_0, tile_q4_0_vnni)
+
+/* ---- super-block types, VNNI: Q4_K and Q6_K (the two of a Q4_K_M file) ----
+ * 256 weights per block in sub-blocks of 32 (Q4_K) or 16 (Q6_K) with
+ * integer scales. Per pair and super-block the integer sum is the
+ * reference's, exactly: each sub-block's dot (vpdpbusd on unsigned quants)
+ * times its scale (vpmulld), Q4_K's minimums times the activations' 16-sums
+ * and Q6_K's -32 offset times them (vpdpwssd); then the reference's float
+ * steps in its order. A super-block of the tile is repacked into a buffer:
+ * all of them into the scratch when more than one register tile of
+ * activation rows follows, else one at a time into a buffer on the stack. */
+
+#define NTK QGEMM_NT_K
+
+/* The 8 bytes of v's 32-bit lanes, byte e: (v >> 8e) & mask. */
+#define BYTE(v, e, mask) _mm512_and_si512(_mm512_srli_epi32((v), 8 * (e)), _mm512_set1_epi32(mask))
+
+/* Q4_K: super-block b of the tile into p (QGEMM_PACK_Q4_K bytes):
+ *   [0, 4096)     register 8j+g: sub-block j's nibbles, group g, per lane
+ *   [4096, 4608)  sub-block j's scale (int32); [4608, 5120) its minimum,
+ *                 twice as int16 (for vpdpwssd with the 16-sums)
+ *   [5120, 5184)  d, [5184, 5248) dmin, f32
+ * The 6-bit scales and minimums unpacked as st_q4k_scale_min does. */
+INLINE TGT void pack_q4_K(const struct tile *t, int64_t b, char *p, const int quants)
+{
+	const size_t at = (size_t)b * sizeof(struct block_q4_K);
+	const __m512i m4 = _mm512_set1_epi8(0x0f);
+	__m512i *k = (__m512i *)p, *sc = k + 64, *mm = k + 72;
+	UNROLL
+	for (int g = 0; g < 4; g++) {
+		if (!quants)
+			break;
+		__m512i v[8];
+		tr32(t, at + offsetof(struct block_q4_K, qs) + 32 * (size_t)g, v);
+		UNROLL
+		for (int i = 0; i < 8; i++) {
+			_mm512_store_si512(&k[16 * g + i], _mm512_and_si512(v[i], m4));
+			_mm512_store_si512(&k[16 * g + 8 + i], _mm512_and_si512(_mm512_srli_epi16(v[i], 4), m4));
+		}
+	}
+	const __m512i dd = tile_gather(t, at); /* d | dmin << 16 */
+	const __m512i q0 = tile_gather(t, at + offsetof(struct block_q4_K, scales));
+	const __m512i q1 = tile_gather(t, at + offsetof(struct block_q4_K, scales) + 4);
+	const __m512i q2 = tile_gather(t, at + offsetof(struct block_q4_K, scales) + 8);
+	__m512i m[8];
+#define Q4K_SCALES(e)                                                                           \
+	_mm512_store_si512(&sc[e], BYTE(q0, e, 63));                                            \
+	m[e] = BYTE(q1, e, 63);                                                                 \
+	_mm512_store_si512(&sc[(e) + 4], _mm512_or_si512(BYTE(q2, e, 15),                      \
+						     _mm512_srli_epi32(BYTE(q0, e, 192), 6 - 4)));  \
+	m[(e) + 4] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(q2, 8 * (e) + 4),       \
+						      _mm512_set1_epi32(15)),                   \
+				     _mm512_srli_epi32(BYTE(q1, e, 192), 6 - 4));
+	Q4K_SCALES(0) Q4K_SCALES(1) Q4K_SCALES(2) Q4K_SCALES(3)
+#undef Q4K_SCALES
+	UNROLL
+	for (int j = 0; j < 8; j++)
+		_mm512_store_si512(&mm[j], _mm512_or_si512(m[j], _mm512_slli_epi32(m[j], 16)));
+	_mm512_store_ps(p + 5120, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
+	_mm512_store_ps(p + 5184, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
+}
+
+/* Q6_K: super-block b of the tile into p (QGEMM_PACK_Q6_K bytes):
+ *   [0, 4096)     register 8c+g: the 6-bit quants (q+32, 0..63) of chunk c
+ *                 (weights 32c..32c+31), group g, per lane
+ *   [4096, 5120)  sub-block s's scale (int32), s = 0..15
+ *   [5120, 5632)  scales 2i and 2i+1 as an int16 pair (for vpdpwssd)
+ *   [5632, 5696)  d, f32
+ * Weight 128h + 32k + l: low 4 bits from ql[64h + 32(k%2) + l] (the high
+ * nibble for k >= 2), high 2 bits at 2k of qh[32h + l]. */
+INLINE TGT void pack_q6_K(const struct tile *t, int64_t b, char *p, const int quants)
+{
+	const size_t at = (size_t)b * sizeof(struct block_q6_K);
+	const __m512i m4 = _mm512_set1_epi8(0x0f), m2 = _mm512_set1_epi8(3);
+	__m512i *u = (__m512i *)p, *sc = u + 64, *scp = u + 80;
+	UNROLL
+	for (int h = 0; h < 2; h++) {
+		if (!quants)
+			break;
+		__m512i lo[2][8], hi[8];
+		tr32(t, at + offsetof(struct block_q6_K, ql) + 64 * (size_t)h, lo[0]);
+		tr32(t, at + offsetof(struct block_q6_K, ql) + 64 * (size_t)h + 32, lo[1]);
+		tr32(t, at + offsetof(struct block_q6_K, qh) + 32 * (size_t)h, hi);
+		UNROLL
+		for (int k = 0; k < 4; k++) {
+			UNROLL
+			for (int i = 0; i < 8; i++) {
+				const __m512i l4 = _mm512_and_si512(_mm512_srli_epi16(lo[k & 1][i], 4 * (k >> 1)), m4);
+				const __m512i h2 = _mm512_and_si512(_mm512_srli_epi16(hi[i], 2 * k), m2);
+				_mm512_store_si512(&u[8 * (4 * h + k) + i], _mm512_or_si512(l4, _mm512_slli_epi16(h2, 4)));
+			}
+		}
+	}
+	__m512i s16[16];
+	UNROLL
+	for (int q = 0; q < 4; q++) {
+		const __m512i g = tile_gather(t, at + offsetof(struct block_q6_K, scales) + 4 * (size_t)q);
+		s16[4 * q + 0] = _mm512_srai_epi32(_mm512_slli_epi32(g, 24), 24);
+		s16[4 * q + 1] = _mm512_srai_epi32(_mm512_slli_epi32(g, 16), 24);
+		s16[4 * q + 2] = _mm512_srai_epi32(_mm512_slli_epi32(g, 8), 24);
+		s16[4 * q + 3] = _mm512_srai_epi32(g, 24);
+	}
+	UNROLL
+	for (int s = 0; s < 16; s++)
+		_mm512_store_si512(&sc[s], s16[s]);
+	UNROLL
+	for (int i = 0; i < 8; i++)
+		_mm512_store_si512(&scp[i], _mm512_or_si512(_mm512_and_si512(s16[2 * i], _mm512_set1_epi32(0xffff)),
+							    _mm512_slli_epi32(s16[2 * i + 1], 16)));
+	/* d is the block's last 2 bytes: gather the 4 ending there */
+	const __m512i dg = tile_gather(t, at + offsetof(struct block_q6_K, d) - 2);
+	_mm512_store_ps(p + 5632, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dg, 16))));
+}
+
+/* Activation row t's Q8_K super-block b. */
+INLINE const struct block_q8_K *xk(const char *act, size_t astride, int t, int64_t b)
+{
+	return (const struct block_q8_K *)(act + (size_t)t * astride) + b;
+}
+
+/* s[t] += the dot of `ng` groups of 4 unsigned quants (registers w[0..ng))
+ * with activation quants q[t][0..4ng), for NT rows; with one or two rows in
+ * two chains (latency). */
+INLINE TGT_VNNI void dots_vnni(const __m512i *w, int ng, const int8_t *const *q, __m512i *s, const int NT)
+{
+	if (NT <= 2) {
+		__m512i s2[2] = { _mm512_setzero_si512(), _mm512_setzero_si512() };
+		UNROLL
+		for (int g = 0; g < ng; g += 2) {
+			const __m512i w0 = _mm512_load_si512(&w[g]), w1 = _mm512_load_si512(&w[g + 1]);
+			UNROLL
+			for (int t = 0; t < NT; t++) {
+				s[t] = _mm512_dpbusd_epi32(s[t], w0, _mm512_set1_epi32(ld32(q[t] + 4 * g)));
+				s2[t] = _mm512_dpbusd_epi32(s2[t], w1, _mm512_set1_epi32(ld32(q[t] + 4 * g + 4)));
+			}
+		}
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			s[t] = _mm512_add_epi32(s[t], s2[t]);
+		return;
+	}
+	UNROLL
+	for (int g = 0; g < ng; g++) {
+		const __m512i wg = _mm512_load_si512(&w[g]);
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			s[t] = _mm512_dpbusd_epi32(s[t], wg, _mm512_set1_epi32(ld32(q[t] + 4 * g)));
+	}
+}
+
+/* sumi[t] += sc * (the dot of ng groups of unsigned quants w with q[t]). */
+INLINE TGT_VNNI void sub_dot(const __m512i *w, int ng, __m512i sc, const int8_t *const *q, __m512i *sumi,
+			     const int NT)
+{
+	__m512i s[NTK];
+	UNROLL
+	for (int t = 0; t < NT; t++)
+		s[t] = _mm512_setzero_si512();
+	dots_vnni(w, ng, q, s, NT);
+	UNROLL
+	for (int t = 0; t < NT; t++)
+		sumi[t] = _mm512_add_epi32(sumi[t], _mm512_mullo_epi32(s[t], sc));
+}
+
+/* s[t] += the vpdpwssd of the 8 int16 pairs p[i] with the 16-sums of row t. */
+INLINE TGT_VNNI void bsum_dot(const __m512i *p, const struct block_q8_K *const *x, __m512i *s, const int NT)
+{
+	UNROLL
+	for (int i = 0; i < 8; i++) {
+		const __m512i pi = _mm512_load_si512(&p[i]);
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			s[t] = _mm512_dpwssd_epi32(s[t], pi, _mm512_set1_epi32(ld32((const int8_t *)x[t]->bsums + 4 * i)));
+	}
+}
+
+/* The reference's Q4_K step for NT rows, from a repacked super-block (w
+ * NULL: p's quants) or with the quants transposed here from the tile (the
+ * scales still from p): sum += (d_x d) * (float)sumi - (d_x dmin) * (float)summ. */
+INLINE TGT_VNNI void sb_q4_K_any(const char *p, const struct tile *tl, int64_t b, const char *act,
+				 size_t astride, __m512 *acc, const int NT)
+{
+	const __m512i *k = (const __m512i *)p, *sc = k + 64, *mm = k + 72;
+	const struct block_q8_K *x[NTK];
+	const int8_t *q[NTK];
+	__m512i sumi[NTK], summ[NTK];
+	UNROLL
+	for (int t = 0; t < NT; t++) {
+		x[t] = xk(act, astride, t, b);
+		sumi[t] = _mm512_setzero_si512();
+		summ[t] = _mm512_setzero_si512();
+	}
+	UNROLL
+	for (int g = 0; g < 4; g++) {
+		__m512i lo[8], hi[8];
+		if (tl) {
+			const __m512i m4 = _mm512_set1_epi8(0x0f);
+			tr32(tl, (size_t)b * sizeof(struct block_q4_K) + offsetof(struct block_q4_K, qs) + 32 * (size_t)g, lo);
+			UNROLL
+			for (int i = 0; i < 8; i++) {
+				hi[i] = _mm512_and_si512(_mm512_srli_epi16(lo[i], 4), m4);
+				lo[i] = _mm512_and_si512(lo[i], m4);
+			}
+		}
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			q[t] = x[t]->qs + 64 * g;
+		sub_dot(tl ? lo : k + 16 * g, 8, _mm512_load_si512(&sc[2 * g]), q, sumi, NT);
+		UNROLL
+		for (int t = 0; t < NT; t++)
+			q[t] = x[t]->qs + 64 * g + 32;
+		sub_dot(tl ? hi : k + 16 * g + 8, 8, _mm512_load_si512(&sc[2 * g + 1]), q, sumi, NT);
+	}
+	bsum_dot(mm, x, summ, NT);
+	const __m512 d = _mm512_load_ps(p + 5120), dmin = _mm512_load_ps(p + 5184);
+	UNROLL
+	for (int t = 0; t < NT; t++) {
+		const __m512 dx = _mm512_set1_ps(x[t]->d);
+		const __m512 t1 = _mm512_mul_ps(_mm512_mul_ps(dx, d), _mm512_cvtepi32_ps(sumi[t]));
+		const __m512 t2 = _mm512_mul_ps(_mm512_mul_ps(dx, dmin), _mm512_cvtepi32_ps(summ[t]));
+		acc[t] = _mm512_add_ps(acc[t], _mm512_sub_ps(t1, t2));
+	}
+}
+
+/* The reference's Q6_K step: sum += (d_x d) * (float)sumi, with
+ * sumi = sum_s sc_s (sum (q+32) x) - 32 sum_s sc_s bsum_s; quants from p or,
+ * with tl, transposed here (ql's two halves one after the other, so that
+ * only one of them and qh are live at a time). */
+INLINE TGT_VNNI void sb_q6_K_any(const char *p, const struct tile *tl, int64_t b, const char *act,
+				 size_t astride, __m512 *acc, const int NT)
+{
+	const __m512i *u = (const __m512i *)p, *sc = u + 64, *scp = u + 80;
+	const struct block_q8_K *x[NTK];
+	const int8_t *q[NTK];
+	__m512i sumi[NTK];
+	UNROLL
+	for (int t = 0; t < NT; t++) {
+		x[t] = xk(act, astride, t, b);
+		sumi[t] = _mm512_setzero_si512();
+	}
+	bsum_dot(scp, x, sumi, NT);
+	UNROLL
+	for (int t = 0; t < NT; t++)
+		sumi[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sumi[t], 5));
+	const size_t at = (size_t)b * sizeof(struct block_q6_K);
+	UNROLL
+	for (int h = 0; h < 2; h++) {
+		__m512i hi[8];
+		if (tl)
+			tr32(tl, at + offsetof(struct block_q6_K, qh) + 32 * (size_t)h, hi);
+		UNROLL
+		for (int half = 0; half < 2; half++) {
+			__m512i lo[8];
+			if (tl)
+				tr32(tl, at + offsetof(struct block_q6_K, ql) + 64 * (size_t)h + 32 * (size_t)half, lo);
+			UNROLL
+			for (int kk = 0; kk < 2; kk++) {
+				const int k = half + 2 * kk, c = 4 * h + k; /* chunk of 32 */
+				__m512i uu[8];
+				if (tl) {
+					UNROLL
+					for (int i = 0; i < 8; i++) {
+						const __m512i l4 = _mm512_and_si512(_mm512_srli_epi16(lo[i], 4 * kk),
+										    _mm512_set1_epi8(0x0f));
+						const __m512i h2 = _mm512_and_si512(_mm512_srli_epi16(hi[i], 2 * k),
+										    _mm512_set1_epi8(3));
+						uu[i] = _mm512_or_si512(l4, _mm512_slli_epi16(h2, 4));
+					}
+				}
+				UNROLL
+				for (int sub = 0; sub < 2; sub++) {
+					UNROLL
+					for (int t = 0; t < NT; t++)
+						q[t] = x[t]->qs + 32 * c + 16 * sub;
+					sub_dot(tl ? uu + 4 * sub : u + 8 * c + 4 * sub, 4,
+						_mm512_load_si512(&sc[2 * c + sub]), q, sumi, NT);
+				}
+			}
+		}
+	}
+	const __m512 d = _mm512_load_ps(p + 5632);
+	UNROLL
+	for (int t = 0; t < NT; t++)
+		acc[t] = _mm512_add_ps(acc[t], _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(x[t]->d), d),
+							     _mm512_cvtepi32_ps(sumi[t])));
+}
+
+/* One super-block kernel: PACK a super-block of the tile (PB bytes; only its
+ * scales when the quants are transposed on the fly), SB the reference's step
+ * for NT activation rows. As QGEMM_KERNEL otherwise. */
+#define QGEMM_SUPER(name, PACK, PB, SB)                                                            \
+	INLINE TGT_VNNI void name##_tile(const struct tile *tl, const char *pk, int64_t nb,        \
+					 const char *act, size_t astride, float *out, int64_t ldo, \
+					 const int NT, const int PACKED)                           \
+	{                                                                                          \
+		__m512 acc[NTK];                                                                   \
+		char buf[PB] __attribute__((aligned(64)));                                       \
+		UNROLL for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();                  \
+		for (int64_t b = 0; b < nb; b++) {                                                 \
+			if (PACKED) {                                                              \
+				SB(pk + (size_t)b * PB, NULL, b, act, astride, acc, NT);           \
+			} else {                                                                   \
+				PACK(tl, b, buf, 0); /* the scales; the quants come from tl */     \
+				SB(buf, tl, b, act, astride, acc, NT);                             \
+			}                                                                          \
+		}                                                                                  \
+		UNROLL for (int t = 0; t < NT; t++)                                                \
+			_mm512_mask_storeu_ps(out + t * ldo, tl->store, acc[t]);                   \
+	}                                                                                          \
+                                                                                                   \
+	TGT_VNNI void name(const void *w, size_t w_stride, int64_t nr, const void *act,            \
+			   size_t act_stride, int64_t nt, int64_t n, float *out, int64_t ldo,      \
+			   void *scratch)                                                          \
+	{                                                                                          \
+		const int64_t nb = n / 256;                                                        \
+		const int packed = qgemm_packs(nt, NTK, qgemm_pack_min_rows());                    \
+		char *pk = scratch;                                                                \
+		for (int64_t r0 = 0; r0 < nr; r0 += ROWS) {                                        \
+			struct tile tl;                                                            \
+			tile_init(&tl, (const char *)w + (size_t)r0 * w_stride, w_stride, nr - r0); \
+			if (packed)                                                                \
+				for (int64_t b = 0; b < nb; b++)                                   \
+					PACK(&tl, b, pk + (size_t)b * PB, 1);                      \
+			for (int64_t t0 = 0; t0 < nt; t0 += NTK) {                                 \
+				const char *a = (const char *)act + (size_t)t0 * act_stride;       \
+				float *o = out + t0 * ldo + r0;                                    \
+				switch ((nt - t0 < NTK ? nt - t0 : NTK) * 2 + packed) {            \
+				QGEMM_SUPER_CASE(name, 1, 0) QGEMM_SUPER_CASE(name, 1, 1)          \
+				QGEMM_SUPER_CASE(name, 2, 0) QGEMM_SUPER_CASE(name, 2, 1)          \
+				QGEMM_SUPER_CASE(name, 3, 0) QGEMM_SUPER_CASE(name, 3, 1)          \
+				QGEMM_SUPER_CASE(name, 4, 0) QGEMM_SUPER_CASE(name, 4, 1)          \
+				}                                                                  \
+			}                                                                          \
+		}                                                                                  \
+	}
+
+#define QGEMM_SUPER_CASE(name, NT, P)                                        \
+	case NT * 2 + P:                                                     \
+		name##_tile(&tl, pk, nb, a, act_stride, o, ldo, NT, P);      \
+		break;
+_Static_assert(QGEMM_NT_K == 4, "QGEMM_SUPER lists 1..4 rows");
+
+QGEMM_SUPER(qgemm_q4_K_vnni, pack_q4_K, QGEMM_PACK_Q4_K, sb_q4_K_any)
+QGEMM_SUPER(qgemm_q6_K_vnni, pack_q6_K, QGEMM_PACK_Q6_K, sb_q6_K_any)
 
 #endif /* __x86_64__ */

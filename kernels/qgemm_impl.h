@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* A prepared activation row of n values (n/32 blocks), for Q8_0 and Q4_0
- * weights:
+ * weights (the K-quants take dot_prepare_act's Q8_K row as it is):
  *   [0, n/32 * 34)     the row as dot_prepare_act makes it (block_q8_0)
  *   [side, ...)        per 16 blocks, 128 bytes: the 16 blocks' d as f32 (the
  *                      f16 d, widened exactly), then their 16 int32 terms
@@ -53,6 +53,13 @@ static inline int qgemm_packs(int64_t nt, int nt_tile, int64_t pack_min_rows)
  * writes: 8 registers of quants (512), 8 64-bit sign masks (64), 16 f32
  * scales (64). */
 #define QGEMM_PACK_BLOCK_MAX 640
+/* Activation rows per register tile of the super-block kernels, and the
+ * bytes of a repacked super-block of 256 weights x 16 rows: 64 registers of
+ * quants, then per sub-block scales and minimums (Q4_K: 8 + 8 registers, d
+ * and dmin; Q6_K: 16 scales, 8 pairs of them, d). */
+#define QGEMM_NT_K 4
+#define QGEMM_PACK_Q4_K (64 * (64 + 8 + 8 + 2))
+#define QGEMM_PACK_Q6_K (64 * (64 + 16 + 8 + 1))
 
 #if defined(__x86_64__)
 #define QGEMM_DECL(name)                                                                    \
@@ -64,6 +71,8 @@ QGEMM_DECL(qgemm_q8_0_avx512);
 QGEMM_DECL(qgemm_q4_0_avx512);
 QGEMM_DECL(qgemm_q8_0_vnni);
 QGEMM_DECL(qgemm_q4_0_vnni);
+QGEMM_DECL(qgemm_q4_K_vnni);
+QGEMM_DECL(qgemm_q6_K_vnni);
 #undef QGEMM_DECL
 #endif
 

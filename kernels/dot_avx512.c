@@ -394,7 +394,7 @@ const struct kernel_set kernels_avx512vnni = {
 	},
 	.qgemm_rows = 16,
 	.qgemm_nt = QGEMM_NT,
-	.qgemm_row_types = 1ull << ST_Q8_0 | 1ull << ST_Q4_0,
+	.qgemm_row_types = 1ull << ST_Q8_0 | 1ull << ST_Q4_0 | 1ull << ST_Q4_K | 1ull << ST_Q6_K,
 };
 
 #endif /* __x86_64__ */

@@ -156,16 +156,22 @@ int64_t qgemm_pack_min_rows(void)
 	return pack_min_rows;
 }
 
-static int64_t row_max_rows = QGEMM_ROW_MAX_ROWS;
+static int64_t row_max_rows = -1; /* < 0: each type's default */
 
 void qgemm_set_row_max_rows(int64_t rows)
 {
-	row_max_rows = rows < 0 ? QGEMM_ROW_MAX_ROWS : rows > 4 ? 4 : rows;
+	row_max_rows = rows < 0 ? -1 : rows;
 }
 
-int64_t qgemm_row_max_rows(void)
+/* From DRAM (matmul on 2 threads, 4096 x 24576): the row path wins for one
+ * activation row for every type, and for Q6_K up to 4 (its tile spends
+ * ~400 operations per super-block of 16 rows assembling 6-bit quants, the
+ * row path a few: 4 rows 4.6 GB/s against 4.3; 5 rows 4.3 against 7.2). */
+int64_t qgemm_row_max_rows(uint32_t wtype)
 {
-	return row_max_rows;
+	if (row_max_rows >= 0)
+		return row_max_rows;
+	return wtype == ST_Q6_K ? 4 : 1;
 }
 
 const char *qgemm_feed(uint32_t wtype, int64_t nt)
@@ -173,7 +179,7 @@ const char *qgemm_feed(uint32_t wtype, int64_t nt)
 	const struct kernel_set *s = wtype < ST_TYPE_COUNT ? qgemm_set(wtype) : NULL;
 	if (!s)
 		return qgemm_get(wtype) ? "reference" : "none";
-	if ((s->qgemm_row_types >> wtype & 1) && nt <= row_max_rows)
+	if ((s->qgemm_row_types >> wtype & 1) && nt <= qgemm_row_max_rows(wtype))
 		return "row";
 	return qgemm_packs(nt, s->qgemm_nt, pack_min_rows) ? "tile-pk" : "tile";
 }

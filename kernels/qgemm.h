@@ -60,13 +60,15 @@ size_t qgemm_scratch_bytes(uint32_t wtype, int64_t n);
  * results are the same bits either way. */
 void qgemm_set_pack_min_rows(int64_t rows);
 int64_t qgemm_pack_min_rows(void);
-/* Up to this many activation rows, the VNNI kernels read one weight row at
- * a time (front to back: a matrix streamed from DRAM reads faster so) instead
- * of tiles of 16 rows side by side; the same bits either way. rows < 0
- * restores the default (bench/matmul-bench's crossover from DRAM), 0 always
- * tiles. At most 4. For benchmarks and tests; not thread safe. */
+/* Up to qgemm_row_max_rows(wtype) activation rows, the VNNI kernels read
+ * one weight row at a time, front to back (a matrix streamed from DRAM
+ * reads faster so), instead of tiles of 16 rows side by side; the same bits
+ * either way. The default per type is bench/matmul-bench's crossover from
+ * DRAM (1, Q6_K 4); qgemm_set_row_max_rows(rows >= 0) sets one for every
+ * type (0: always tiles), rows < 0 restores the defaults. For benchmarks and
+ * tests; not thread safe. */
 void qgemm_set_row_max_rows(int64_t rows);
-int64_t qgemm_row_max_rows(void);
+int64_t qgemm_row_max_rows(uint32_t wtype);
 /* How qgemm_get(wtype) feeds its weights for nt activation rows, for
  * reports: "row", "tile" (transposed per activation tile), "tile-pk"
  * (repacked), "reference" or "none". Static string. */

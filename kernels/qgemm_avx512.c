@@ -542,31 +542,35 @@ INLINE TGT __m256i w1_q4_0(const char *w, int64_t b)
 QGEMM_ROW(q8_0, wpair_q8_0, sizeof(struct block_q8_0), w1_q8_0)
 QGEMM_ROW(q4_0, wpair_q4_0, sizeof(struct block_q4_0), w1_q4_0)
 
-/* The VNNI kernels: the row kernel for up to qgemm_row_max_rows() activation
+/* The VNNI kernels: the row kernel for up to qgemm_row_max_rows(type) activation
  * rows, the tile kernel above that (bench/matmul-bench, from DRAM). */
-#define QGEMM_VNNI(type, TILE)                                                                     \
+#define QGEMM_VNNI(type, TYPE, TILE)                                                               \
 	TGT_VNNI void qgemm_##type##_vnni(const void *w, size_t w_stride, int64_t nr,              \
 					  const void *act, size_t act_stride, int64_t nt,          \
 					  int64_t n, float *out, int64_t ldo, void *scratch)       \
 	{                                                                                          \
-		if (nt > qgemm_row_max_rows()) {                                                   \
+		if (nt > qgemm_row_max_rows(ST_##TYPE)) {                                          \
 			TILE(w, w_stride, nr, act, act_stride, nt, n, out, ldo, scratch);          \
 			return;                                                                    \
 		}                                                                                  \
 		const size_t side = qgemm_act_side(n);                                             \
 		for (int64_t r = 0; r < nr; r++) {                                                 \
 			const char *wr = (const char *)w + (size_t)r * w_stride;                   \
-			switch (nt) {                                                              \
-			case 1: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 1); break; \
-			case 2: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 2); break; \
-			case 3: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 3); break; \
-			default: type##_row(wr, act, act_stride, n / 32, side, out + r, ldo, 4); break; \
+			for (int64_t t0 = 0; t0 < nt; t0 += 4) { /* the weight row stays in L1 */  \
+				const char *a = (const char *)act + (size_t)t0 * act_stride;       \
+				float *o = out + t0 * ldo + r;                                     \
+				switch (nt - t0) {                                                 \
+				case 1: type##_row(wr, a, act_stride, n / 32, side, o, ldo, 1); break; \
+				case 2: type##_row(wr, a, act_stride, n / 32, side, o, ldo, 2); break; \
+				case 3: type##_row(wr, a, act_stride, n / 32, side, o, ldo, 3); break; \
+				default: type##_row(wr, a, act_stride, n / 32, side, o, ldo, 4); break; \
+				}                                                                  \
 			}                                                                          \
 		}                                                                                  \
 	}
 
-QGEMM_VNNI(q8_0, tile_q8_0_vnni)
-QGEMM_VNNI(q4_0, tile_q4_0_vnni)
+QGEMM_VNNI(q8_0, Q8_0, tile_q8_0_vnni)
+QGEMM_VNNI(q4_0, Q4_0, tile_q4_0_vnni)
 
 /* ---- super-block types, VNNI: Q4_K and Q6_K (the two of a Q4_K_M file) ----
  * 256 weights per block in sub-blocks of 32 (Q4_K) or 16 (Q6_K) with
@@ -855,8 +859,9 @@ INLINE TGT_VNNI void sb_q6_K_any(const char *p, const struct tile *tl, int64_t b
 
 /* One super-block kernel: PACK a super-block of the tile (PB bytes; only its
  * scales when the quants are transposed on the fly), SB the reference's step
- * for NT activation rows. As QGEMM_KERNEL otherwise. */
-#define QGEMM_SUPER(name, PACK, PB, SB)                                                            \
+ * for NT activation rows, ROW the one-row dot with the reference's bits for
+ * up to qgemm_row_max_rows(type) rows. As QGEMM_KERNEL otherwise. */
+#define QGEMM_SUPER(name, TYPE, PACK, PB, SB, ROW)                                                 \
 	INLINE TGT_VNNI void name##_tile(const struct tile *tl, const char *pk, int64_t nb,        \
 					 const char *act, size_t astride, float *out, int64_t ldo, \
 					 const int NT, const int PACKED)                           \
@@ -882,6 +887,13 @@ INLINE TGT_VNNI void sb_q6_K_any(const char *p, const struct tile *tl, int64_t b
 	{                                                                                          \
 		const int64_t nb = n / 256;                                                        \
 		const int packed = qgemm_packs(nt, NTK, qgemm_pack_min_rows());                    \
+		if (nt <= qgemm_row_max_rows(ST_##TYPE)) { /* front to back, row after row */      \
+			for (int64_t r = 0; r < nr; r++)                                           \
+				for (int64_t t = 0; t < nt; t++)                                   \
+					out[t * ldo + r] = ROW((const char *)w + (size_t)r * w_stride, \
+							       (const char *)act + (size_t)t * act_stride, n); \
+			return;                                                                    \
+		}                                                                                  \
 		char *pk = scratch;                                                                \
 		for (int64_t r0 = 0; r0 < nr; r0 += ROWS) {                                        \
 			struct tile tl;                                                            \
@@ -908,7 +920,7 @@ INLINE TGT_VNNI void sb_q6_K_any(const char *p, const struct tile *tl, int64_t b
 		break;
 _Static_assert(QGEMM_NT_K == 4, "QGEMM_SUPER lists 1..4 rows");
 
-QGEMM_SUPER(qgemm_q4_K_vnni, pack_q4_K, QGEMM_PACK_Q4_K, sb_q4_K_any)
-QGEMM_SUPER(qgemm_q6_K_vnni, pack_q6_K, QGEMM_PACK_Q6_K, sb_q6_K_any)
+QGEMM_SUPER(qgemm_q4_K_vnni, Q4_K, pack_q4_K, QGEMM_PACK_Q4_K, sb_q4_K_any, dot_q4_K_exact)
+QGEMM_SUPER(qgemm_q6_K_vnni, Q6_K, pack_q6_K, QGEMM_PACK_Q6_K, sb_q6_K_any, dot_q6_K_exact)
 
 #endif /* __x86_64__ */

@@ -38,9 +38,6 @@ static inline size_t qgemm_side_neg(int64_t b)
  * register each; AVX2 has half the registers and takes 4). */
 #define QGEMM_NT 8
 
-/* The default of qgemm_row_max_rows(). */
-#define QGEMM_ROW_MAX_ROWS 1
-
 /* Whether a call with nt activation rows repacks its weight tiles: by
  * default when the rows take more than one register tile of `nt_tile` (then
  * transposing per tile would be repeated; bench/matmul-bench shows the
@@ -74,6 +71,9 @@ QGEMM_DECL(qgemm_q4_0_vnni);
 QGEMM_DECL(qgemm_q4_K_vnni);
 QGEMM_DECL(qgemm_q6_K_vnni);
 #undef QGEMM_DECL
+/* dot_avx2.c: the K-quant dots with the references' bits, for one row. */
+float dot_q4_K_exact(const void *w, const void *x, int64_t n);
+float dot_q6_K_exact(const void *w, const void *x, int64_t n);
 #endif
 
 #endif

@@ -2,10 +2,10 @@
 alone, then again while prompts of every length 1..200 (token ids) are sent
 beside it, one after another, and once more among 15 other requests; its
 tokens and their log-probabilities must be the same, float for float, every
-time. Run on a synthesized Q8_0 model and a
-Q4_0 one (the types with multi-row kernels: kernels/qgemm.h). Before those
-kernels a prompt of 64 tokens or more switched the pass to dequantize + sgemm
-and the running request's output changed. TAP on stdout.
+time. Run on synthesized Q8_0, Q4_0 and Q4_K_M (Q4_K and Q6_K) models, the
+types with multi-row kernels (kernels/qgemm.h). Before those kernels a prompt
+of 64 tokens or more switched the pass to dequantize + sgemm and the running
+request's output changed. TAP on stdout.
 
 An injected prompt counts only when it ran wholly beside the request: the
 request had not finished before it was sent nor when its reply came. The
@@ -84,8 +84,9 @@ def start(conn, **params):
 
 def run_model(stratad, tool, tmp, wtype):
     model = os.path.join(tmp, "synth-%s.gguf" % wtype)
-    subprocess.run([tool, "synth", model, "--n-embd", "128", "--n-layer", "2", "--n-head", "4",
-                    "--n-head-kv", "2", "--n-ff", "256", "--type", wtype, "--vocab", "builtin",
+    # 256 wide: whole super-blocks for the K-quant mixture
+    subprocess.run([tool, "synth", model, "--n-embd", "256", "--n-layer", "2", "--n-head", "4",
+                    "--n-head-kv", "2", "--n-ff", "512", "--type", wtype, "--vocab", "builtin",
                     "--ctx", "1024", "--seed", "7"], check=True, stdout=subprocess.DEVNULL)
     sock = os.path.join(tmp, "%s.sock" % wtype)
     log_path = os.path.join(tmp, "stratad-%s.log" % wtype)
@@ -179,7 +180,7 @@ def main():
     stratad = os.path.join(build, "daemon", "stratad")
     tool = os.path.join(build, "tools", "strata-model")
     try:
-        for wtype in ("q8_0", "q4_0"):
+        for wtype in ("q8_0", "q4_0", "Q4_K_M"):
             run_model(stratad, tool, tmp, wtype)
     finally:
         subprocess.run(["rm", "-rf", tmp])

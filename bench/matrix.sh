@@ -244,7 +244,7 @@ while [ $r -le "$repeat" ]; do
 		passes=$(($(jnum "$s1" passes_total) - $(jnum "$s0" passes_total)))
 		rec "$r stream-passes $passes $(jnum "$s1" bytes_streamed_per_pass) $o"
 		rec "$r stream-compute-ms $(jnum "$s1" compute_ms_total) $(jnum "$s0" compute_ms_total) $o"
-		rec "$r stream-wall-s $t16 $(((fio0 + fio1) / 2)) $o"
+		rec "$r stream-wall-s $t16 $(((${fio0:-0} + ${fio1:-0}) / 2)) $o"
 	fi
 	r=$((r + 1))
 done
@@ -267,7 +267,7 @@ function keep(k, x) { if (x != "-" && x != "") v[k, ++nv[k]] = x }
 	if ($2 == "stratad-rss" || $2 == "bench-rss") keep($2 ".r", $3 / $4)
 	if ($2 == "stream-passes") { sp = $3; sb = $4 }
 	if ($2 == "stream-compute-ms") scm = $3 - $4
-	if ($2 == "stream-wall-s" && sp > 0) {
+	if ($2 == "stream-wall-s" && sp > 0 && $4 > 0) {
 		keep("s.cpp", scm / sp); keep("s.wpp", $3 * 1000 / sp); keep("s.io", sb / ($4 * 1e6) * 1000)
 		keep("s.r", (scm / sp) / (sb / ($4 * 1e6) * 1000))
 	}

@@ -103,8 +103,8 @@ quiet() {
 	done
 	echo "$q_busy"
 }
-# jnum JSON KEY: a number from a one-line JSON object
-jnum() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\([-0-9.e+]*\).*/\1/p" | head -1; }
+# jnum JSON KEY: a number from a one-line JSON object (64-bit ones come quoted)
+jnum() { printf '%s\n' "$1" | sed -n "s/.*\"$2\":\"\{0,1\}\([-0-9.e+]*\).*/\1/p" | head -1; }
 
 # ---- prompt and decode: strata-bench and llama-bench ----
 sb() { # sb P G W: strata-bench's JSON, resident, warm

@@ -5,6 +5,8 @@
  * tile below a row count, repacked once from it) follow.
  *
  * Paths, per weight type:
+ *   row      the multi-row kernels reading one weight row at a time, front
+ *            to back (AVX-512 VNNI; other sets: as tile)
  *   tile     the multi-row int8 kernels, weights transposed in registers for
  *            each tile of 8 activation rows
  *   tile-pk  the same, each tile of 16 weight rows repacked once first
@@ -60,8 +62,8 @@ static void *xmalloc(size_t n)
 	return p;
 }
 
-enum { P_TILE, P_TILE_PK, P_DOT, P_SGEMM, N_PATHS };
-static const char *const path_names[N_PATHS] = { "tile", "tile-pk", "dot", "sgemm" };
+enum { P_ROW, P_TILE, P_TILE_PK, P_DOT, P_SGEMM, N_PATHS };
+static const char *const path_names[N_PATHS] = { "row", "tile", "tile-pk", "dot", "sgemm" };
 
 /* One thing to time: a matmul on one path. */
 struct job {
@@ -74,10 +76,11 @@ static double time_stop = 0.4; /* seconds of interleaved rounds per row count */
 static void run_once(struct matmul_ctx *c, const struct matmul_w *w, struct job *j, float *out,
 		     const float *x, int64_t n_tok)
 {
-	static const enum matmul_path forced[N_PATHS] = { MATMUL_PATH_TILE, MATMUL_PATH_TILE,
+	static const enum matmul_path forced[N_PATHS] = { MATMUL_PATH_TILE, MATMUL_PATH_TILE, MATMUL_PATH_TILE,
 							  MATMUL_PATH_DOT, MATMUL_PATH_SGEMM };
 	matmul_force_path(c, forced[j->path]);
 	qgemm_set_pack_min_rows(j->path == P_TILE_PK ? 1 : 1 << 30);
+	qgemm_set_row_max_rows(j->path == P_ROW ? 1 << 30 : 0);
 	double t0 = now_s();
 	if (matmul(c, out, x, n_tok, w) != 0) {
 		fprintf(stderr, "matmul-bench: matmul failed\n");
@@ -104,6 +107,7 @@ static void time_jobs(struct matmul_ctx *c, const struct matmul_w *w, struct job
 			run_once(c, w, &jobs[k], out, x, n_tok);
 	matmul_force_path(c, MATMUL_PATH_AUTO);
 	qgemm_set_pack_min_rows(0);
+	qgemm_set_row_max_rows(-1);
 }
 
 static int parse_list(const char *s, long *v, int max)
@@ -152,10 +156,11 @@ static void bench_type(uint32_t type, const float *wf, int64_t n_in, int64_t n_o
 			int nj = 0;
 			for (int p = 0; p < N_PATHS; p++) {
 				ran[ri][p] = 0;
-				if ((p == P_TILE || p == P_TILE_PK) && !has_tile)
+				if ((p == P_ROW || p == P_TILE || p == P_TILE_PK) && !has_tile)
 					continue;
-				/* one dot per pair: 1e9+ products a call past 64 rows, slow to time */
-				if (p == P_DOT && nt > 64 && type != ST_F32)
+				/* one dot per pair, or one weight row at a time: past 64
+				 * (16) rows, slow to time and far behind */
+				if ((p == P_DOT && nt > 64 && type != ST_F32) || (p == P_ROW && nt > 16))
 					continue;
 				jobs[nj++] = (struct job){ .path = p };
 			}
@@ -200,8 +205,8 @@ int main(int argc, char **argv)
 {
 	blas_setup_process(argv);
 	int64_t n_in = 4096, n_out = 4096;
-	long rows[64] = { 1, 2, 3, 4, 6, 8, 9, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512 };
-	int n_rows = 17;
+	long rows[64] = { 1, 2, 3, 4, 5, 6, 8, 9, 12, 16, 24, 32, 48, 64, 96, 128, 256, 512 };
+	int n_rows = 18;
 	long threads[8] = { 1, 2 };
 	int n_threads = 2;
 	uint32_t types[8] = { ST_Q8_0, ST_Q4_0, ST_F32 };

@@ -234,10 +234,17 @@ static void job_attention(void *arg, int ith, int nth)
 			h1 = p1 - i * (long)hp->n_head;
 		uint32_t pos = j->b->pos[i], slot = j->b->slot[i];
 		const struct kv_link *link = &f->kv->link[slot];
+		/* positions a Score's continuation shares with its context, then its own */
+		uint32_t np = link->n < pos + 1 ? link->n : pos + 1;
+		struct attn_seg segs[2] = {
+			{ kv_k_row(f->kv, link->src, j->layer, 0), kv_v_row(f->kv, link->src, j->layer, 0), np },
+			{ kv_k_row(f->kv, slot, j->layer, np), kv_v_row(f->kv, slot, j->layer, np),
+			  (int64_t)pos + 1 - np },
+		};
 		struct attn_args a = {
 			.q = f->q + (size_t)i * f->q_dim,
-			.k = kv_k_row(f->kv, slot, j->layer, 0),
-			.v = kv_v_row(f->kv, slot, j->layer, 0),
+			.segs = segs,
+			.n_segs = 2,
 			.kv_type = f->kv->type,
 			.kv_row_bytes = f->kv->row_bytes,
 			.n_kv = (int64_t)pos + 1,
@@ -247,10 +254,6 @@ static void job_attention(void *arg, int ith, int nth)
 			.scale = 1.0f / sqrtf((float)hp->head_dim),
 			.scores = f->scores + (size_t)ith * f->kv->n_ctx,
 			.out = f->att + (size_t)i * f->q_dim,
-			/* positions a Score's continuation shares with its context */
-			.k0 = kv_k_row(f->kv, link->src, j->layer, 0),
-			.v0 = kv_v_row(f->kv, link->src, j->layer, 0),
-			.n_prefix = link->n,
 		};
 		attn_heads(&a, h0, h1);
 		p += h1 - h0;

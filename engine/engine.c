@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,8 +14,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "engine/forward.h"
 #include "engine/kv.h"
+#include "engine/memplan.h"
 #include "engine/model.h"
 #include "gguf/gguf.h"
 #include "kernels/blas.h"
@@ -38,6 +41,8 @@ struct engine {
 	struct kv_cache *kv;
 	struct pool *pool;
 	struct forward *fwd;
+	struct memplan plan;
+	struct memplan_limits lim;
 	int threads;
 	uint32_t max_logits_rows;
 	bool has_chat;		   /* chat_family is usable */
@@ -53,6 +58,7 @@ void engine_config_default(struct engine_config *c)
 	memset(c, 0, sizeof *c);
 	c->kv_type = ST_F16;
 	c->io = ENGINE_IO_URING;
+	c->kv_disk_budget = ENGINE_KV_DISK_DEFAULT;
 }
 
 void engine_setup_process(char **argv)
@@ -116,8 +122,15 @@ static void fill_info(struct engine *e)
 	in->threads = e->threads;
 	in->file_bytes = gguf_file_size(m->gguf);
 	in->weight_bytes = m->weight_bytes;
-	in->kv_type = st_type_name(e->kv->type);
-	in->kv_bytes = e->kv->bytes;
+	in->kv_type = st_type_name(kv_type(e->kv));
+	in->kv_bytes = e->plan.kv;
+	in->kv_block_bytes = kv_frame_bytes(kv_type(e->kv), hp->n_layer, hp->n_head_kv * hp->head_dim);
+	in->kv_block_pos = KV_BLOCK_POS;
+	in->kv_pages = e->plan.kv_pages;
+	in->kv_persistent = e->cfg.kv_cache_dir[0] != '\0';
+	in->memory_bound = e->plan.bound;
+	in->scratch_bytes = e->plan.scratch;
+	in->memory_limit = e->lim.cgroup && e->lim.cgroup < e->lim.phys ? e->lim.cgroup : e->lim.phys;
 	in->add_bos = tokenizer_add_bos(e->tok);
 	in->chat_template = e->has_chat ? chat_family_name(e->chat_family) : NULL;
 
@@ -145,6 +158,35 @@ static void fill_info(struct engine *e)
 	}
 	for (uint32_t l = 0; l < hp->n_layer; l++) /* unit l is layer l (forward.h) */
 		in->layers_resident += weights_is_resident(e->w, l);
+}
+
+/* One bound for weights, KV cache and scratch (memplan.h), from the options,
+ * the model and what this process may use. */
+static int plan_memory(struct engine *e, struct st_err *err)
+{
+	const struct model_hparams *hp = &e->model->hp;
+	const uint32_t kv_dim = hp->n_head_kv * hp->head_dim, n_ctx = e->cfg.ctx_size;
+	struct memplan_in in = {
+		.budget = e->cfg.memory_budget,
+		.kv_budget = e->cfg.kv_budget,
+		.kv_frame = kv_frame_bytes(e->cfg.kv_type, hp->n_layer, kv_dim),
+		.kv_one = kv_frames_for(n_ctx),
+		.kv_all = kv_frames_for(n_ctx) * e->cfg.n_slots,
+		.n_ctx = n_ctx,
+		.n_slots = e->cfg.n_slots,
+	};
+	for (uint32_t u = 0; u < e->n_units; u++)
+		for (uint32_t r = 0; r < e->units[u].n_ranges; r++)
+			in.weights += e->units[u].ranges[r].len;
+	/* compute scratch, logits, the KV cache's bookkeeping, and the tokenizer's
+	 * copy of the vocabulary (about the size of the file's metadata, twice) */
+	in.scratch = forward_scratch_bytes(e->model, e->cfg.batch_size, e->threads, n_ctx,
+					   (n_ctx + KV_BLOCK_POS - 1) / KV_BLOCK_POS + 2) +
+		     (uint64_t)e->max_logits_rows * hp->n_vocab * sizeof(float) +
+		     kv_meta_bytes(n_ctx, e->cfg.n_slots) + 2 * gguf_data_offset(e->model->gguf);
+	memplan_read_limits(&in.lim);
+	e->lim = in.lim;
+	return memplan_make(&in, &e->plan, err);
 }
 
 int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err)
@@ -201,17 +243,34 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	e->cfg.ctx_size = n_ctx;
 	e->cfg.n_slots = cfg->n_slots ? cfg->n_slots : 1;
 	e->cfg.batch_size = cfg->batch_size ? cfg->batch_size : 512;
+	const uint32_t kv_dim = hp->n_head_kv * hp->head_dim;
+	if (attn_kv_type_ok(cfg->kv_type, hp->head_dim) < 0) {
+		rc = st_errf(err, -EINVAL, "--kv-type %s needs heads of a multiple of 32 values; %s's "
+			     "have %u (use f16 or f32)", st_type_name(cfg->kv_type), cfg->model_path,
+			     hp->head_dim);
+		goto fail;
+	}
 
 	rc = forward_units(e->model, &e->units, &e->n_units);
 	if (rc < 0) {
 		st_errf(err, rc, "out of memory");
 		goto fail;
 	}
+	uint64_t rows = ENGINE_LOGITS_BYTES / ((uint64_t)hp->n_vocab * sizeof(float));
+	if (rows > e->cfg.batch_size)
+		rows = e->cfg.batch_size;
+	if (rows < e->cfg.n_slots)
+		rows = e->cfg.n_slots; /* every sequence's next token, always */
+	e->max_logits_rows = rows > 0 ? (uint32_t)rows : 1;
+
+	rc = plan_memory(e, err);
+	if (rc < 0)
+		goto fail;
 	struct weights_config wc = {
 		.fd = e->fd,
 		.path = cfg->model_path,
 		.header_bytes = gguf_data_offset(e->model->gguf), /* changed: a different model */
-		.budget = cfg->memory_budget, /* 0: everything resident */
+		.budget = e->plan.weights, /* 0: everything resident */
 		.io = cfg->io == ENGINE_IO_MMAP ? WEIGHTS_IO_MMAP : WEIGHTS_IO_URING,
 		.prefetch = cfg->prefetch,
 		.mlock = cfg->mlock,
@@ -219,11 +278,42 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 		.progress_user = cfg->load_progress_user,
 	};
 	rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
+	if (rc == -ENOSPC && e->plan.kv_auto &&
+	    e->plan.kv > kv_frames_for(n_ctx) * kv_frame_bytes(cfg->kv_type, hp->n_layer, kv_dim)) {
+		/* the KV cache's share left the weights too little: give them all it can spare */
+		uint64_t one = kv_frames_for(n_ctx) * kv_frame_bytes(cfg->kv_type, hp->n_layer, kv_dim);
+		char a[32], b[32];
+		log_notice("memory: the weights need more than the %s left beside the KV cache's %s: "
+			   "the KV cache keeps %s (one sequence of %u positions)",
+			   format_size(e->plan.weights, a, sizeof a), format_size(e->plan.kv, b, sizeof b),
+			   format_size(one, b, sizeof b), n_ctx);
+		wc.budget = e->plan.weights += e->plan.kv - one;
+		e->plan.kv = one;
+		e->plan.kv_pages = e->plan.kv < (uint64_t)e->cfg.n_slots * one;
+		*err = (struct st_err){ "" };
+		rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
+	}
+	if (rc == -ENOSPC) {
+		char a[32], b[32], c[32], d[32];
+		st_err_prefix(err, rc, "--memory-budget %s = %s for weights + %s for the KV cache + %s "
+			      "of scratch", format_size(e->plan.bound, a, sizeof a),
+			      format_size(e->plan.weights, b, sizeof b), format_size(e->plan.kv, c, sizeof c),
+			      format_size(e->plan.scratch, d, sizeof d));
+	}
 	if (rc < 0)
 		goto fail;
 
-	rc = kv_create(cfg->kv_type, hp->n_layer, n_ctx, e->cfg.n_slots, hp->n_head_kv * hp->head_dim,
-		       &e->kv, err);
+	struct kv_config kc = {
+		.type = cfg->kv_type, .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv,
+		.head_dim = hp->head_dim, .n_ctx = n_ctx, .n_slots = e->cfg.n_slots,
+		.mem_bytes = e->plan.kv, .dir = cfg->kv_cache_dir[0] ? cfg->kv_cache_dir : NULL,
+		.disk_bytes = cfg->kv_disk_budget,
+	};
+	rc = kv_model_key_of(e->fd, cfg->model_path, gguf_base(e->model->gguf),
+			     gguf_data_offset(e->model->gguf), &kc.key, err);
+	if (rc < 0)
+		goto fail;
+	rc = kv_open(&kc, &e->kv, err);
 	if (rc < 0)
 		goto fail;
 
@@ -237,13 +327,6 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (rc < 0)
 		goto fail;
 
-	uint64_t rows = ENGINE_LOGITS_BYTES / ((uint64_t)hp->n_vocab * sizeof(float));
-	if (rows > e->cfg.batch_size)
-		rows = e->cfg.batch_size;
-	if (rows < e->cfg.n_slots)
-		rows = e->cfg.n_slots; /* every sequence's next token, always */
-	e->max_logits_rows = rows > 0 ? (uint32_t)rows : 1;
-
 	rc = choose_chat_template(e, err);
 	if (rc < 0)
 		goto fail;
@@ -255,7 +338,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	madvise((void *)gguf_base(e->model->gguf), gguf_file_size(e->model->gguf), MADV_DONTNEED);
 
 	if (log_enabled(LOG_LVL_INFO)) {
-		char plan[2048];
+		char plan[3072];
 		engine_describe(e, plan, sizeof plan);
 		log_info("%s", plan);
 	}
@@ -272,7 +355,7 @@ void engine_close(struct engine *e)
 		return;
 	forward_free(e->fwd);
 	pool_free(e->pool);
-	kv_free(e->kv);
+	kv_close(e->kv);
 	weights_close(e->w);
 	forward_units_free(e->units, e->n_units);
 	tokenizer_free(e->tok);
@@ -451,6 +534,32 @@ int engine_slot_link(struct engine *e, uint32_t dst, uint32_t src, uint32_t n)
 	return kv_slot_link(e->kv, dst, src, n);
 }
 
+void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n)
+{
+	kv_slot_truncate(e->kv, slot, n);
+}
+
+uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+			   uint32_t max)
+{
+	return kv_slot_reuse(e->kv, slot, ids, n, max);
+}
+
+void engine_plan_begin(struct engine *e)
+{
+	kv_plan_begin(e->kv);
+}
+
+uint32_t engine_plan_rows(struct engine *e, uint32_t slot, uint32_t pos, uint32_t n)
+{
+	return kv_plan_rows(e->kv, slot, pos, n);
+}
+
+void engine_kv_flush(struct engine *e)
+{
+	kv_flush(e->kv);
+}
+
 /* ---- passes ---- */
 
 int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err)
@@ -460,7 +569,7 @@ int engine_decode(struct engine *e, const struct batch *b, float *logits, struct
 
 void engine_slot_reset(struct engine *e, uint32_t slot)
 {
-	kv_slot_discard(e->kv, slot);
+	kv_slot_reset(e->kv, slot);
 }
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
@@ -480,7 +589,18 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 	out->bytes_streamed_per_pass = ws.bytes_streamed_per_pass;
 	out->bytes_read = ws.bytes_read > ws.bytes_resident ? ws.bytes_read - ws.bytes_resident : 0;
 	out->stall_ns = ws.stall_ns;
-	out->kv_bytes = e->kv->bytes;
+	struct kv_stats ks;
+	kv_get_stats(e->kv, &ks);
+	out->kv_bytes = e->plan.kv;
+	out->kv_used_bytes = (uint64_t)ks.frames_used * ks.frame_bytes;
+	out->kv_held_bytes = (uint64_t)ks.frames_held * ks.frame_bytes;
+	out->kv_disk_bytes = ks.disk_bytes;
+	out->kv_swap_bytes = ks.swap_bytes;
+	out->kv_cached_blocks = ks.blocks_cached;
+	out->kv_reused_tokens = ks.reused_pos;
+	out->kv_bytes_read = ks.bytes_read;
+	out->kv_bytes_written = ks.bytes_written;
+	out->kv_io_ns = ks.io_ns;
 }
 
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out)
@@ -505,7 +625,8 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 {
 	const struct model *m = e->model;
 	const struct model_hparams *hp = &m->hp;
-	char plan[1024];
+	const struct engine_info *in = &e->info;
+	char plan[1024], a[32], b[32], c[32], d[32], f[32], g[32], h[32];
 	int n;
 
 	weights_plan_describe(e->w, plan, sizeof plan);
@@ -516,16 +637,33 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 	for (uint32_t i = 0; i < e->info.n_types && o < sizeof mix; i++)
 		o += (size_t)snprintf(mix + o, sizeof mix - o, "%s%s %u%s", i ? ", " : "", e->info.types[i].name,
 				      e->info.types[i].n_tensors, i ? "" : " tensors");
+	struct weights_stats ws;
+	weights_get_stats(e->w, &ws);
+	uint64_t held = ws.bytes_resident + (ws.n_streamed ? (uint64_t)ws.n_slots * ws.slot_bytes : 0);
+	uint64_t per_pos = kv_bytes_per_pos(kv_type(e->kv), hp->n_layer, hp->n_head_kv * hp->head_dim);
+	uint64_t in_mem = e->plan.kv / in->kv_block_bytes * KV_BLOCK_POS;
 	n = snprintf(buf, cap,
 		     "model %s: %u layers, %u embd, %u heads (%u kv, dim %u), %u ff, %u vocab, "
 		     "%.1f MiB of weights (%s)\n"
-		     "context %u x %u sequences, KV cache %s %.1f MiB, batch %u tokens, %d threads, "
-		     "kernels %s, OpenBLAS %s\n",
+		     "context %u x %u sequences, batch %u tokens, %d threads, kernels %s, OpenBLAS %s\n"
+		     "memory: %s %s = weights %s + KV cache %s + scratch %s [bytes %" PRIu64 " = %"
+		     PRIu64 " + %" PRIu64 " + %" PRIu64 "]; this process may use %s\n"
+		     "KV cache: %s, %s a position, blocks of %u positions (%s): %" PRIu64 " positions "
+		     "in memory for %u x %u; %s%s%s\n",
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
 		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), mix,
-		     e->cfg.ctx_size, e->cfg.n_slots, st_type_name(e->kv->type),
-		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, isa_name(),
-		     blas_core_name());
+		     e->cfg.ctx_size, e->cfg.n_slots, e->cfg.batch_size, e->threads, isa_name(),
+		     blas_core_name(),
+		     e->cfg.memory_budget ? "--memory-budget" : "no --memory-budget, everything in memory:",
+		     format_size(e->plan.bound, a, sizeof a), format_size(held, b, sizeof b),
+		     format_size(e->plan.kv, c, sizeof c), format_size(e->plan.scratch, d, sizeof d),
+		     e->plan.bound, held, e->plan.kv, e->plan.scratch, in->memory_limit ? format_size(in->memory_limit, f, sizeof f) : "(unknown)",
+		     in->kv_type, format_size(per_pos, g, sizeof g), KV_BLOCK_POS,
+		     format_size(in->kv_block_bytes, h, sizeof h), in_mem, e->cfg.n_slots, e->cfg.ctx_size,
+		     e->plan.kv_pages ? "under load blocks page to " : "every sequence fits in memory; ",
+		     e->plan.kv_pages ? (e->cfg.kv_cache_dir[0] ? e->cfg.kv_cache_dir : "a temporary file")
+				      : "prefixes are reused from memory",
+		     e->cfg.kv_cache_dir[0] ? ", where prefixes outlive the process" : "");
 	if (n < 0 || (size_t)n >= cap)
 		return;
 	/* the weights layer counts units; say what they are to a person reading the log */

@@ -7,6 +7,9 @@ noinst_LIBRARIES += engine/libengine.a
 engine_libengine_a_SOURCES = \
 	engine/model.c engine/model.h \
 	engine/kv.c engine/kv.h \
+	engine/kv_io.c engine/kv_io.h \
+	engine/kv_store.c engine/kv_store.h \
+	engine/memplan.c engine/memplan.h \
 	engine/sampler.c engine/sampler.h \
 	engine/forward.c engine/forward.h \
 	engine/batch.c engine/batch.h \

@@ -555,6 +555,16 @@ uint32_t engine_plan_rows(struct engine *e, uint32_t slot, uint32_t pos, uint32_
 	return kv_plan_rows(e->kv, slot, pos, n);
 }
 
+uint32_t engine_kv_blocks(const struct engine *e)
+{
+	return kv_n_frames(e->kv);
+}
+
+uint32_t engine_kv_block_pos(void)
+{
+	return KV_BLOCK_POS;
+}
+
 void engine_kv_flush(struct engine *e)
 {
 	kv_flush(e->kv);

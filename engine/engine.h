@@ -226,6 +226,11 @@ uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, 
  * sequence need not plan: a pass that cannot fit fails with -ENOMEM. */
 void engine_plan_begin(struct engine *e);
 uint32_t engine_plan_rows(struct engine *e, uint32_t slot, uint32_t pos, uint32_t n);
+/* Blocks the KV cache holds in memory, and positions per block: a job whose
+ * blocks must all be in memory at once (a Score's context and its
+ * continuations side by side) must fit in that. */
+uint32_t engine_kv_blocks(const struct engine *e);
+uint32_t engine_kv_block_pos(void);
 /* Write cached blocks that are only in memory to --kv-cache-dir (when set),
  * so a restart finds them; the scheduler calls it when idle. */
 void engine_kv_flush(struct engine *e);

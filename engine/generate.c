@@ -56,6 +56,7 @@ int generate_run(struct engine *e, struct seq *s, const struct seq_sink *sink, s
 	while (seq_state(s) != SEQ_FINISHED) {
 		struct seq_pass pass = { 0 };
 		batch_clear(&d.b);
+		engine_plan_begin(e);
 		seq_add_rows(s, &d.b, d.b.cap);
 		rc = driver_pass(e, &d, &pass, err);
 		if (rc < 0) {
@@ -79,6 +80,7 @@ int score_run(struct engine *e, struct score *sc, struct st_err *err)
 	while (!score_done(sc)) {
 		struct seq_pass pass = { 0 };
 		batch_clear(&d.b);
+		engine_plan_begin(e);
 		score_add_rows(sc, &d.b, d.b.cap);
 		rc = driver_pass(e, &d, &pass, err);
 		if (rc < 0) {

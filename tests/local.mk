@@ -28,6 +28,12 @@ tests_test_daemon_LDADD = $(PROTO_LIBS) $(SYNTH_LIBS) $(TEST_LIBS) -lpthread
 EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat-pty.py \
 	tests/test-tools.sh tests/test-quantize.sh
 
+# the paged KV cache through the engine: paging, quantized caches, prefix reuse
+check_PROGRAMS += tests/test-kv
+TESTS += tests/test-kv
+tests_test_kv_SOURCES = tests/test-kv.c tools/synth.c
+tests_test_kv_LDADD = $(TEST_LIBS)
+
 check_PROGRAMS += tests/test-sampler
 TESTS += tests/test-sampler
 tests_test_sampler_SOURCES = tests/test-sampler.c

@@ -196,7 +196,7 @@ static void print_status(const Strata__V1__StatusReply *s)
 {
 	const Strata__V1__Model *m = s->model;
 	const Strata__V1__Memory *mem = s->memory;
-	char a[32], b[32], c[32], d[32], e[32], io[32];
+	char a[32], b[32], c[32], d[32], e[32], f[32], io[32];
 
 	printf("%-13s stratad %s, protocol %" PRIu32 ", up %s\n", "daemon", s->daemon_version, s->protocol_version,
 	       fmt_uptime(s->uptime_ms, a, sizeof a));
@@ -219,13 +219,24 @@ static void print_status(const Strata__V1__StatusReply *s)
 	cli_lower(json_enum_name(&strata__v1__io_mode__descriptor, s->io_mode), io, sizeof io);
 	printf("%-13s %s, %" PRIu32 " of %" PRIu32 " layers resident, %" PRIu32 " threads\n", "io", io,
 	       s->layers_resident, m ? m->n_layer : 0, s->threads);
-	if (mem)
-		printf("%-13s weights %s, stream buffers %s, KV cache %s, budget %s, RSS %s\n", "memory",
-		       cli_fmt_bytes(mem->weights_resident_bytes, a, sizeof a),
+	if (mem) {
+		printf("%-13s weights %s, stream buffers %s, KV cache %s, scratch %s; budget %s, RSS %s",
+		       "memory", cli_fmt_bytes(mem->weights_resident_bytes, a, sizeof a),
 		       cli_fmt_bytes(mem->stream_buffer_bytes, b, sizeof b),
 		       cli_fmt_bytes(mem->kv_cache_bytes, c, sizeof c),
+		       cli_fmt_bytes(mem->scratch_bytes, f, sizeof f),
 		       mem->budget_bytes ? cli_fmt_bytes(mem->budget_bytes, d, sizeof d) : "none",
 		       cli_fmt_bytes(mem->rss_bytes, e, sizeof e));
+		if (mem->limit_bytes)
+			printf(", may use %s", cli_fmt_bytes(mem->limit_bytes, a, sizeof a));
+		printf("\n%-13s %s in use (%s for requests, the rest cached prefixes); %s on disk; "
+		       "%" PRIu64 " blocks cached, %" PRIu64 " prompt tokens reused; %s read, %s written\n",
+		       "KV cache", cli_fmt_bytes(mem->kv_used_bytes, a, sizeof a),
+		       cli_fmt_bytes(mem->kv_held_bytes, b, sizeof b),
+		       cli_fmt_bytes(mem->kv_disk_bytes, c, sizeof c), mem->kv_cached_blocks,
+		       mem->kv_reused_tokens, cli_fmt_bytes(mem->kv_bytes_read, d, sizeof d),
+		       cli_fmt_bytes(mem->kv_bytes_written, e, sizeof e));
+	}
 	printf("%-13s %" PRIu32 " active, %" PRIu32 " queued, %" PRIu32 " connections\n", "requests",
 	       s->requests_active, s->requests_queued, s->connections);
 	printf("%-13s %" PRIu64 " requests, %" PRIu64 " prompt tokens, %" PRIu64 " generated tokens, %s read\n",

@@ -369,15 +369,17 @@ static void publish_locked(struct sched *s, uint32_t i)
 		.request_id = j->req->request_id,
 		.received_ns = j->req->received_ns,
 	};
+	bool waiting = s->left_out && j->last_pass != s->n_passes;
 	if (j->seq) {
 		const struct seq_stats *st = seq_stats(j->seq);
-		ri->state = seq_state(j->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING;
+		ri->state = waiting ? SCHED_REQ_WAITING :
+			    seq_state(j->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING;
 		ri->prompt_tokens = st->n_prompt;
 		ri->prompt_done = st->n_past < st->n_prompt ? st->n_past : st->n_prompt;
 		ri->generated = st->n_generated;
 		ri->max_tokens = j->req->gen.max_tokens;
 	} else {
-		ri->state = SCHED_REQ_PROMPT;
+		ri->state = waiting ? SCHED_REQ_WAITING : SCHED_REQ_PROMPT;
 		score_progress(j->score, &ri->prompt_done, &ri->prompt_tokens);
 	}
 }

@@ -33,6 +33,9 @@ check_PROGRAMS += tests/test-kv
 TESTS += tests/test-kv
 tests_test_kv_SOURCES = tests/test-kv.c tools/synth.c
 tests_test_kv_LDADD = $(TEST_LIBS)
+# ... and through stratad: refusal with the numbers, paging, reuse, restarts
+TESTS += tests/test-kvcache.sh
+EXTRA_DIST += tests/test-kvcache.sh
 
 check_PROGRAMS += tests/test-sampler
 TESTS += tests/test-sampler

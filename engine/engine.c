@@ -545,6 +545,12 @@ uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, 
 	return kv_slot_reuse(e->kv, slot, ids, n, max);
 }
 
+int engine_slot_fill(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+		     uint64_t seed, struct st_err *err)
+{
+	return kv_slot_fill(e->kv, slot, ids, n, seed, err);
+}
+
 void engine_plan_begin(struct engine *e)
 {
 	kv_plan_begin(e->kv);

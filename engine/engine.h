@@ -218,6 +218,15 @@ void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n);
 uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
 			   uint32_t max);
 
+/* For benchmarks that need the KV cache of long conversations without the
+ * hours of computing it: positions [0, n) of the slot (reset first) hold
+ * random K/V rows for the tokens ids[0..n), sealed and cached as computed
+ * ones would be (and written to --kv-cache-dir by engine_kv_flush or at
+ * close). A model attending to them produces noise, as a synthesized model
+ * does anyway. 0 or -errno with a message. */
+int engine_slot_fill(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+		     uint64_t seed, struct st_err *err);
+
 /* Planning a pass within the KV cache's memory: begin, then for each
  * sequence (in the order it should be served) ask how many of the n rows it
  * would add at positions pos.. fit with those already planned (0..n). A

@@ -25,6 +25,7 @@
 #include "common/hash.h"
 #include "common/log.h"
 #include "engine/kv_io.h"
+#include "kernels/quant.h"
 #include "kernels/types.h"
 
 #define KV_NONE UINT32_MAX
@@ -874,6 +875,48 @@ void kv_commit(struct kv_cache *kv, const struct batch *b)
 		while ((s->n_hashed + 1) * KV_BLOCK_POS <= s->n_pos)
 			seal(kv, s, s->n_hashed);
 	}
+}
+
+int kv_slot_fill(struct kv_cache *kv, uint32_t slot, const int32_t *ids, uint32_t n, uint64_t seed,
+		 struct st_err *err)
+{
+	const uint32_t chunk = 256;
+	struct batch b;
+	float *row = malloc((size_t)kv->kv_dim * sizeof *row);
+	int rc = 0;
+	if (slot >= kv->n_slots || n > kv->n_ctx) {
+		free(row);
+		return st_errf(err, -EINVAL, "slot %u, %u positions: outside the cache", slot, n);
+	}
+	if (!row || batch_init(&b, chunk, 1) < 0) {
+		free(row);
+		return st_errf(err, -ENOMEM, "out of memory");
+	}
+	kv_slot_reset(kv, slot);
+	uint64_t x = seed | 1;
+	for (uint32_t p0 = 0; p0 < n && rc == 0; p0 += chunk) {
+		batch_clear(&b);
+		for (uint32_t p = p0; p < n && p < p0 + chunk; p++)
+			batch_add(&b, ids[p], p, slot, false);
+		rc = kv_prepare(kv, &b, err);
+		for (uint32_t r = 0; rc == 0 && r < b.n; r++) {
+			for (uint32_t l = 0; l < kv->n_layer; l++) {
+				for (int v = 0; v < 2; v++) {
+					for (uint32_t c = 0; c < kv->kv_dim; c++) {
+						x ^= x >> 12, x ^= x << 25, x ^= x >> 27; /* xorshift64* */
+						row[c] = (float)((x * 0x2545f4914f6cdd1dull) >> 40) / (1 << 23) - 1.0f;
+					}
+					quant_quantize_row(kv->type, row, kv_row(kv, slot, l, b.pos[r], v),
+							   kv->kv_dim);
+				}
+			}
+		}
+		if (rc == 0)
+			kv_commit(kv, &b);
+	}
+	batch_free(&b);
+	free(row);
+	return rc;
 }
 
 void kv_flush(struct kv_cache *kv)

@@ -91,6 +91,13 @@ uint32_t kv_slot_reuse(struct kv_cache *kv, uint32_t slot, const int32_t *ids, u
 /* Positions the slot holds ([0, n) valid; a linked slot counts its link). */
 uint32_t kv_slot_pos(const struct kv_cache *kv, uint32_t slot);
 
+/* For benchmarks: positions [0, n) of the slot (reset first) get K and V
+ * rows of random values in [-1, 1) (from seed) for the tokens ids[0..n), as
+ * if a pass had computed them; full blocks are sealed and cached like
+ * computed ones, and blocks move to disk as memory requires. 0, or -errno. */
+int kv_slot_fill(struct kv_cache *kv, uint32_t slot, const int32_t *ids, uint32_t n, uint64_t seed,
+		 struct st_err *err);
+
 /* ---- a pass ---- */
 
 /* Planning the next pass: the scheduler asks, sequence by sequence, how many

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "common/hash.h"
@@ -37,6 +38,8 @@
 #define OFF_HSUM (KV_STORE_HEADER - 8u)
 /* Most positions per block a header has room for. */
 #define KV_MAX_BLOCK_POS ((OFF_HSUM - OFF_TOKENS) / 4u)
+/* statfs f_type of tmpfs (linux/magic.h) */
+#define KV_TMPFS_MAGIC 0x01021994
 
 struct kv_store {
 	char *dir;		  /* NULL: nothing persists */
@@ -186,6 +189,11 @@ static int open_swap(struct kv_store *s, const char *where, struct st_err *err)
 		if (fd >= 0) {
 			s->swap_fd = fd;
 			s->direct = direct;
+			struct statfs fs;
+			/* tmpfs is memory: a KV cache paged there frees none */
+			if (fstatfs(fd, &fs) == 0 && fs.f_type == KV_TMPFS_MAGIC)
+				log_warn("KV cache: %s is a tmpfs (memory): blocks paged there still take "
+					 "memory; set --kv-cache-dir to a directory on a disk", where);
 			return 0;
 		}
 		if (errno != EINVAL) /* EINVAL: no O_DIRECT on this filesystem */

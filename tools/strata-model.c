@@ -563,10 +563,12 @@ static int cmd_generate(int argc, char **argv)
 				    (double)(st->t_last_token - st->t_first_token) / 1e9 : 0;
 		fprintf(stderr,
 			"prompt: %u tokens in %.3f s (%.1f tok/s); generated: %u tokens in %.3f s "
-			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it; passes %u\n",
+			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it; passes %u; "
+			"%u prompt tokens from the KV cache\n",
 			st->n_prompt, pt, pt > 0 ? st->n_prompt / pt : 0.0, st->n_generated, gt,
 			gt > 0 && st->n_generated > 1 ? (st->n_generated - 1) / gt : 0.0,
-			(double)es.bytes_read / (1 << 20), (double)es.stall_ns / 1e9, st->passes);
+			(double)es.bytes_read / (1 << 20), (double)es.stall_ns / 1e9, st->passes,
+			st->n_cached);
 	}
 	exit_code = 0;
 done:

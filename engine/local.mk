@@ -26,3 +26,9 @@ check_PROGRAMS += tests/test-logprob
 TESTS += tests/test-logprob
 tests_test_logprob_SOURCES = tests/test-logprob.c
 tests_test_logprob_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
+
+# the memory plan's arithmetic
+check_PROGRAMS += tests/test-memplan
+TESTS += tests/test-memplan
+tests_test_memplan_SOURCES = tests/test-memplan.c
+tests_test_memplan_LDADD = $(TEST_LIBS)

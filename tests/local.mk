@@ -31,8 +31,8 @@ EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat
 # the paged KV cache through the engine: paging, quantized caches, prefix reuse
 check_PROGRAMS += tests/test-kv
 TESTS += tests/test-kv
-tests_test_kv_SOURCES = tests/test-kv.c tools/synth.c
-tests_test_kv_LDADD = $(TEST_LIBS)
+tests_test_kv_SOURCES = tests/test-kv.c
+tests_test_kv_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
 # ... and through stratad: refusal with the numbers, paging, reuse, restarts
 TESTS += tests/test-kvcache.sh
 EXTRA_DIST += tests/test-kvcache.sh

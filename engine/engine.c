@@ -43,6 +43,7 @@ struct engine {
 	struct forward *fwd;
 	struct memplan plan;
 	struct memplan_limits lim;
+	struct kv_model_key kv_key; /* the model file the KV cache's blocks are computed from */
 	int threads;
 	uint32_t max_logits_rows;
 	bool has_chat;		   /* chat_family is usable */
@@ -313,6 +314,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 			     gguf_data_offset(e->model->gguf), &kc.key, err);
 	if (rc < 0)
 		goto fail;
+	e->kv_key = kc.key;
 	rc = kv_open(&kc, &e->kv, err);
 	if (rc < 0)
 		goto fail;
@@ -539,9 +541,28 @@ void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n)
 	kv_slot_truncate(e->kv, slot, n);
 }
 
+/* The model file written again in place (the weight source then serves its new
+ * bytes: weights_revalidate): KV computed from the old bytes must not be reused.
+ * One fstat; called before a pass and before a prefix is looked up. */
+static void kv_follow_model(struct engine *e)
+{
+	struct stat st;
+	if (fstat(e->fd, &st) != 0)
+		return;
+	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if ((uint64_t)st.st_size == e->kv_key.size && mtime == e->kv_key.mtime_ns)
+		return;
+	log_notice("%s changed on disk: the KV cache's blocks computed from it before are not "
+		   "reused", e->cfg.model_path);
+	e->kv_key.size = (uint64_t)st.st_size;
+	e->kv_key.mtime_ns = mtime;
+	kv_rekey(e->kv, &e->kv_key);
+}
+
 uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
 			   uint32_t max)
 {
+	kv_follow_model(e);
 	return kv_slot_reuse(e->kv, slot, ids, n, max);
 }
 
@@ -580,6 +601,7 @@ void engine_kv_flush(struct engine *e)
 
 int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err)
 {
+	kv_follow_model(e);
 	return forward_run(e->fwd, b, logits, err);
 }
 

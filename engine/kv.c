@@ -56,6 +56,8 @@ struct kv_slot {
 	int32_t *tokens;	/* (n_ctx) the token of each position written */
 	uint32_t n_pos;		/* positions [0, n_pos) are valid */
 	uint32_t n_hashed;	/* blocks whose chain hash is known (full, unlinked) */
+	bool stale;		/* some positions were computed from a model file since
+				 * changed: never sealed until reset */
 	bool linked;
 	uint32_t link_src, link_n;
 };
@@ -242,7 +244,7 @@ static void store_release(struct kv_cache *kv, struct kv_block *b)
 		return;
 	kv_store_remove(kv->store, b->hash);
 	b->stored = false;
-	if (b->swap == KV_NONE)
+	if (b->sealed && b->swap == KV_NONE)
 		kv->n_disk_sealed--;
 }
 
@@ -263,6 +265,7 @@ static void block_free(struct kv_cache *kv, uint32_t id)
 {
 	struct kv_block *b = &kv->blocks[id];
 	unseal(kv, id);
+	store_release(kv, b); /* unsealed by kv_rekey, its file kept while it was held */
 	frame_release(kv, b);
 	swap_release(kv, b);
 	b->live = false;
@@ -293,6 +296,7 @@ void kv_slot_reset(struct kv_cache *kv, uint32_t slot)
 		}
 	}
 	s->n_pos = s->n_hashed = 0;
+	s->stale = false;
 	s->linked = false;
 	s->link_src = s->link_n = 0;
 }
@@ -853,7 +857,9 @@ int kv_prepare(struct kv_cache *kv, const struct batch *b, struct st_err *err)
 				}
 				s->table[i] = id;
 			}
-			swap_release(kv, &kv->blocks[id]); /* about to change */
+			/* about to change: copies on disk are stale */
+			swap_release(kv, &kv->blocks[id]);
+			store_release(kv, &kv->blocks[id]);
 		}
 	}
 	return 0;
@@ -870,7 +876,7 @@ void kv_commit(struct kv_cache *kv, const struct batch *b)
 	}
 	for (uint32_t sl = 0; sl < kv->n_slots; sl++) {
 		struct kv_slot *s = &kv->slots[sl];
-		if (!kv->touched[sl] || s->linked)
+		if (!kv->touched[sl] || s->linked || s->stale)
 			continue;
 		while ((s->n_hashed + 1) * KV_BLOCK_POS <= s->n_pos)
 			seal(kv, s, s->n_hashed);
@@ -1036,6 +1042,41 @@ void kv_get_stats(const struct kv_cache *kv, struct kv_stats *out)
 
 /* ---- open and close ---- */
 
+/* The chain hash before the first token: the model and the cache's shape,
+ * so blocks of anything else never match. */
+static uint64_t seed_of(const struct kv_cache *kv, const struct kv_model_key *key)
+{
+	struct {
+		uint64_t size, meta;
+		int64_t mtime;
+		uint32_t type, n_layer, kv_dim, block;
+	} seed = { key->size, key->meta_hash, key->mtime_ns, kv->type, kv->n_layer, kv->kv_dim,
+		   KV_BLOCK_POS };
+	return hash_fnv1a64(HASH_FNV1A64_INIT, &seed, sizeof seed);
+}
+
+void kv_rekey(struct kv_cache *kv, const struct kv_model_key *key)
+{
+	for (uint32_t id = 0; id < kv->n_blocks; id++) {
+		struct kv_block *b = &kv->blocks[id];
+		if (!b->live || !b->sealed)
+			continue;
+		if (b->refs == 0) {
+			block_free(kv, id);
+			continue;
+		}
+		/* a sequence holds it: out of the map, its bytes (and file) kept for it */
+		if (has_disk_copy(b))
+			kv->n_disk_sealed--;
+		map_del(kv, id);
+		b->sealed = false;
+	}
+	for (uint32_t i = 0; i < kv->n_slots; i++)
+		kv->slots[i].stale = kv->slots[i].n_pos > 0;
+	kv->seed = seed_of(kv, key);
+	kv_store_set_key(kv->store, key);
+}
+
 /* A block the store found: cached, on disk only. */
 static void found(void *user, const struct kv_store_block *sb)
 {
@@ -1094,14 +1135,7 @@ int kv_open(const struct kv_config *c, struct kv_cache **out, struct st_err *err
 		goto fail;
 	}
 	kv->n_frames = (uint32_t)frames;
-	/* the seed: the model and the cache's shape; blocks of anything else never match */
-	struct {
-		uint64_t size, meta;
-		int64_t mtime;
-		uint32_t type, n_layer, kv_dim, block;
-	} seed = { c->key.size, c->key.meta_hash, c->key.mtime_ns, c->type, c->n_layer,
-		   kv->kv_dim, KV_BLOCK_POS };
-	kv->seed = hash_fnv1a64(HASH_FNV1A64_INIT, &seed, sizeof seed);
+	kv->seed = seed_of(kv, &c->key);
 
 	kv->frame_block = malloc((size_t)kv->n_frames * sizeof *kv->frame_block);
 	kv->free_frames = malloc((size_t)kv->n_frames * sizeof *kv->free_frames);

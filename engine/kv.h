@@ -68,6 +68,13 @@ int kv_open(const struct kv_config *c, struct kv_cache **out, struct st_err *err
  * one), then free everything. NULL is a no-op. */
 void kv_close(struct kv_cache *kv);
 
+/* The model file changed in place and its new bytes are served from now on
+ * (the weight source re-read them): no block computed before may be reused.
+ * Cached blocks are dropped (their files too); blocks of running sequences
+ * stay theirs but are never sealed; blocks sealed from now on are keyed to
+ * `key`. */
+void kv_rekey(struct kv_cache *kv, const struct kv_model_key *key);
+
 uint32_t kv_type(const struct kv_cache *kv);
 uint32_t kv_n_ctx(const struct kv_cache *kv);
 uint32_t kv_n_slots(const struct kv_cache *kv);

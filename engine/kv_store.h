@@ -67,6 +67,8 @@ struct kv_store;
 int kv_store_open(const char *dir, const struct kv_model_key *key, const struct kv_geometry *g,
 		  void (*found)(void *user, const struct kv_store_block *b), void *user,
 		  struct kv_store **out, struct st_err *err);
+/* Blocks written from now on are of this model (kv_rekey). */
+void kv_store_set_key(struct kv_store *s, const struct kv_model_key *key);
 /* Close the files (the swap file's blocks are gone). NULL is a no-op. */
 void kv_store_close(struct kv_store *s);
 

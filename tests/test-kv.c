@@ -376,7 +376,25 @@ static void test_reuse(void)
 	tap_ok(stale.n == cold.n && memcmp(stale.ids, cold.ids, cold.n * sizeof *cold.ids) == 0,
 	       "... and the second turn computes everything: the cold run's tokens");
 	seq_free(s);
+
+	/* the file written again while the engine runs: what it cached before is not reused */
+	struct run fourth = { 0 };
+	engine_slot_reset(e, 0);
+	s = start(e, 0, t.p1, t.n1, 40);
+	drive(e, s, 0, &fourth);
+	seq_free(s);
+	engine_slot_reset(e, 0);
+	engine_kv_flush(e);
+	uint32_t held = count_blocks(dir);
+	ts[1].tv_sec = sb.st_mtime + 200;
+	utimensat(AT_FDCWD, copy, ts, 0);
+	s = start(e, 1, t.p2, t.n2, 40);
+	tap_ok(seq_stats(s)->n_cached == 0,
+	       "the model file changed under a running engine: its cached blocks are not reused");
+	seq_free(s);
 	engine_close(e);
+	tap_ok(held > 0 && count_blocks(dir) == 0, "... and their %u files are gone (%u left)", held,
+	       count_blocks(dir));
 }
 
 /* ---- truncation into a sealed block ---- */

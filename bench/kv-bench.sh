@@ -66,13 +66,13 @@ mkdir -p "$out"
 [ "$threads" -gt 0 ] || threads=$(nproc)
 STRATAD=$builddir/daemon/stratad STRATA=$builddir/client/strata
 
-# text N SEED: about N tokens of words for the built-in vocabulary (2.7 tokens a word)
+# text N SEED: about N tokens of words for the built-in vocabulary (2.6 tokens a word)
 text() {
 	awk -v n="$1" -v seed="$2" 'BEGIN {
 		split("the cat dog sat ran on a mat big small red blue house tree park day night sun " \
 		      "moon girl boy saw went home and then with her his to by", w, " ")
 		x = seed * 7919 + 1; printf "Conversation %d:", seed
-		for (i = 0; i < n / 2.7; i++) { x = (x * 1103515245 + 12345) % 2147483648; printf " %s", w[1 + int(x / 65536) % 32] }
+		for (i = 0; i < n / 2.6; i++) { x = (x * 1103515245 + 12345) % 2147483648; printf " %s", w[1 + int(x / 65536) % 32] }
 	}'
 }
 # key FILE NAME: the first number after "NAME": in a JSON file
@@ -140,7 +140,7 @@ conversations() {
 			"$STRATA" --socket "$out/s.sock" status --json >"$out/st.json" 2>/dev/null || break
 			echo "$(date +%s.%N) $(key "$out/st.json" rss_bytes) $(key "$out/st.json" kv_used_bytes)" \
 				"$(key "$out/st.json" kv_held_bytes) $(key "$out/st.json" kv_disk_bytes)" \
-				"$(cat "$cg/memory.usage_in_bytes") $(grep -c '"state": *"waiting"' "$out/st.json")" \
+				"$(cat "$cg/memory.usage_in_bytes") $(grep -o '"state": *"waiting"' "$out/st.json" | wc -l)" \
 				>>"$out/poll.txt"
 			sleep 2
 		done
@@ -156,7 +156,7 @@ conversations() {
 	t2=$(date +%s.%N)
 	"$STRATA" --socket "$out/s.sock" status --json >"$out/end.json"
 	"$STRATA" --socket "$out/s.sock" status >"$out/end.txt"
-	hwm=$(awk '/^VmHWM/ { print $2 * 1024 }' "/proc/$spid/status")
+	hwm=$(awk '/^VmHWM/ { printf "%d\n", $2 * 1024 }' "/proc/$spid/status")
 	cp "$cg/memory.stat" "$out/memory.stat" # what the cgroup holds beside stratad's RSS
 	kill "$poll" 2>/dev/null || true
 	stop

@@ -156,7 +156,7 @@ conversations() {
 	t2=$(date +%s.%N)
 	"$STRATA" --socket "$out/s.sock" status --json >"$out/end.json"
 	"$STRATA" --socket "$out/s.sock" status >"$out/end.txt"
-	hwm=$(awk '/^VmHWM/ { printf "%d\n", $2 * 1024 }' "/proc/$spid/status")
+	hwm=$(awk '/^VmHWM/ { printf "%.0f\n", $2 * 1024 }' "/proc/$spid/status") # (%d: 32 bits in mawk)
 	cp "$cg/memory.stat" "$out/memory.stat" # what the cgroup holds beside stratad's RSS
 	kill "$poll" 2>/dev/null || true
 	stop

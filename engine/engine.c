@@ -303,6 +303,23 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	}
 	if (rc < 0)
 		goto fail;
+	if (e->plan.weights) {
+		/* the plan holds whole units: what it leaves of its share goes to the KV
+		 * cache when that is ours to size (up to every sequence at full length) */
+		struct weights_stats ws;
+		weights_get_stats(e->w, &ws);
+		uint64_t held = ws.bytes_resident + (ws.n_streamed ? (uint64_t)ws.n_slots * ws.slot_bytes : 0);
+		uint64_t frame = kv_frame_bytes(cfg->kv_type, hp->n_layer, kv_dim);
+		uint64_t all = kv_frames_for(n_ctx) * e->cfg.n_slots * frame;
+		if (e->plan.kv_auto && held < e->plan.weights && e->plan.kv < all) {
+			uint64_t more = (e->plan.weights - held) / frame * frame;
+			if (e->plan.kv + more > all)
+				more = all - e->plan.kv;
+			e->plan.kv += more;
+			e->plan.weights -= more;
+			e->plan.kv_pages = e->plan.kv < all;
+		}
+	}
 
 	struct kv_config kc = {
 		.type = cfg->kv_type, .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv,
@@ -684,8 +701,9 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 		     "model %s: %u layers, %u embd, %u heads (%u kv, dim %u), %u ff, %u vocab, "
 		     "%.1f MiB of weights (%s)\n"
 		     "context %u x %u sequences, batch %u tokens, %d threads, kernels %s, OpenBLAS %s\n"
-		     "memory: %s %s = weights %s + KV cache %s + scratch %s [bytes %" PRIu64 " = %"
-		     PRIu64 " + %" PRIu64 " + %" PRIu64 "]; this process may use %s\n"
+		     "memory: %s %s: weights %s + KV cache %s + scratch %s [bytes: bound %" PRIu64
+		     ", weights %" PRIu64 ", KV %" PRIu64 ", scratch %" PRIu64 "]; this process may "
+		     "use %s\n"
 		     "KV cache: %s, %s a position, blocks of %u positions (%s): %" PRIu64 " positions "
 		     "in memory for %u x %u; %s%s%s\n",
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,

@@ -75,7 +75,7 @@ weights_budget() {
 	shift 2
 	wb_ks=$("$STRATA_MODEL" generate "$wb_model" --prompt x -n 1 --temperature 0 --verbose \
 		"$@" 2>&1 >/dev/null |
-		sed -n 's/.*\[bytes [0-9]* = [0-9]* + \([0-9]*\) + \([0-9]*\)\].*/\1 \2/p')
+		sed -n 's/.*\[bytes: bound [0-9]*, weights [0-9]*, KV \([0-9]*\), scratch \([0-9]*\)\].*/\1 \2/p')
 	[ -n "$wb_ks" ] || { echo "weights_budget: no plan from strata-model" >&2; return 1; }
 	set -- $wb_ks
 	echo "--kv-budget $1 --memory-budget $((wb_weights + $1 + $2))"

@@ -5,8 +5,12 @@
  * Not a test: it asserts nothing; `make check` only checks that it runs (tests/test-bench.sh).
  *
  *   strata-bench --model FILE [--memory-budget SIZE] [--io uring|mmap] [--prompt-tokens P]
- *                [--gen-tokens N] [--warmup W] [--threads T] [--prefetch K] [--ctx-size C]
- *                [--batch-size B] [--json]
+ *                [--prompt-file TEXT] [--gen-tokens N] [--warmup W] [--threads T]
+ *                [--prefetch K] [--ctx-size C] [--batch-size B] [--draft FILE|lookup] [--json]
+ *
+ * With drafts (speculative decoding) a pass gives several tokens: the figures per token
+ * stay per token, and tokens per pass, drafted and accepted tokens and the draft model's
+ * time are reported beside them.
  */
 #include "config.h"
 
@@ -294,6 +298,7 @@ static double max2(double a, double b)
 
 struct opts {
 	const char *model;
+	const char *prompt_file; /* a text prompt instead of synthesized ids */
 	struct engine_config cfg;  /* the engine's options (engine/options.h) */
 	uint32_t prompt_tokens, gen_tokens, warmup;
 	bool json;
@@ -304,10 +309,12 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: strata-bench --model FILE [OPTIONS]\n"
 		"  --prompt-tokens P     prompt length, synthesized token ids (default 16)\n"
-		"  --gen-tokens N        generated tokens measured, one pass each (default 4)\n"
+		"  --prompt-file FILE    a text prompt instead (tokenized with BOS; P is its length)\n"
+		"  --gen-tokens N        generated tokens measured (default 4; one pass each without drafts)\n"
 		"  --warmup W            generated tokens before the measured ones (default 1)\n"
 		"  --json                one JSON object, one key per line\n"
-		"the engine's options (--ctx-size defaults to P + W + N + 1 here):\n");
+		"the engine's options (--ctx-size defaults to P + W + N + 1 here, P at most the\n"
+		"prompt file's bytes + 1):\n");
 	engine_options_usage(f, true);
 	fprintf(f, "strata-bench %s\n", PACKAGE_VERSION);
 }
@@ -323,9 +330,10 @@ static int arg_u32(const char *opt, const char *s, uint32_t *out)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
-	enum { O_MODEL = 256, O_PROMPT, O_GEN, O_WARM, O_JSON, O_HELP, O_ENGINE = 1000 };
+	enum { O_MODEL = 256, O_PROMPT, O_PROMPT_FILE, O_GEN, O_WARM, O_JSON, O_HELP, O_ENGINE = 1000 };
 	static const struct option own[] = {
 		{ "model", required_argument, NULL, O_MODEL },
+		{ "prompt-file", required_argument, NULL, O_PROMPT_FILE },
 		{ "prompt-tokens", required_argument, NULL, O_PROMPT },
 		{ "gen-tokens", required_argument, NULL, O_GEN },
 		{ "warmup", required_argument, NULL, O_WARM },
@@ -344,6 +352,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		int rc = 0;
 		switch (c) {
 		case O_MODEL: o->model = optarg; break;
+		case O_PROMPT_FILE: o->prompt_file = optarg; break;
 		case O_PROMPT: rc = arg_u32("--prompt-tokens", optarg, &o->prompt_tokens); break;
 		case O_GEN: rc = arg_u32("--gen-tokens", optarg, &o->gen_tokens); break;
 		case O_WARM: rc = arg_u32("--warmup", optarg, &o->warmup); break;
@@ -377,8 +386,56 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		return -EINVAL;
 	}
 	o->cfg.model_path = o->model;
-	if (o->cfg.ctx_size == 0)
-		o->cfg.ctx_size = o->prompt_tokens + o->warmup + o->gen_tokens + 1;
+	if (o->cfg.ctx_size == 0) {
+		/* room for the prompt (a text has at most a token per byte, and BOS) and the rest */
+		uint64_t p = o->prompt_tokens;
+		struct stat st;
+		if (o->prompt_file && stat(o->prompt_file, &st) == 0)
+			p = (uint64_t)st.st_size + 1 < MAX_TOKENS ? (uint64_t)st.st_size + 1 : MAX_TOKENS;
+		o->cfg.ctx_size = (uint32_t)p + o->warmup + o->gen_tokens + 1;
+	}
+	return 0;
+}
+
+/* The prompt: the text of --prompt-file tokenized (with BOS), or P synthesized ids. 0 or
+ * -errno with a message printed. *ids is malloc'd. */
+static int make_prompt(struct engine *e, const struct opts *o, int32_t **ids, uint32_t *n)
+{
+	const struct engine_info *m = engine_info(e);
+	const struct tokenizer *tok = engine_tokenizer(e);
+	if (o->prompt_file) {
+		FILE *f = fopen(o->prompt_file, "re");
+		char *text = NULL;
+		size_t len = 0;
+		if (!f) {
+			fprintf(stderr, "strata-bench: %s: %s\n", o->prompt_file, strerror(errno));
+			return -errno;
+		}
+		text = malloc(MAX_TOKENS);
+		if (text)
+			len = fread(text, 1, MAX_TOKENS, f);
+		fclose(f);
+		int rc = text ? engine_tokenize(e, text, len, 1, false, ids, n) : -ENOMEM;
+		free(text);
+		if (rc == 0 && *n < 2)
+			rc = -EINVAL;
+		if (rc < 0)
+			fprintf(stderr, "strata-bench: %s: %s\n", o->prompt_file,
+				rc == -EINVAL ? "no text to prompt with" : "out of memory");
+		return rc;
+	}
+	/* A fixed prompt: BOS, then ids spread over the vocabulary (the weights do not care
+	 * what the text says; the same ids every run make runs comparable). */
+	*ids = malloc(o->prompt_tokens * sizeof **ids);
+	if (!*ids) {
+		fprintf(stderr, "strata-bench: out of memory\n");
+		return -ENOMEM;
+	}
+	for (uint32_t i = 0; i < o->prompt_tokens; i++)
+		(*ids)[i] = (int32_t)((i * 7919u + 13u) % m->n_vocab);
+	if (tokenizer_bos(tok) >= 0)
+		(*ids)[0] = tokenizer_bos(tok);
+	*n = o->prompt_tokens;
 	return 0;
 }
 
@@ -395,6 +452,8 @@ struct result {
 	struct phase prompt, gen;
 	uint64_t peak_rss;
 	const struct run *run;	/* for the per-thread times */
+	const struct seq_stats *st; /* the whole generation: passes, drafts */
+	const char *draft;	/* the drafts' source */
 };
 
 /* Share of the machine's CPU time (all CPUs) that was busy, and busy with other processes
@@ -501,6 +560,15 @@ static void print_json(const struct result *r)
 	printf("  \"gen_acquires\": %" PRIu64 ",\n", g->acquires);
 	printf("  \"gen_stalls\": %" PRIu64 ",\n", g->stalls);
 	printf("  \"gen_misses\": %" PRIu64 ",\n", g->misses);
+	printf("  \"draft\": \"%s\",\n", r->draft);
+	printf("  \"draft_model_bytes\": %" PRIu64 ",\n", r->end.draft_bytes);
+	printf("  \"gen_passes_all\": %u,\n", r->st->gen_passes);
+	printf("  \"tokens_per_pass\": %.4f,\n", ratio(r->st->n_generated, r->st->gen_passes));
+	printf("  \"drafted\": %u,\n", r->st->drafted);
+	printf("  \"accepted\": %u,\n", r->st->accepted);
+	printf("  \"acceptance\": %.4f,\n", ratio(r->st->accepted, r->st->drafted));
+	printf("  \"draft_passes\": %" PRIu64 ",\n", r->end.draft_passes);
+	printf("  \"draft_s\": %.4f,\n", (double)r->end.draft_pass_ns / 1e9);
 	printf("  \"peak_rss_bytes\": %" PRIu64 ",\n", r->peak_rss);
 	printf("  \"rss_bound_bytes\": %" PRIu64 "\n", bound);
 	printf("}\n");
@@ -524,8 +592,14 @@ static void print_text(const struct result *r, const char *plan)
 	printf("open:       %.2f s (resident weights read)\n", r->open_s);
 	printf("prompt:     %u tokens in %.3f s: %.2f tok/s; %.1f MiB read, %.3f s stalled\n",
 	       p->tokens, p->wall_s, ratio(p->tokens, p->wall_s), p->bytes_read / MIB, p->stall_s);
-	printf("generation: %u tokens in %.3f s: %.3f tok/s (after %u warm-up tokens)\n",
-	       g->tokens, g->wall_s, ratio(n, g->wall_s), r->o->warmup);
+	printf("generation: %u tokens in %.3f s: %.3f tok/s (after %u warm-up tokens), %" PRIu64
+	       " passes\n", g->tokens, g->wall_s, ratio(n, g->wall_s), r->o->warmup, g->passes);
+	printf("  drafts:    %s: %u drafted, %u accepted (%.0f%%); %.2f tokens per pass over the whole "
+	       "generation (%u tokens, %u passes); the draft model: %.1f MiB, %" PRIu64 " passes, "
+	       "%.3f s\n", r->draft, r->st->drafted, r->st->accepted,
+	       100 * ratio(r->st->accepted, r->st->drafted), ratio(r->st->n_generated, r->st->gen_passes),
+	       r->st->n_generated, r->st->gen_passes, r->end.draft_bytes / MIB, r->end.draft_passes,
+	       (double)r->end.draft_pass_ns / 1e9);
 	printf("  per token: wall %.1f ms, compute %.1f ms, I/O %.1f ms (reads in flight), "
 	       "stalled %.1f ms; overlap %.3f (wall / max(I/O, compute))\n",
 	       ratio(g->wall_s * 1e3, n), ratio(compute * 1e3, n), ratio(g->read_s * 1e3, n),
@@ -611,23 +685,19 @@ int main(int argc, char **argv)
 	r.e = e;
 	double open_s = (double)(clock_now_ns() - t0) / 1e9;
 	const struct engine_info *m = engine_info(e);
-	const struct tokenizer *tok = engine_tokenizer(e);
-
-	/* A fixed prompt: BOS, then ids spread over the vocabulary (the weights do not care
-	 * what the text says; the same ids every run make runs comparable). */
-	prompt = malloc(o.prompt_tokens * sizeof *prompt);
-	if (!prompt) {
-		fprintf(stderr, "strata-bench: out of memory\n");
+	uint32_t n_prompt = 0;
+	if (make_prompt(e, &o, &prompt, &n_prompt) < 0)
+		goto out;
+	if (n_prompt + o.warmup + o.gen_tokens + 1 > engine_n_ctx(e)) {
+		fprintf(stderr, "strata-bench: %u prompt + %u generated tokens do not fit the %u-token "
+			"context: give --ctx-size\n", n_prompt, o.warmup + o.gen_tokens + 1,
+			engine_n_ctx(e));
 		goto out;
 	}
-	for (uint32_t i = 0; i < o.prompt_tokens; i++)
-		prompt[i] = (int32_t)((i * 7919u + 13u) % m->n_vocab);
-	if (tokenizer_bos(tok) >= 0)
-		prompt[0] = tokenizer_bos(tok);
 
 	struct seq_params p = {
 		.prompt = prompt,
-		.n_prompt = o.prompt_tokens,
+		.n_prompt = n_prompt,
 		.max_tokens = o.warmup + o.gen_tokens + 1, /* the first comes from the prompt pass */
 		.ignore_eos = true, /* random weights may well say EOS: keep going */
 	};
@@ -655,17 +725,19 @@ int main(int argc, char **argv)
 		.threads = engine_threads(e),
 		.n_ctx = engine_n_ctx(e),
 		.open_s = open_s,
-		.prompt = phase_of(&r.start, &r.prompt_end, o.prompt_tokens),
+		.prompt = phase_of(&r.start, &r.prompt_end, n_prompt),
 		.gen = phase_of(&r.gen0, &r.gen1, o.gen_tokens),
 		.peak_rss = proc_status_bytes("VmHWM"),
 		.run = &r,
+		.st = seq_stats(sq),
+		.draft = draft_source_name(seq_draft_source(sq)),
 	};
 	engine_get_stats(e, &res.end);
 	engine_weights_stats(e, &res.io_end);
 	if (o.json) {
 		print_json(&res);
 	} else {
-		char plan[2048];
+		char plan[3072];
 		engine_describe(e, plan, sizeof plan);
 		print_text(&res, plan);
 	}

@@ -36,7 +36,11 @@ enum {
 	"      --repeat-last-n N    how many recent tokens the penalty looks at\n" \
 	"      --seed S             sampler seed (the one used is in --verbose/--json)\n" \
 	"      --stop STR           stop when the text contains STR (repeatable); C escapes\n" \
-	"                           such as \\n, \\t, \\\\ and \\uXXXX are understood\n"
+	"                           such as \\n, \\t, \\\\ and \\uXXXX are understood\n" \
+	"      --draft SRC          draft tokens: lookup, model (the server's draft\n" \
+	"                           model) or none (default: the server's)\n" \
+	"      --draft-max K        verify at most K drafts per pass (1..64)\n" \
+	"      --draft-min K        and at least K while drafts are rejected\n"
 #define HELP_GENERATE_OPTS \
 	HELP_SAMPLING_OPTS \
 	"      --bos, --no-bos      add / do not add the BOS token (default: the model's)\n" \
@@ -149,7 +153,7 @@ int cli_call(Strata__V1__Request *req, Strata__V1__Response__BodyCase want, Stra
  * character); a command's own options are numbered from GEN_O_END. */
 enum {
 	GEN_O_TEMP = 256, GEN_O_TOPK, GEN_O_TOPP, GEN_O_MINP, GEN_O_PEN, GEN_O_WIN, GEN_O_SEED, GEN_O_STOP,
-	GEN_O_IGNORE_EOS, GEN_O_JSON, GEN_O_END
+	GEN_O_IGNORE_EOS, GEN_O_JSON, GEN_O_DRAFT, GEN_O_DRAFT_MAX, GEN_O_DRAFT_MIN, GEN_O_END
 };
 /* Their entries in a getopt_long table, and their short options. */
 #define GEN_OPTIONS \
@@ -164,6 +168,9 @@ enum {
 	{ "stop", required_argument, NULL, GEN_O_STOP }, \
 	{ "ignore-eos", no_argument, NULL, GEN_O_IGNORE_EOS }, \
 	{ "json", no_argument, NULL, GEN_O_JSON }, \
+	{ "draft", required_argument, NULL, GEN_O_DRAFT }, \
+	{ "draft-max", required_argument, NULL, GEN_O_DRAFT_MAX }, \
+	{ "draft-min", required_argument, NULL, GEN_O_DRAFT_MIN }, \
 	{ "verbose", no_argument, NULL, 'v' }
 #define GEN_SHORT "n:v"
 

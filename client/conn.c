@@ -74,36 +74,41 @@ int conn_send(struct conn *c, Strata__V1__Request *req)
 	return frame_send(c->fd, &req->base, FRAME_RESPONSE_CAP);
 }
 
-int conn_next(struct conn *c, int wake_fd, Strata__V1__Response **out)
+int conn_try_next(struct conn *c, Strata__V1__Response **out)
 {
 	*out = NULL;
+	int rc = frame_reader_fill(c->rd, c->fd);
+	if (rc == FRAME_AGAIN)
+		return 0;
+	if (rc == FRAME_EOF)
+		return -ECONNRESET;
+	if (rc < 0)
+		return rc;
+	Strata__V1__Response *resp;
+	uint8_t *buf;
+	size_t len;
+	frame_reader_take(c->rd, &buf, &len);
+	resp = strata__v1__response__unpack(NULL, len, buf);
+	free(buf);
+	if (!resp)
+		return -EBADMSG;
+	if (frame_check_utf8(&resp->base, NULL) < 0) {
+		strata__v1__response__free_unpacked(resp, NULL);
+		return -EILSEQ;
+	}
+	*out = resp;
+	return 1;
+}
+
+int conn_next(struct conn *c, int wake_fd, Strata__V1__Response **out)
+{
 	for (;;) {
 		struct pollfd p[2] = {
 			{ .fd = c->fd, .events = POLLIN },
 			{ .fd = wake_fd, .events = POLLIN },
 		};
-		int rc = frame_reader_fill(c->rd, c->fd);
-
-		if (rc == FRAME_READY) {
-			Strata__V1__Response *resp;
-			uint8_t *buf;
-			size_t len;
-
-			frame_reader_take(c->rd, &buf, &len);
-			resp = strata__v1__response__unpack(NULL, len, buf);
-			free(buf);
-			if (!resp)
-				return -EBADMSG;
-			if (frame_check_utf8(&resp->base, NULL) < 0) {
-				strata__v1__response__free_unpacked(resp, NULL);
-				return -EILSEQ;
-			}
-			*out = resp;
-			return 1;
-		}
-		if (rc == FRAME_EOF)
-			return -ECONNRESET;
-		if (rc < 0)
+		int rc = conn_try_next(c, out);
+		if (rc != 0)
 			return rc;
 		if (poll(p, wake_fd >= 0 ? 2 : 1, -1) < 0) {
 			if (errno == EINTR)

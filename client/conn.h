@@ -33,4 +33,9 @@ int conn_send(struct conn *c, Strata__V1__Request *req);
  * not UTF-8; other -errno. */
 int conn_next(struct conn *c, int wake_fd, Strata__V1__Response **out);
 
+/* The same without waiting: 1 with *out when a whole Response is there, 0
+ * when the socket has none yet (poll it for POLLIN, then call again), or the
+ * errors above. For callers that wait on more descriptors (strata-http). */
+int conn_try_next(struct conn *c, Strata__V1__Response **out);
+
 #endif

@@ -108,6 +108,8 @@ static void print_summary(const Strata__V1__Done *d)
 	if (t->bytes_read)
 		fprintf(stderr, "; read %s at %.0f MB/s, computed %.0f ms, stalled %.0f ms",
 			cli_fmt_bytes(t->bytes_read, b, sizeof b), t->read_mb_per_s, t->compute_ms, t->stall_ms);
+	fprintf(stderr, "; %" PRIu32 " passes; drafted %" PRIu32 ", accepted %" PRIu32 ", %.2f tokens "
+		"per pass", d->generation_passes, d->drafted_tokens, d->accepted_tokens, d->tokens_per_pass);
 	fputc('\n', stderr);
 }
 
@@ -386,6 +388,28 @@ int gen_args_take(struct gen_args *a, int opt, const char *name)
 		return take_stop(a, optarg);
 	case GEN_O_IGNORE_EOS:
 		gen->ignore_eos = true;
+		return 0;
+	case GEN_O_DRAFT:
+		if (strcmp(optarg, "lookup") == 0)
+			gen->draft = STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_LOOKUP;
+		else if (strcmp(optarg, "model") == 0)
+			gen->draft = STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_MODEL;
+		else if (strcmp(optarg, "none") == 0)
+			gen->draft = STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_NONE;
+		else
+			return cli_usage_error("--draft wants lookup, model or none, not '%s'", optarg);
+		return 0;
+	case GEN_O_DRAFT_MAX:
+		if (parse_u32(optarg, &u32) < 0)
+			goto bad_int;
+		gen->draft_max = u32;
+		gen->draft_max_opt_case = STRATA__V1__GENERATE__DRAFT_MAX_OPT_DRAFT_MAX;
+		return 0;
+	case GEN_O_DRAFT_MIN:
+		if (parse_u32(optarg, &u32) < 0)
+			goto bad_int;
+		gen->draft_min = u32;
+		gen->draft_min_opt_case = STRATA__V1__GENERATE__DRAFT_MIN_OPT_DRAFT_MIN;
 		return 0;
 	case GEN_O_JSON:
 		a->print.json = true;

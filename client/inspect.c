@@ -247,6 +247,21 @@ static void print_status(const Strata__V1__StatusReply *s)
 	       " (%.0f%%)\n", "weights read", s->passes_total, cli_fmt_bytes(s->bytes_streamed_per_pass, a, sizeof a),
 	       s->compute_ms_total / 1e3, s->stall_ms_total / 1e3,
 	       pass_ms > 0 ? 100.0 * s->stall_ms_total / pass_ms : 0.0);
+	char ds[32];
+	cli_lower(json_enum_name(&strata__v1__draft_source__descriptor, s->draft), ds, sizeof ds);
+	if (s->draft_model)
+		printf("%-13s model %s (%s, %s parameters), %s resident, KV cache %s; %" PRIu32 " to %" PRIu32
+		       " per pass\n", "drafts", s->draft_model->path, *s->draft_model->name ?
+		       s->draft_model->name : "(unnamed)", fmt_count(s->draft_model->n_params, a, sizeof a),
+		       cli_fmt_bytes(mem ? mem->draft_weights_bytes : 0, b, sizeof b),
+		       cli_fmt_bytes(mem ? mem->draft_kv_cache_bytes : 0, c, sizeof c), s->draft_min,
+		       s->draft_max);
+	printf("%-13s default %s; %" PRIu64 " drafted, %" PRIu64 " accepted (%.0f%%); %.2f tokens per "
+	       "pass over %" PRIu64 " generation passes; %" PRIu64 " draft-model passes, %.1f s\n",
+	       "speculation", ds, s->drafted_tokens_total, s->accepted_tokens_total,
+	       s->drafted_tokens_total ? 100.0 * s->accepted_tokens_total / s->drafted_tokens_total : 0.0,
+	       s->tokens_per_pass, s->generation_passes_total, s->draft_passes_total,
+	       s->draft_ms_total / 1e3);
 	printf("%-13s %s\n", "max request", cli_fmt_bytes(s->max_frame_bytes, a, sizeof a));
 }
 

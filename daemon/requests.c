@@ -223,6 +223,24 @@ static void handle_generate(const struct request_env *env, struct gen_ids *gens,
 		gp->top_logprobs = g->top_logprobs;
 	}
 	gp->echo_logprobs = g->echo_logprobs;
+	switch (g->draft) {
+	case STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_NONE: gp->draft = DRAFT_NONE; break;
+	case STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_LOOKUP: gp->draft = DRAFT_LOOKUP; break;
+	case STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_MODEL: gp->draft = DRAFT_MODEL; break;
+	default: gp->draft = DRAFT_DEFAULT; break; /* an unknown value (a newer client): the default */
+	}
+	if (FRAME_HAS(g, draft_max) || FRAME_HAS(g, draft_min)) {
+		uint32_t dmax = FRAME_HAS(g, draft_max) ? g->draft_max : engine_info(env->e)->draft_max;
+		uint32_t dmin = FRAME_HAS(g, draft_min) ? g->draft_min : engine_info(env->e)->draft_min;
+		if (dmax < 1 || dmax > DRAFT_MAX_TOKENS || dmin < 1 || dmin > dmax) {
+			request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
+				      "draft_max %u and draft_min %u: 1 <= draft_min <= draft_max <= %d", dmax,
+				      dmin, DRAFT_MAX_TOKENS);
+			goto out;
+		}
+		gp->draft_max = dmax;
+		gp->draft_min = dmin;
+	}
 	if (g->n_stop > SEQ_MAX_STOPS) {
 		request_error(to, id, STRATA__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT,
 			      "%zu stop strings given; at most %d are allowed", g->n_stop, SEQ_MAX_STOPS);
@@ -541,6 +559,46 @@ static Strata__V1__RequestState request_state(enum sched_req_state st)
 	return STRATA__V1__REQUEST_STATE__REQUEST_STATE_UNSPECIFIED;
 }
 
+/* A model's facts as a Model message (strings and types point into in). */
+static void model_msg(const struct engine_info *in, Strata__V1__Model *mm, Strata__V1__WeightType *wt,
+		      Strata__V1__WeightType **wtp)
+{
+	for (uint32_t i = 0; i < in->n_types; i++) {
+		strata__v1__weight_type__init(&wt[i]);
+		wt[i].type = (char *)in->types[i].name;
+		wt[i].n_tensors = in->types[i].n_tensors;
+		wt[i].bytes = in->types[i].bytes;
+		wtp[i] = &wt[i];
+	}
+	strata__v1__model__init(mm);
+	mm->path = (char *)in->path;
+	mm->name = (char *)in->name;
+	mm->architecture = (char *)in->architecture;
+	mm->n_layer = in->n_layer;
+	mm->n_embd = in->n_embd;
+	mm->n_head = in->n_head;
+	mm->n_head_kv = in->n_head_kv;
+	mm->n_ff = in->n_ff;
+	mm->n_vocab = in->n_vocab;
+	mm->n_ctx_train = in->n_ctx_train;
+	mm->n_ctx = in->n_ctx;
+	mm->n_params = in->n_params;
+	mm->file_bytes = in->file_bytes;
+	mm->n_weight_types = in->n_types;
+	mm->weight_types = wtp;
+}
+
+static Strata__V1__DraftSource draft_source_msg(enum draft_source d)
+{
+	switch (d) {
+	case DRAFT_LOOKUP: return STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_LOOKUP;
+	case DRAFT_MODEL: return STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_MODEL;
+	case DRAFT_NONE: return STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_NONE;
+	case DRAFT_DEFAULT: break;
+	}
+	return STRATA__V1__DRAFT_SOURCE__DRAFT_SOURCE_UNSPECIFIED;
+}
+
 static void handle_status(const struct request_env *env, const struct reply_to *to, uint64_t id)
 {
 	const struct engine_info *in = engine_info(env->e);
@@ -549,32 +607,12 @@ static void handle_status(const struct request_env *env, const struct reply_to *
 	sched_get_stats(env->sched, &st);
 	es = &st.engine;
 
-	Strata__V1__WeightType wt[ENGINE_MAX_WEIGHT_TYPES];
-	Strata__V1__WeightType *wtp[ENGINE_MAX_WEIGHT_TYPES];
-	for (uint32_t i = 0; i < in->n_types; i++) {
-		strata__v1__weight_type__init(&wt[i]);
-		wt[i].type = (char *)in->types[i].name;
-		wt[i].n_tensors = in->types[i].n_tensors;
-		wt[i].bytes = in->types[i].bytes;
-		wtp[i] = &wt[i];
-	}
-
-	Strata__V1__Model mm = STRATA__V1__MODEL__INIT;
-	mm.path = (char *)in->path;
-	mm.name = (char *)in->name;
-	mm.architecture = (char *)in->architecture;
-	mm.n_layer = in->n_layer;
-	mm.n_embd = in->n_embd;
-	mm.n_head = in->n_head;
-	mm.n_head_kv = in->n_head_kv;
-	mm.n_ff = in->n_ff;
-	mm.n_vocab = in->n_vocab;
-	mm.n_ctx_train = in->n_ctx_train;
-	mm.n_ctx = in->n_ctx;
-	mm.n_params = in->n_params;
-	mm.file_bytes = in->file_bytes;
-	mm.n_weight_types = in->n_types;
-	mm.weight_types = wtp;
+	Strata__V1__WeightType wt[ENGINE_MAX_WEIGHT_TYPES], dwt[ENGINE_MAX_WEIGHT_TYPES];
+	Strata__V1__WeightType *wtp[ENGINE_MAX_WEIGHT_TYPES], *dwtp[ENGINE_MAX_WEIGHT_TYPES];
+	Strata__V1__Model mm, dm;
+	model_msg(in, &mm, wt, wtp);
+	if (in->draft_model)
+		model_msg(in->draft_model, &dm, dwt, dwtp);
 
 	Strata__V1__Memory mem = STRATA__V1__MEMORY__INIT;
 	mem.weights_resident_bytes = es->bytes_resident;
@@ -592,6 +630,8 @@ static void handle_status(const struct request_env *env, const struct reply_to *
 	mem.kv_reused_tokens = es->kv_reused_tokens;
 	mem.kv_bytes_read = es->kv_bytes_read;
 	mem.kv_bytes_written = es->kv_bytes_written;
+	mem.draft_weights_bytes = es->draft_bytes;
+	mem.draft_kv_cache_bytes = es->draft_kv_bytes;
 
 	/* where each request stands: a long prompt shows its progress here */
 	struct sched_req_info *list = calloc(STATUS_MAX_REQUESTS, sizeof *list);
@@ -642,6 +682,17 @@ static void handle_status(const struct request_env *env, const struct reply_to *
 	sr.bytes_streamed_per_pass = es->bytes_streamed_per_pass;
 	sr.n_requests = n_list;
 	sr.requests = rip;
+	sr.draft = draft_source_msg(in->draft);
+	sr.draft_max = in->draft_max;
+	sr.draft_min = in->draft_min;
+	sr.draft_model = in->draft_model ? &dm : NULL;
+	sr.generation_passes_total = st.gen_passes;
+	sr.generation_pass_tokens_total = st.gen_pass_tokens;
+	sr.tokens_per_pass = st.gen_passes ? (double)st.gen_pass_tokens / (double)st.gen_passes : 0.0;
+	sr.drafted_tokens_total = st.drafted_total;
+	sr.accepted_tokens_total = st.accepted_total;
+	sr.draft_passes_total = es->draft_passes;
+	sr.draft_ms_total = (double)es->draft_pass_ns / 1e6;
 
 	Strata__V1__Response r = STRATA__V1__RESPONSE__INIT;
 	r.id = id;
@@ -921,6 +972,10 @@ void request_event_reply(const struct engine *e, const struct sched_event *ev,
 	d.timings = &tm;
 	d.seed = ev->seed;
 	d.passes = ev->st.passes;
+	d.generation_passes = ev->st.gen_passes;
+	d.drafted_tokens = ev->st.drafted;
+	d.accepted_tokens = ev->st.accepted;
+	d.tokens_per_pass = ev->st.gen_passes ? (double)ev->st.n_generated / ev->st.gen_passes : 0.0;
 	if (ev->stop_string)
 		d.stop_string = ev->stop_string;
 	struct lp_msgs lm;
@@ -956,12 +1011,17 @@ void request_log_done(uint64_t conn_id, const struct sched_event *ev)
 	};
 	const struct seq_stats *st = &ev->st;
 	double gen_s = (double)span(st->t_first_token, st->t_last_token) / 1e9;
+	char drafts[96] = "";
+	if (st->drafted)
+		snprintf(drafts, sizeof drafts, ", %u of %u drafts kept (%.2f tokens per pass)",
+			 st->accepted, st->drafted,
+			 st->gen_passes ? (double)st->n_generated / st->gen_passes : 0.0);
 	log_info("client %" PRIu64 " request %" PRIu64 ": %s after %u prompt + %u generated tokens, "
-		 "first token %.0f ms, %.2f tok/s, %.1f MiB read, %.0f ms stalled%s%s",
+		 "first token %.0f ms, %.2f tok/s, %.1f MiB read, %.0f ms stalled%s%s%s",
 		 conn_id, ev->request_id, reasons[ev->finish], st->n_prompt, st->n_generated,
 		 ns_ms(span(ev->received_ns, st->t_first_token)),
 		 st->n_generated > 1 && gen_s > 0 ? (st->n_generated - 1) / gen_s : 0.0,
-		 (double)st->bytes_read / (1 << 20), ns_ms(st->stall_ns),
+		 (double)st->bytes_read / (1 << 20), ns_ms(st->stall_ns), drafts,
 		 ev->finish == SEQ_FINISH_ERROR ? ": " : "",
 		 ev->finish == SEQ_FINISH_ERROR ? ev->message : "");
 }

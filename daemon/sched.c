@@ -73,6 +73,9 @@ struct sched {
 	uint32_t n_vocab;
 	struct batch batch;	 /* the pass being built */
 	float *logits;		 /* (engine_max_logits_rows, n_vocab) */
+	struct drafter *drafter; /* proposes the generating sequences' drafts */
+	struct seq **gen;	 /* (n_slots) scratch: the generating sequences of a step */
+	uint32_t *give;		 /* (n_slots) scratch: the drafts each may have */
 	double tok_s_ewma;
 	struct job **order;	 /* (n_slots) the jobs in the order they get room in a pass */
 	uint64_t n_passes;	 /* passes run */
@@ -594,16 +597,66 @@ static bool has_rows(const struct job *j)
 	return j->seq ? seq_rows_pending(j->seq) > 0 : !score_done(j->score);
 }
 
+/* Drafts for the pass about to be built. Every generating sequence has its
+ * last token's row, and every sequence still reading its prompt may need a
+ * logits row for its last prompt token; the pass's logits rows left over go
+ * to drafts, shared out one at a time in admission order until each has what
+ * it asked for (so equal shares when rows are short). Then the drafter fills
+ * them: lookups, and the draft model's passes, all before the target's pass
+ * on this thread. */
+static void draft(struct sched *s)
+{
+	const struct batch *b = &s->batch;
+	uint32_t n = 0, n_prompt = 0, asked = 0;
+	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
+		struct job *j = s->jobs[i];
+		if (!j->seq || j->cancel)
+			continue;
+		if (seq_state(j->seq) == SEQ_PROMPT)
+			n_prompt++;
+		else if (seq_state(j->seq) == SEQ_GENERATING) {
+			s->gen[n] = j->seq;
+			s->give[n] = 0;
+			asked += seq_draft_wanted(j->seq);
+			n++;
+		}
+	}
+	if (asked == 0)
+		return;
+	uint32_t rows = b->cap < b->want_cap ? b->cap : b->want_cap;
+	uint32_t spare = rows > n + n_prompt ? rows - n - n_prompt : 0;
+	for (bool more = true; spare > 0 && more;) {
+		more = false;
+		for (uint32_t i = 0; i < n && spare > 0; i++) {
+			if (s->give[i] < seq_draft_wanted(s->gen[i])) {
+				s->give[i]++;
+				spare--;
+				more = true;
+			}
+		}
+	}
+	for (uint32_t i = 0; i < n; i++)
+		seq_draft_begin(s->gen[i], s->give[i]);
+	struct st_err err = { "" };
+	if (drafter_run(s->drafter, s->gen, n, &err) < 0)
+		log_warn("a draft pass failed, this pass verifies fewer drafts: %s", err.msg);
+}
+
 /* One forward pass over the running jobs: decode rows first (every
- * generating sequence advances each pass), then prompt chunks and scoring
- * rows in the room left, in the order of order_jobs; each job adds only the
- * rows whose KV blocks fit in memory beside those already in the pass
- * (engine_plan_rows), and one that gets none waits for a later pass. */
+ * generating sequence advances each pass, with the drafts it verifies), then
+ * prompt chunks and scoring rows in the room left, in the order of
+ * order_jobs; each job adds only the rows whose KV blocks fit in memory
+ * beside those already in the pass (engine_plan_rows), and one that gets
+ * none waits for a later pass. */
 static void step(struct sched *s)
 {
 	struct batch *b = &s->batch;
 	uint32_t n = order_jobs(s);
 
+	pthread_mutex_lock(&s->mu);
+	s->stats.busy = true;
+	pthread_mutex_unlock(&s->mu);
+	draft(s);
 	batch_clear(b);
 	engine_plan_begin(s->e);
 	for (uint32_t i = 0; i < n; i++) {
@@ -620,8 +673,12 @@ static void step(struct sched *s)
 		else if (j->score)
 			j->in_pass = score_add_rows(j->score, b, b->cap - b->n) > 0;
 	}
-	if (b->n == 0)
+	if (b->n == 0) {
+		pthread_mutex_lock(&s->mu);
+		s->stats.busy = false;
+		pthread_mutex_unlock(&s->mu);
 		return;
+	}
 	bool left_out = false;
 	for (uint32_t i = 0; i < n; i++)
 		left_out |= !s->order[i]->in_pass && has_rows(s->order[i]);
@@ -629,9 +686,6 @@ static void step(struct sched *s)
 	struct engine_pass_io before, after;
 	struct seq_pass pass = { 0 };
 	engine_pass_io(s->e, &before);
-	pthread_mutex_lock(&s->mu);
-	s->stats.busy = true;
-	pthread_mutex_unlock(&s->mu);
 
 	struct st_err err = { "" };
 	pass.t_start = clock_now_ns();
@@ -641,7 +695,7 @@ static void step(struct sched *s)
 	pass.bytes_read = after.bytes_read - before.bytes_read;
 	pass.stall_ns = after.stall_ns - before.stall_ns;
 
-	uint32_t generated = 0;
+	uint32_t generated = 0, drafted = 0, accepted = 0;
 	s->n_passes++;
 	s->left_out = left_out;
 	s->flushed = false;
@@ -659,12 +713,15 @@ static void step(struct sched *s)
 				(unsigned long long)j->req->client_id, err.msg);
 		if (j->seq) {
 			struct seq_sink sink = sink_of(j);
-			uint32_t before_gen = seq_stats(j->seq)->n_generated;
+			struct seq_stats was = *seq_stats(j->seq);
 			if (rc < 0)
 				seq_finish(j->seq, SEQ_FINISH_ERROR, rc, err.msg, &sink);
 			else
 				seq_pass_done(j->seq, s->logits, &pass, &sink);
-			generated += seq_stats(j->seq)->n_generated - before_gen;
+			const struct seq_stats *now = seq_stats(j->seq);
+			generated += now->n_generated - was.n_generated;
+			drafted += now->drafted - was.drafted;
+			accepted += now->accepted - was.accepted;
 		} else if (rc < 0) {
 			score_fail(j->score, rc, err.msg);
 		} else {
@@ -688,6 +745,12 @@ static void step(struct sched *s)
 	s->stats.busy = false;
 	s->stats.passes++;
 	s->stats.pass_ns += pass.t_end - pass.t_start;
+	s->stats.drafted_total += drafted;
+	s->stats.accepted_total += accepted;
+	if (generated) {
+		s->stats.gen_passes++;
+		s->stats.gen_pass_tokens += generated;
+	}
 	s->stats.stall_ns += pass.stall_ns;
 	s->stats.progress++;
 	s->stats.recent_tok_s = s->tok_s_ewma;
@@ -768,6 +831,9 @@ static void free_buffers(struct sched *s)
 	free(s->jobs);
 	free(s->order);
 	free(s->slot_busy);
+	drafter_free(s->drafter);
+	free(s->gen);
+	free(s->give);
 	free(s->running);
 	free(s->running_used);
 	batch_free(&s->batch);
@@ -794,9 +860,12 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	s->slot_busy = calloc(s->n_slots, sizeof *s->slot_busy);
 	s->running = calloc(s->n_slots, sizeof *s->running);
 	s->running_used = calloc(s->n_slots, sizeof *s->running_used);
+	s->gen = calloc(s->n_slots, sizeof *s->gen);
+	s->give = calloc(s->n_slots, sizeof *s->give);
 	uint32_t rows = engine_max_logits_rows(e);
 	s->logits = malloc((size_t)rows * s->n_vocab * sizeof *s->logits);
 	if (!s->jobs || !s->order || !s->slot_busy || !s->running || !s->running_used || !s->logits ||
+	    !s->gen || !s->give || drafter_create(e, &s->drafter) < 0 ||
 	    batch_init(&s->batch, engine_max_batch(e), rows) < 0)
 		goto fail;
 	engine_get_stats(e, &s->stats.engine); /* before the thread owns the engine */

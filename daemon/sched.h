@@ -1,8 +1,9 @@
 /* sched.h: the scheduler: decides which sequences step together and runs
- * the engine on its own thread. Every forward pass carries one decode row of
- * every generating sequence plus prompt chunks of sequences still reading
- * their prompt (continuous batching), so concurrent requests share each pass
- * over the weights. It keeps the queue, the cancels and the composition of
+ * the engine on its own thread. Every forward pass carries the decode rows of
+ * every generating sequence (its last token, and the drafts it verifies when
+ * it drafts: the pass's rows are shared out among them) plus prompt chunks of
+ * sequences still reading their prompt (continuous batching), so concurrent
+ * requests share each pass over the weights. It keeps the queue, the cancels and the composition of
  * each pass; what a sequence does with its logits is the generation core's
  * (engine/seq.h). It never touches sockets: the server hands it requests and
  * collects events (pieces of text, final results) that it turns into
@@ -84,6 +85,10 @@ struct sched_stats {
 	uint64_t prompt_tokens_total;
 	uint64_t generated_tokens_total;
 	uint64_t passes;	   /* forward passes */
+	uint64_t gen_passes;	   /* of which generated tokens ... */
+	uint64_t gen_pass_tokens;  /* ... this many (every sequence's, drafts kept included) */
+	uint64_t drafted_total;	   /* draft tokens the passes verified */
+	uint64_t accepted_total;   /* of which kept */
 	uint64_t pass_ns;	   /* their wall time */
 	uint64_t stall_ns;	   /* of which waiting for the disk */
 	double recent_tok_s;	   /* generated tokens/s over the last passes */

@@ -3,6 +3,7 @@
  * reverse; answers the questions the programs above ask of them. */
 #include "engine/engine.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -40,10 +41,14 @@ struct engine {
 	struct weights *w;
 	struct kv_cache *kv;
 	struct pool *pool;
+	bool own_pool;		   /* false for a draft model: the target's threads */
 	struct forward *fwd;
 	struct memplan plan;
 	struct memplan_limits lim;
 	struct kv_model_key kv_key; /* the model file the KV cache's blocks are computed from */
+	struct engine *draft;	   /* the draft model (--draft FILE), or NULL */
+	uint64_t draft_bytes;	   /* its resident weights, taken from the budget */
+	uint64_t draft_bound;	   /* all it holds (weights, KV cache, scratch): the budget's */
 	int threads;
 	uint32_t max_logits_rows;
 	bool has_chat;		   /* chat_family is usable */
@@ -134,6 +139,10 @@ static void fill_info(struct engine *e)
 	in->memory_limit = e->lim.cgroup && e->lim.cgroup < e->lim.phys ? e->lim.cgroup : e->lim.phys;
 	in->add_bos = tokenizer_add_bos(e->tok);
 	in->chat_template = e->has_chat ? chat_family_name(e->chat_family) : NULL;
+	in->draft = e->cfg.draft;
+	in->draft_max = e->cfg.draft_max;
+	in->draft_min = e->cfg.draft_min;
+	in->draft_model = e->draft ? &e->draft->info : NULL;
 
 	/* tensor types by total bytes, from the tensor table */
 	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
@@ -185,12 +194,89 @@ static int plan_memory(struct engine *e, struct st_err *err)
 					   (n_ctx + KV_BLOCK_POS - 1) / KV_BLOCK_POS + 2) +
 		     (uint64_t)e->max_logits_rows * hp->n_vocab * sizeof(float) +
 		     kv_meta_bytes(n_ctx, e->cfg.n_slots) + 2 * gguf_data_offset(e->model->gguf);
+	/* a draft model's footprint counts with the scratch: the bound holds it too */
+	in.scratch += e->draft_bound;
 	memplan_read_limits(&in.lim);
 	e->lim = in.lim;
 	return memplan_make(&in, &e->plan, err);
 }
 
-int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err)
+static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
+			    struct engine **out, struct st_err *err);
+
+/* A draft must speak the model's language token for token: the same
+ * vocabulary (every token's text, in order), the same special ids, the same
+ * end-of-generation set. */
+static int draft_vocab_check(const struct engine *e, const struct engine *d, struct st_err *err)
+{
+	const struct tokenizer *a = e->tok, *b = d->tok;
+	const char *dp = d->cfg.model_path, *mp = e->cfg.model_path;
+	if (tokenizer_n_vocab(a) != tokenizer_n_vocab(b))
+		return st_errf(err, -EINVAL, "--draft %s: its vocabulary has %d tokens, the model's (%s) "
+			       "%d: a draft model must have the model's vocabulary", dp,
+			       tokenizer_n_vocab(b), mp, tokenizer_n_vocab(a));
+	if (strcmp(tokenizer_model_name(a), tokenizer_model_name(b)) != 0)
+		return st_errf(err, -EINVAL, "--draft %s: its tokenizer is %s, the model's (%s) %s: a draft "
+			       "model must have the model's vocabulary", dp, tokenizer_model_name(b), mp,
+			       tokenizer_model_name(a));
+	if (tokenizer_bos(a) != tokenizer_bos(b) || tokenizer_eos(a) != tokenizer_eos(b))
+		return st_errf(err, -EINVAL, "--draft %s: its special tokens differ from the model's (%s): "
+			       "bos %d, eos %d against bos %d, eos %d", dp, mp, tokenizer_bos(b),
+			       tokenizer_eos(b), tokenizer_bos(a), tokenizer_eos(a));
+	for (int32_t id = 0; id < tokenizer_n_vocab(a); id++) {
+		size_t la = 0, lb = 0;
+		const char *ta = tokenizer_token_text(a, id, &la), *tb = tokenizer_token_text(b, id, &lb);
+		if (la != lb || (la && memcmp(ta, tb, la) != 0))
+			return st_errf(err, -EINVAL, "--draft %s: token %d is '%.*s' there and '%.*s' in the "
+				       "model (%s): a draft model must have the model's vocabulary", dp, id,
+				       (int)(lb < 40 ? lb : 40), tb ? tb : "", (int)(la < 40 ? la : 40),
+				       ta ? ta : "", mp);
+		if (tokenizer_is_eog(a, id) != tokenizer_is_eog(b, id))
+			return st_errf(err, -EINVAL, "--draft %s: token %d ends generation in one model and "
+				       "not in the other (%s): their special tokens differ", dp, id, mp);
+	}
+	return 0;
+}
+
+/* The draft model: its own engine on the target's threads, all resident,
+ * with a KV cache for the target's slots and context. */
+static int open_draft(struct engine *e, struct st_err *err)
+{
+	struct engine_config dc;
+	engine_config_default(&dc);
+	dc.model_path = e->cfg.draft_path;
+	dc.threads = e->threads;
+	dc.ctx_size = e->cfg.ctx_size;
+	dc.n_slots = e->cfg.n_slots;
+	dc.batch_size = e->cfg.batch_size;
+	dc.kv_type = e->cfg.kv_type;
+	dc.io = e->cfg.io;
+	dc.mlock = e->cfg.mlock;
+	dc.draft = DRAFT_NONE;
+	int rc = engine_open_with(&dc, e->pool, &e->draft, err);
+	if (rc < 0)
+		return st_err_prefix(err, rc, "the draft model");
+	rc = draft_vocab_check(e, e->draft, err);
+	if (rc < 0)
+		return rc;
+	struct weights_stats ws;
+	weights_get_stats(e->draft->w, &ws);
+	e->draft_bytes = ws.bytes_resident;
+	/* everything it holds comes out of the one bound: weights, KV cache, scratch */
+	e->draft_bound = e->draft->plan.bound;
+	if (e->cfg.memory_budget && e->cfg.memory_budget <= e->draft_bound)
+		return st_errf(err, -EINVAL, "memory budget %.1f MiB: the draft model %s alone holds "
+			       "%.1f MiB of it (its weights, resident, its KV cache and scratch); raise "
+			       "--memory-budget or choose a smaller draft",
+			       (double)e->cfg.memory_budget / (1 << 20), e->cfg.draft_path,
+			       (double)e->draft_bound / (1 << 20));
+	return 0;
+}
+
+/* engine_open, for the target (pool NULL: its own threads) or for its draft
+ * model (the target's pool). */
+static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
+			    struct engine **out, struct st_err *err)
 {
 	struct engine *e;
 	int rc;
@@ -200,7 +286,17 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (!e)
 		return st_errf(err, -ENOMEM, "out of memory");
 	e->cfg = *cfg;
+	e->fd = -1;
 	e->threads = cfg->threads > 0 ? cfg->threads : default_threads();
+	e->cfg.draft_max = cfg->draft_max ? cfg->draft_max : 8;
+	e->cfg.draft_min = cfg->draft_min ? cfg->draft_min : 1;
+	if (e->cfg.draft == DRAFT_DEFAULT)
+		e->cfg.draft = DRAFT_NONE;
+	if (e->cfg.draft_min > e->cfg.draft_max) {
+		rc = st_errf(err, -EINVAL, "--draft-min %u is more than --draft-max %u", e->cfg.draft_min,
+			     e->cfg.draft_max);
+		goto fail;
+	}
 
 	/* Opened once, by everyone: a path swapped underneath cannot mix two files, and
 	 * O_NONBLOCK keeps a FIFO given as the model from blocking the open. */
@@ -239,8 +335,9 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (n_ctx == 0)
 		n_ctx = hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096;
 	if (n_ctx > hp->n_ctx_train)
-		log_warn("context %u is longer than the model's training context (%u): output past "
-			 "position %u is likely to degrade", n_ctx, hp->n_ctx_train, hp->n_ctx_train);
+		log_warn("%scontext %u is longer than the model's training context (%u): output past "
+			 "position %u is likely to degrade", pool ? "draft model: " : "", n_ctx,
+			 hp->n_ctx_train, hp->n_ctx_train);
 	e->cfg.ctx_size = n_ctx;
 	e->cfg.n_slots = cfg->n_slots ? cfg->n_slots : 1;
 	e->cfg.batch_size = cfg->batch_size ? cfg->batch_size : 512;
@@ -250,6 +347,22 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 			     "have %u (use f16 or f32)", st_type_name(cfg->kv_type), cfg->model_path,
 			     hp->head_dim);
 		goto fail;
+	}
+
+	if (pool) {
+		e->pool = pool;
+	} else {
+		rc = pool_create(e->threads, &e->pool);
+		if (rc < 0) {
+			st_errf(err, rc, "cannot start %d compute threads", e->threads);
+			goto fail;
+		}
+		e->own_pool = true;
+	}
+	if (e->cfg.draft == DRAFT_MODEL) {
+		rc = open_draft(e, err);
+		if (rc < 0)
+			goto fail;
 	}
 
 	rc = forward_units(e->model, &e->units, &e->n_units);
@@ -301,8 +414,12 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 			      format_size(e->plan.weights, b, sizeof b), format_size(e->plan.kv, c, sizeof c),
 			      format_size(e->plan.scratch, d, sizeof d));
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		if (e->draft)
+			st_err_prefix(err, rc, "with %.1f MiB of the budget held by the draft model",
+				      (double)e->draft_bound / (1 << 20));
 		goto fail;
+	}
 	if (e->plan.weights) {
 		/* the plan holds whole units: what it leaves of its share goes to the KV
 		 * cache when that is ours to size (up to every sequence at full length) */
@@ -336,17 +453,11 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	if (rc < 0)
 		goto fail;
 
-	rc = pool_create(e->threads, &e->pool);
-	if (rc < 0) {
-		st_errf(err, rc, "cannot start %d compute threads", e->threads);
-		goto fail;
-	}
-
 	rc = forward_create(e->model, e->w, e->kv, e->pool, e->cfg.batch_size, &e->fwd, err);
 	if (rc < 0)
 		goto fail;
 
-	rc = choose_chat_template(e, err);
+	rc = pool ? 0 : choose_chat_template(e, err); /* a draft model renders no chat */
 	if (rc < 0)
 		goto fail;
 	fill_info(e);
@@ -356,7 +467,7 @@ int engine_open(const struct engine_config *cfg, struct engine **out, struct st_
 	 * budget. The mapping stays valid: a later touch faults one page in. */
 	madvise((void *)gguf_base(e->model->gguf), gguf_file_size(e->model->gguf), MADV_DONTNEED);
 
-	if (log_enabled(LOG_LVL_INFO)) {
+	if (!pool && log_enabled(LOG_LVL_INFO)) {
 		char plan[3072];
 		engine_describe(e, plan, sizeof plan);
 		log_info("%s", plan);
@@ -368,12 +479,19 @@ fail:
 	return rc;
 }
 
+int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err)
+{
+	return engine_open_with(cfg, NULL, out, err);
+}
+
 void engine_close(struct engine *e)
 {
 	if (!e)
 		return;
 	forward_free(e->fwd);
-	pool_free(e->pool);
+	engine_close(e->draft); /* before the pool it borrows */
+	if (e->own_pool)
+		pool_free(e->pool);
 	kv_close(e->kv);
 	weights_close(e->w);
 	forward_units_free(e->units, e->n_units);
@@ -627,6 +745,11 @@ void engine_slot_reset(struct engine *e, uint32_t slot)
 	kv_slot_reset(e->kv, slot);
 }
 
+struct engine *engine_draft_model(struct engine *e)
+{
+	return e->draft;
+}
+
 void engine_get_stats(const struct engine *e, struct engine_stats *out)
 {
 	struct forward_stats fs;
@@ -656,6 +779,16 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 	out->kv_bytes_read = ks.bytes_read;
 	out->kv_bytes_written = ks.bytes_written;
 	out->kv_io_ns = ks.io_ns;
+	if (e->draft) {
+		struct engine_stats ds;
+		engine_get_stats(e->draft, &ds);
+		out->draft_bytes = ds.bytes_resident;
+		out->draft_kv_bytes = ds.kv_bytes;
+		out->draft_passes = ds.passes;
+		out->draft_pass_ns = ds.pass_ns;
+		out->bytes_resident += ds.bytes_resident;
+		out->kv_bytes += ds.kv_bytes;
+	}
 }
 
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out)
@@ -673,7 +806,8 @@ void engine_weights_stats(const struct engine *e, struct weights_stats *out)
 
 uint64_t engine_progress(const struct engine *e)
 {
-	return forward_progress(e->fwd);
+	/* the draft model's layers count too: a long draft is progress, not a hang */
+	return forward_progress(e->fwd) + (e->draft ? forward_progress(e->draft->fwd) : 0);
 }
 
 void engine_describe(const struct engine *e, char *buf, size_t cap)
@@ -723,11 +857,29 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 	if (n < 0 || (size_t)n >= cap)
 		return;
 	/* the weights layer counts units; say what they are to a person reading the log */
-	snprintf(buf + n, cap - (size_t)n,
+	int k = snprintf(buf + n, cap - (size_t)n,
 		 "%s\nunits 0-%u are layers 0-%u (attn_norm, attn_q/k/v/output, ffn_norm, "
 		 "ffn_gate/up/down), unit %u is the head (output_norm, %s), %s; token_embd stays "
 		 "in the file (one row read per token)",
 		 plan, hp->n_layer - 1, hp->n_layer - 1, hp->n_layer,
 		 m->tied_output ? "output tied to token_embd" : "output",
 		 weights_is_resident(e->w, hp->n_layer) ? "resident" : "streamed");
+	if (k < 0 || (size_t)k >= cap - (size_t)n)
+		return;
+	n += k;
+	if (e->cfg.draft == DRAFT_LOOKUP) {
+		snprintf(buf + n, cap - (size_t)n, "\ndrafts: prompt lookup (%u-gram to %u-gram matches "
+			 "in the context), %u to %u tokens verified per pass; no memory",
+			 DRAFT_LOOKUP_NGRAM_MAX, DRAFT_LOOKUP_NGRAM_MIN, e->cfg.draft_min,
+			 e->cfg.draft_max);
+	} else if (e->draft) {
+		const struct model_hparams *dh = &e->draft->model->hp;
+		snprintf(buf + n, cap - (size_t)n, "\ndrafts: draft model %s (%s): %u layers, %u embd, "
+			 "%.1f MiB of %s weights held resident, KV cache %.1f MiB, %.1f MiB in all, "
+			 "counted in the memory line's scratch; %u to %u tokens verified per pass",
+			 e->draft->model->name, e->cfg.draft_path, dh->n_layer, dh->n_embd,
+			 (double)e->draft_bytes / (1 << 20), st_type_name(e->draft->model->main_type),
+			 (double)e->draft->plan.kv / (1 << 20), (double)e->draft_bound / (1 << 20),
+			 e->cfg.draft_min, e->cfg.draft_max);
+	}
 }

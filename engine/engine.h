@@ -14,6 +14,7 @@
 
 #include "common/err.h"
 #include "engine/batch.h"
+#include "engine/draft.h"
 #include "engine/sampler.h"
 #include "engine/score.h"
 #include "engine/seq.h"
@@ -53,6 +54,12 @@ struct engine_config {
 	 * progress line. May be NULL. */
 	void (*load_progress)(void *user, uint64_t done, uint64_t total);
 	void *load_progress_user;
+	/* speculative decoding: the drafts sequences get when they do not say */
+	enum draft_source draft;/* DEFAULT and NONE: none; LOOKUP; MODEL: draft_path */
+	char draft_path[4096];	/* MODEL: a GGUF with the same vocabulary, held resident
+				 * and counted against memory_budget */
+	uint32_t draft_max;	/* most drafts verified per pass; 0 = 8 */
+	uint32_t draft_min;	/* fewest drafts k adapts down to; 0 = 1 */
 };
 
 /* --kv-disk-budget's default: cached KV blocks kept on disk. */
@@ -100,6 +107,9 @@ struct engine_info {
 	bool add_bos;		 /* the vocabulary's default */
 	const char *chat_template; /* the family chat requests are rendered with, or NULL
 				    * when the model's template is not recognized (static) */
+	enum draft_source draft;  /* sequences' default drafts: NONE, LOOKUP or MODEL */
+	uint32_t draft_max, draft_min;
+	const struct engine_info *draft_model; /* MODEL: the draft model's facts, else NULL */
 };
 
 /* Counters and the plan, for Status and logs. */
@@ -114,7 +124,7 @@ struct engine_stats {
 	uint64_t bytes_streamed_per_pass;
 	uint64_t bytes_read;	     /* weight bytes read since open, the resident load excluded */
 	uint64_t stall_ns;	     /* time passes waited for weights */
-	uint64_t kv_bytes;	     /* the KV cache's memory, reserved */
+	uint64_t kv_bytes;	     /* the KV caches' memory, reserved (the draft model's included) */
 	uint64_t kv_used_bytes;	     /* ... holding blocks now */
 	uint64_t kv_held_bytes;	     /* ... of which sequences hold (the rest: cached prefixes) */
 	uint64_t kv_disk_bytes;	     /* KV blocks on disk (store and swap file) */
@@ -123,6 +133,11 @@ struct engine_stats {
 	uint64_t kv_reused_tokens;   /* prompt positions taken from the cache */
 	uint64_t kv_bytes_read, kv_bytes_written; /* the KV cache's disk traffic */
 	uint64_t kv_io_ns;	     /* passes' time waiting for it */
+	/* the draft model (0 without one); bytes_resident and kv_bytes include its share */
+	uint64_t draft_bytes;	     /* its weights, resident, taken from the budget */
+	uint64_t draft_kv_bytes;     /* its KV cache */
+	uint64_t draft_passes;	     /* its forward passes */
+	uint64_t draft_pass_ns;	     /* their wall time */
 };
 
 /* What one pass read and waited for: two snapshots around engine_decode give a
@@ -138,7 +153,10 @@ struct engine;
  * starts threads (may re-execute the program once; see kernels/blas.h). */
 void engine_setup_process(char **argv);
 
-/* Load everything; logs the memory plan at info level. The caller owns *out
+/* Load everything; logs the memory plan at info level. With a draft model
+ * (cfg->draft MODEL) it is loaded first, all resident, and the target plans
+ * within the budget that is left; a draft whose vocabulary differs from the
+ * model's (tokens, special ids) is refused. The caller owns *out
  * (engine_close; NULL is a no-op). Errors name the file and the reason. */
 int engine_open(const struct engine_config *cfg, struct engine **out, struct st_err *err);
 void engine_close(struct engine *e);
@@ -204,12 +222,17 @@ int engine_decode(struct engine *e, const struct batch *b, float *logits, struct
  * Forget a slot's positions (its link goes too). Its full blocks stay cached
  * for prefix reuse; the rest is freed. */
 void engine_slot_reset(struct engine *e, uint32_t slot);
+/* The draft model's own engine (--draft FILE), or NULL: its passes are
+ * draft.c's, its KV cache has the target's slots, its threads are the
+ * target's (the two never compute at once). Owned by e. */
+struct engine *engine_draft_model(struct engine *e);
 /* Positions [0, n) of slot dst read slot src's cache from now on (a Score's
  * continuations share the context stored once in src). dst is reset first.
  * -EINVAL if either is out of range, equal, or src is linked itself. */
 int engine_slot_link(struct engine *e, uint32_t dst, uint32_t src, uint32_t n);
-/* Positions >= n of the slot are void (rejected draft tokens); the next
- * rows may write them again. */
+/* Positions >= n of a slot are void (rejected draft rows): a later pass
+ * writes them again before anything reads them. Blocks past them are
+ * dropped; a sealed block they cut is copied before it is written. */
 void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n);
 /* Start a slot for a sequence whose tokens begin with ids[0..n): it is reset,
  * then takes the longest prefix of at most `max` positions that the cache
@@ -248,8 +271,8 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out);
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out);
 /* The weight source's full counters (benchmarks; include weights/weights.h). */
 void engine_weights_stats(const struct engine *e, struct weights_stats *out);
-/* A counter that advances after every layer of every pass (a watchdog tells a
- * long pass from a stuck one with it). Any thread. */
+/* A counter that advances after every layer of every pass, the draft model's
+ * included (a watchdog tells a long pass from a stuck one with it). Any thread. */
 uint64_t engine_progress(const struct engine *e);
 /* The memory plan, human-readable, several lines. */
 void engine_describe(const struct engine *e, char *buf, size_t cap);

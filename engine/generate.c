@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 #include "engine/engine.h"
 
 /* A batch and a logits buffer as large as the engine's passes. */
@@ -53,9 +54,24 @@ int generate_run(struct engine *e, struct seq *s, const struct seq_sink *sink, s
 		seq_finish(s, SEQ_FINISH_ERROR, rc, "out of memory", sink);
 		return st_errf(err, rc, "out of memory");
 	}
+	struct drafter *dr = NULL;
+	if (seq_draft_source(s) != DRAFT_NONE && drafter_create(e, &dr) < 0) {
+		driver_free(&d);
+		seq_finish(s, SEQ_FINISH_ERROR, -ENOMEM, "out of memory", sink);
+		return st_errf(err, -ENOMEM, "out of memory");
+	}
 	while (seq_state(s) != SEQ_FINISHED) {
 		struct seq_pass pass = { 0 };
 		batch_clear(&d.b);
+		uint32_t k = seq_draft_wanted(s);
+		if (k > 0) {
+			/* the verifying pass has a logits row for the last token and each draft */
+			uint32_t room = (d.b.cap < d.b.want_cap ? d.b.cap : d.b.want_cap) - 1;
+			struct st_err derr = { "" };
+			seq_draft_begin(s, k < room ? k : room);
+			if (drafter_run(dr, &s, 1, &derr) < 0)
+				log_warn("a draft pass failed, this pass verifies no drafts: %s", derr.msg);
+		}
 		engine_plan_begin(e);
 		seq_add_rows(s, &d.b, d.b.cap);
 		rc = driver_pass(e, &d, &pass, err);
@@ -65,6 +81,7 @@ int generate_run(struct engine *e, struct seq *s, const struct seq_sink *sink, s
 		}
 		seq_pass_done(s, d.logits, &pass, sink);
 	}
+	drafter_free(dr);
 	driver_free(&d);
 	return rc < 0 ? rc : 0;
 }

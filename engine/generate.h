@@ -12,7 +12,8 @@
 struct engine;
 
 /* Run s to its end: each pass carries its pending rows (the prompt in chunks
- * of the engine's batch size, then one token per pass). Returns 0 when s
+ * of the engine's batch size, then its last token and the drafts proposed
+ * for it just before the pass, if it drafts: draft.h). Returns 0 when s
  * finished for its own reasons; a failed pass finishes s with ERROR and is
  * returned as its -errno with the message in err; -ENOMEM. */
 int generate_run(struct engine *e, struct seq *s, const struct seq_sink *sink, struct st_err *err);

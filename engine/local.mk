@@ -1,8 +1,8 @@
 # engine/: a loaded model ready to compute: the model's view of its GGUF file,
-# the KV cache, the sampler, the forward pass, the generation core (seq.c)
-# and the one table of engine options (options.c). A noinst
-# library linked by stratad, the tools, the benchmarks and the tests; the
-# daemon reaches it through engine.h.
+# the KV cache, the sampler, the forward pass, the generation core (seq.c),
+# speculative decoding's drafts (draft.c) and the one table of engine options
+# (options.c). A noinst library linked by stratad, the tools, the benchmarks
+# and the tests; the daemon reaches it through engine.h.
 noinst_LIBRARIES += engine/libengine.a
 engine_libengine_a_SOURCES = \
 	engine/model.c engine/model.h \
@@ -17,6 +17,7 @@ engine_libengine_a_SOURCES = \
 	engine/options.c engine/options.h \
 	engine/logprob.c engine/logprob.h \
 	engine/seq.c engine/seq.h \
+	engine/draft.c engine/draft.h \
 	engine/score.c engine/score.h \
 	engine/generate.c engine/generate.h
 

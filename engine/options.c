@@ -132,6 +132,36 @@ static int o_chat_template(struct engine_config *c, const char *name, const char
 	return 0;
 }
 
+static int o_draft(struct engine_config *c, const char *name, const char *val, struct st_err *err)
+{
+	if (!val[0])
+		return st_errf(err, -EINVAL, "%s: give a draft model's file, lookup or none", name);
+	if (strcmp(val, "none") == 0) {
+		c->draft = DRAFT_NONE;
+	} else if (strcmp(val, "lookup") == 0) {
+		c->draft = DRAFT_LOOKUP;
+	} else {
+		if (strlen(val) >= sizeof c->draft_path)
+			return st_errf(err, -EINVAL, "%s: the path is longer than %zu bytes", name,
+				       sizeof c->draft_path - 1);
+		c->draft = DRAFT_MODEL;
+		snprintf(c->draft_path, sizeof c->draft_path, "%s", val);
+	}
+	return 0;
+}
+
+static int o_draft_max(struct engine_config *c, const char *name, const char *val,
+		       struct st_err *err)
+{
+	return u32_in(name, val, 1, DRAFT_MAX_TOKENS, &c->draft_max, err);
+}
+
+static int o_draft_min(struct engine_config *c, const char *name, const char *val,
+		       struct st_err *err)
+{
+	return u32_in(name, val, 1, DRAFT_MAX_TOKENS, &c->draft_min, err);
+}
+
 const struct engine_option engine_options[] = {
 	{ "threads", "N", false, "compute threads (default: online cores)", ENGINE_OPT_ALL, o_threads },
 	{ "ctx-size", "N", false, "positions per sequence (default: min(model's, 4096))",
@@ -158,6 +188,13 @@ const struct engine_option engine_options[] = {
 	  ENGINE_OPT_ALL, o_kv_disk },
 	{ "chat-template", "NAME", false, "chat template family instead of the model's (chatml, "
 	  "llama3, ...)", ENGINE_OPT_SERVE, o_chat_template },
+	{ "draft", "FILE|lookup", false, "speculative decoding: drafts from a small model with "
+	  "the same vocabulary (resident, counted in the budget), from n-grams of the context, "
+	  "or none (the default)", ENGINE_OPT_ALL, o_draft },
+	{ "draft-max", "K", false, "most draft tokens verified per pass (default 8)", ENGINE_OPT_ALL,
+	  o_draft_max },
+	{ "draft-min", "K", false, "fewest draft tokens per pass when drafts are rejected "
+	  "(default 1)", ENGINE_OPT_ALL, o_draft_min },
 	{ NULL, NULL, false, NULL, ENGINE_OPT_ALL, NULL },
 };
 

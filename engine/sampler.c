@@ -196,18 +196,14 @@ static void softmax_cands(struct cand *c, size_t n, float temp)
 		c[i].p = (float)(c[i].p / sum);
 }
 
-int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, size_t n_history)
+/* The chain's filters after the penalty, shared by sampler_sample and
+ * sampler_dist: top-k, top-p, min-p, then the temperature. Leaves
+ * the kept candidates in s->cands[0..n), best first, with their
+ * probabilities, and returns n (>= 1). Not for greedy sampling. */
+static size_t filter(struct sampler *s, const float *logits)
 {
 	const struct sampler_params *p = &s->params;
 	uint32_t n_vocab = s->n_vocab;
-
-	if (p->repeat_penalty != 1.0f && p->repeat_last_n > 0 && n_history > 0) {
-		size_t n = n_history < (size_t)p->repeat_last_n ? n_history : (size_t)p->repeat_last_n;
-		apply_repeat_penalty(logits, n_vocab, p->repeat_penalty, history + n_history - n, n);
-	}
-	if (p->temperature <= 0.0f)
-		return argmax(logits, n_vocab);
-
 	struct cand *c = s->cands;
 	size_t n = n_vocab;
 	for (uint32_t i = 0; i < n_vocab; i++) {
@@ -241,7 +237,26 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 		n = keep;
 	}
 	softmax_cands(c, n, p->temperature);
+	return n;
+}
 
+static void penalize(struct sampler *s, float *logits, const int32_t *history, size_t n_history)
+{
+	const struct sampler_params *p = &s->params;
+	if (p->repeat_penalty != 1.0f && p->repeat_last_n > 0 && n_history > 0) {
+		size_t n = n_history < (size_t)p->repeat_last_n ? n_history : (size_t)p->repeat_last_n;
+		apply_repeat_penalty(logits, s->n_vocab, p->repeat_penalty, history + n_history - n, n);
+	}
+}
+
+int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, size_t n_history)
+{
+	penalize(s, logits, history, n_history);
+	if (s->params.temperature <= 0.0f)
+		return argmax(logits, s->n_vocab);
+
+	struct cand *c = s->cands;
+	size_t n = filter(s, logits);
 	double r = rng_uniform(&s->rng), cum = 0.0;
 	for (size_t i = 0; i < n; i++) {
 		cum += c[i].p;
@@ -249,6 +264,48 @@ int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history,
 			return c[i].id;
 	}
 	return c[n - 1].id;
+}
+
+void sampler_dist(struct sampler *s, float *logits, const int32_t *history, size_t n_history,
+		  float *probs)
+{
+	penalize(s, logits, history, n_history);
+	memset(probs, 0, (size_t)s->n_vocab * sizeof *probs);
+	if (s->params.temperature <= 0.0f) {
+		probs[argmax(logits, s->n_vocab)] = 1.0f;
+		return;
+	}
+	size_t n = filter(s, logits);
+	for (size_t i = 0; i < n; i++)
+		probs[s->cands[i].id] = s->cands[i].p;
+}
+
+int32_t sampler_draw(struct sampler *s, const float *weights)
+{
+	double sum = 0.0;
+	int32_t last = -1;
+	for (uint32_t i = 0; i < s->n_vocab; i++) {
+		if (weights[i] > 0.0f) {
+			sum += weights[i];
+			last = (int32_t)i;
+		}
+	}
+	if (last < 0)
+		return -1;
+	double r = rng_uniform(&s->rng) * sum, cum = 0.0;
+	for (uint32_t i = 0; i < s->n_vocab; i++) {
+		if (weights[i] > 0.0f) {
+			cum += weights[i];
+			if (r < cum)
+				return (int32_t)i;
+		}
+	}
+	return last; /* r landed on the rounding error at the top */
+}
+
+double sampler_uniform(struct sampler *s)
+{
+	return rng_uniform(&s->rng);
 }
 
 float sampler_temperature(const struct sampler *s)

@@ -36,6 +36,23 @@ void sampler_free(struct sampler *s);
  * history: the last tokens of the sequence (prompt and generated), oldest first. */
 int32_t sampler_sample(struct sampler *s, float *logits, const int32_t *history, size_t n_history);
 
+/* The distribution sampler_sample draws from (speculative sampling needs it
+ * whole): the penalty applied to logits in place, as sampler_sample does,
+ * then top-k, top-p, min-p and the temperature. probs: (n_vocab) f32, zero
+ * outside the kept tokens, summing to 1; greedy puts all of it on the argmax.
+ * Draws nothing from the generator. */
+void sampler_dist(struct sampler *s, float *logits, const int32_t *history, size_t n_history,
+		  float *probs);
+
+/* A token drawn with probability weights[i] / sum(weights) (n_vocab
+ * non-negative f32; they need not sum to 1) from the sampler's generator;
+ * -1 when every weight is 0. */
+int32_t sampler_draw(struct sampler *s, const float *weights);
+
+/* A uniform draw in [0, 1) from the sampler's generator (speculative
+ * sampling's acceptance test). */
+double sampler_uniform(struct sampler *s);
+
 /* The temperature it samples at (<= 0: greedy). */
 float sampler_temperature(const struct sampler *s);
 

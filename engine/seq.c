@@ -52,6 +52,30 @@ struct seq {
 	uint32_t n_stops;
 	int stop_index;		 /* STOP: which one matched, else -1 */
 
+	/* drafts (speculative decoding): a pass's drafts sit in tokens[n_tokens ..
+	 * n_tokens + n_draft), past the sequence's end, until verified */
+	enum draft_source draft_src; /* NONE, LOOKUP or MODEL */
+	uint32_t draft_max, draft_min;
+	uint32_t draft_k;	 /* drafts asked for next (adapts to acceptance) */
+	uint32_t n_draft;	 /* drafts of the pass being prepared or run */
+	uint32_t draft_cap;	 /* at most this many this pass (seq_draft_begin) */
+	bool draft_open;	 /* the draft may grow */
+	bool draft_has_q;	 /* the q_* below hold each draft's distribution (MODEL, sampled) */
+	struct sampler *dsmp;	 /* MODEL: draws the drafts (its own generator) */
+	/* MODEL, sampled: the distribution q each draft was drawn from, kept sparse
+	 * (the tokens the filters left: a few dozen, where n_vocab may be 256,000):
+	 * draft i's are entries q_off[i] .. q_off[i + 1] of q_id and q_pr */
+	float *q_dense;		 /* (n_vocab) scratch */
+	int32_t *q_id;		 /* (q_cap) */
+	float *q_pr;		 /* (q_cap) */
+	size_t q_len, q_cap;
+	uint32_t q_off[DRAFT_MAX_TOKENS + 1];
+	float q_d[DRAFT_MAX_TOKENS]; /* q of the draft itself */
+	float *p;		 /* (n_vocab) the target's distribution at a draft (sampled) */
+	struct detok draft_dt;	 /* the detokenizer run ahead over the drafts ... */
+	char *draft_text;	 /* ... and the text it gave, after the held text (stops) */
+	size_t draft_text_len, draft_text_cap;
+
 	int error;		 /* ERROR: -errno */
 	char message[256];	 /* ERROR: for the person */
 
@@ -86,6 +110,19 @@ int seq_params_check(const struct engine *e, const struct seq_params *p, struct 
 			return st_errf(err, -EINVAL, "stop string %u is %s (1 to %d bytes allowed)", i + 1,
 				       n == 0 ? "empty" : "too long", SEQ_MAX_STOP_BYTES);
 	}
+	const struct engine_info *in = engine_info(e);
+	if (p->draft == DRAFT_MODEL && !in->draft_model)
+		return st_errf(err, -EINVAL, "drafts from a draft model were asked for, but none is loaded "
+			       "(start with --draft FILE)");
+	if (p->draft > DRAFT_MODEL)
+		return st_errf(err, -EINVAL, "unknown draft source %d", (int)p->draft);
+	if (p->draft_max > DRAFT_MAX_TOKENS || p->draft_min > DRAFT_MAX_TOKENS)
+		return st_errf(err, -EINVAL, "at most %d drafts are verified per pass (draft_max %u, "
+			       "draft_min %u)", DRAFT_MAX_TOKENS, p->draft_max, p->draft_min);
+	uint32_t dmax = p->draft_max ? p->draft_max : in->draft_max;
+	uint32_t dmin = p->draft_min ? p->draft_min : in->draft_min;
+	if (p->draft_min && dmin > dmax)
+		return st_errf(err, -EINVAL, "draft_min %u is more than draft_max %u", dmin, dmax);
 	return sampler_params_check(&p->sampling, err);
 }
 
@@ -132,6 +169,26 @@ int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, stru
 			goto nomem;
 		s->n_stops++;
 	}
+	const struct engine_info *in = engine_info(e);
+	s->draft_src = p->draft == DRAFT_DEFAULT ? in->draft : p->draft;
+	s->draft_max = p->draft_max ? p->draft_max : in->draft_max;
+	s->draft_min = p->draft_min ? p->draft_min : in->draft_min;
+	if (s->draft_min > s->draft_max)
+		s->draft_min = s->draft_max; /* a request's max under the engine's min */
+	s->draft_k = s->draft_max;
+	if (s->draft_src != DRAFT_NONE) {
+		bool sampled = p->sampling.temperature > 0.0f;
+		if (sampled && !(s->p = malloc((size_t)s->n_vocab * sizeof *s->p)))
+			goto nomem;
+		if (s->draft_src == DRAFT_MODEL) {
+			struct sampler_params dp = p->sampling;
+			dp.seed = p->sampling.seed ^ 0x5bd1e9955bd1e995ull; /* a generator of its own */
+			if (sampler_new(&dp, s->n_vocab, &s->dsmp) < 0)
+				goto nomem;
+			if (sampled && !(s->q_dense = malloc((size_t)s->n_vocab * sizeof *s->q_dense)))
+				goto nomem;
+		}
+	}
 	memcpy(s->tokens, p->prompt, p->n_prompt * sizeof *s->tokens);
 	s->n_tokens = p->n_prompt;
 	s->st.n_prompt = p->n_prompt;
@@ -161,6 +218,12 @@ void seq_free(struct seq *s)
 		free(s->stops[i]);
 	free(s->stops);
 	sampler_free(s->smp);
+	sampler_free(s->dsmp);
+	free(s->q_dense);
+	free(s->q_id);
+	free(s->q_pr);
+	free(s->p);
+	free(s->draft_text);
 	free(s->tokens);
 	free(s->piece);
 	free(s->raw);
@@ -181,15 +244,46 @@ uint32_t seq_slot(const struct seq *s)
 
 uint32_t seq_rows_pending(const struct seq *s)
 {
-	return s->state == SEQ_FINISHED ? 0 : s->n_tokens - s->st.n_past;
+	if (s->state == SEQ_FINISHED)
+		return 0;
+	return s->n_tokens - s->st.n_past + (s->state == SEQ_GENERATING ? s->n_draft : 0);
+}
+
+/* Its last token and its drafts, every row wanting logits: the pass that
+ * verifies them. Drafts that do not fit are dropped. */
+static uint32_t add_verify_rows(struct seq *s, struct batch *b, uint32_t room)
+{
+	uint32_t want_room = b->want_cap - b->n_want;
+	if (room == 0 || want_room == 0)
+		return 0;
+	if (s->n_draft + 1 > room)
+		s->n_draft = room - 1;
+	if (s->n_draft + 1 > want_room)
+		s->n_draft = want_room - 1;
+	s->draft_open = false;
+	uint32_t p0 = s->n_tokens - 1;
+	s->want_pos = p0;
+	s->n_want = s->n_draft + 1;
+	for (uint32_t k = 0; k <= s->n_draft; k++) {
+		int32_t row = batch_add(b, s->tokens[p0 + k], p0 + k, s->slot, true);
+		if (k == 0)
+			s->want_row = (uint32_t)row;
+	}
+	s->rows_added = s->n_draft + 1;
+	return s->rows_added;
 }
 
 uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room)
 {
 	uint32_t todo = seq_rows_pending(s);
 	uint32_t take = todo < room ? todo : room;
-	/* no more rows than the KV cache's memory holds with the pass's others */
+	/* no more rows than the KV cache's memory holds with the pass's others
+	 * (while generating they start at the last token: n_past) */
 	take = engine_plan_rows(s->e, s->slot, s->st.n_past, take);
+	if (s->state == SEQ_GENERATING) {
+		s->rows_added = s->n_want = 0;
+		return take ? add_verify_rows(s, b, take) : 0;
+	}
 
 	s->rows_added = 0;
 	s->n_want = 0;
@@ -210,31 +304,39 @@ uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room)
 
 /* ---- text: held back while it may grow into a stop string ---- */
 
-static int hold_append(struct seq *s, const char *p, size_t n)
+/* Append n bytes to a growing buffer: 0 or -ENOMEM. */
+static int buf_append(char **buf, size_t *len, size_t *cap, const char *p, size_t n)
 {
-	if (s->hold_len + n > s->hold_cap) {
-		size_t cap = s->hold_cap ? s->hold_cap : 256;
-		while (cap < s->hold_len + n)
-			cap *= 2;
-		char *h = realloc(s->hold, cap);
+	if (n == 0)
+		return 0; /* p may be NULL (an empty hold) */
+	if (*len + n > *cap) {
+		size_t c = *cap ? *cap : 256;
+		while (c < *len + n)
+			c *= 2;
+		char *h = realloc(*buf, c);
 		if (!h)
 			return -ENOMEM;
-		s->hold = h;
-		s->hold_cap = cap;
+		*buf = h;
+		*cap = c;
 	}
-	memcpy(s->hold + s->hold_len, p, n);
-	s->hold_len += n;
+	memcpy(*buf + *len, p, n);
+	*len += n;
 	return 0;
 }
 
-/* Where a stop string first occurs in the held text, or -1; *which says which. */
-static long find_stop(const struct seq *s, int *which)
+static int hold_append(struct seq *s, const char *p, size_t n)
+{
+	return buf_append(&s->hold, &s->hold_len, &s->hold_cap, p, n);
+}
+
+/* Where a stop string first occurs in text[0..len), or -1; *which says which. */
+static long find_stop(const struct seq *s, const char *text, size_t len, int *which)
 {
 	long best = -1;
 	for (uint32_t i = 0; i < s->n_stops; i++) {
 		size_t n = strlen(s->stops[i]);
-		for (size_t at = 0; n <= s->hold_len && at + n <= s->hold_len; at++) {
-			if (memcmp(s->hold + at, s->stops[i], n) == 0) {
+		for (size_t at = 0; n <= len && at + n <= len; at++) {
+			if (memcmp(text + at, s->stops[i], n) == 0) {
 				if (best < 0 || (long)at < best) {
 					best = (long)at;
 					*which = (int)i;
@@ -328,7 +430,7 @@ static void on_token(struct seq *s, int32_t t, const struct seq_sink *sink)
 		return;
 	}
 	int which = -1;
-	long stop = s->n_stops ? find_stop(s, &which) : -1;
+	long stop = s->n_stops ? find_stop(s, s->hold, s->hold_len, &which) : -1;
 	if (stop >= 0) {
 		emit(s, (size_t)stop, &t, 1, sink);
 		s->hold_len = 0; /* the stop string and what follows are not sent */
@@ -352,6 +454,104 @@ static bool all_finite(const float *v, uint32_t n)
 	return true;
 }
 
+/* The token a row of the target's logits gives ((n_vocab) f32, penalized in
+ * place): with a draft d (>= 0, the i-th of the pass) the verification's
+ * choice, d itself when kept (*kept); without, a plain sample. The row goes
+ * to sink->logits and to the token's log-probability as without drafts.
+ * -1 when the row is not finite (the sequence then ends with ERROR). */
+static int32_t choose(struct seq *s, float *row, int32_t d, uint32_t i, const struct seq_sink *sink,
+		      bool *kept)
+{
+	*kept = false;
+	if (!all_finite(row, s->n_vocab)) {
+		char msg[160];
+		snprintf(msg, sizeof msg, "the model produced non-finite logits (NaN or infinity) at "
+			 "position %u: its weights are corrupt, or the model file changed while in use",
+			 s->n_tokens - 1);
+		seq_finish(s, SEQ_FINISH_ERROR, -EIO, msg, sink);
+		return -1;
+	}
+	if (sink && sink->logits) {
+		/* keep a copy: the repetition penalty modifies the row in place */
+		if (!s->raw && !(s->raw = malloc((size_t)s->n_vocab * sizeof *s->raw))) {
+			seq_finish(s, SEQ_FINISH_ERROR, -ENOMEM, "out of memory", sink);
+			return -1;
+		}
+		memcpy(s->raw, row, (size_t)s->n_vocab * sizeof *s->raw);
+	}
+	int32_t t;
+	if (d < 0 || sampler_temperature(s->smp) <= 0.0f) {
+		/* greedy keeps a draft that is the target's own choice: the output is
+		 * what it would be without drafts */
+		t = sampler_sample(s->smp, row, s->tokens, s->n_tokens);
+		*kept = d >= 0 && t == d;
+	} else {
+		/* speculative sampling: keep d with probability min(1, p(d) / q(d)),
+		 * else draw from max(0, p - q) normalized; t is then distributed as p */
+		float *p = s->p;
+		float qd = s->draft_has_q ? s->q_d[i] : 1.0f;
+		sampler_dist(s->smp, row, s->tokens, s->n_tokens, p);
+		if (sampler_uniform(s->smp) * qd < p[d]) {
+			t = d;
+			*kept = true;
+		} else {
+			if (s->draft_has_q) { /* q is zero outside its entries */
+				for (uint32_t j = s->q_off[i]; j < s->q_off[i + 1]; j++) {
+					float *pv = &p[s->q_id[j]];
+					*pv = *pv > s->q_pr[j] ? *pv - s->q_pr[j] : 0.0f;
+				}
+			} else {
+				p[d] = 0.0f;
+			}
+			t = sampler_draw(s->smp, p);
+			if (t < 0) { /* p == q but for rounding: nothing is left to draw */
+				t = d;
+				*kept = true;
+			}
+		}
+	}
+	if (sink && sink->logits)
+		sink->logits(sink->user, s, t, s->raw, s->n_vocab);
+	if (s->logprobs) /* the row as sampled from: penalized, at its temperature */
+		logprob_token(row, s->n_vocab, sampler_temperature(s->smp), t, s->top_logprobs, &s->lp);
+	return t;
+}
+
+/* A generating sequence's pass: its last token's row, then a row per draft. */
+static void verify(struct seq *s, const float *logits, const struct seq_sink *sink)
+{
+	uint32_t k = s->n_draft, kept = 0, n0 = s->n_tokens;
+	s->n_draft = 0;
+	s->n_want = 0;
+	s->st.gen_passes++;
+	s->st.drafted += k;
+	for (uint32_t i = 0; i <= k; i++) {
+		float *row = (float *)logits + (size_t)(s->want_row + i) * s->n_vocab;
+		bool ok;
+		int32_t t = choose(s, row, i < k ? s->tokens[n0 + i] : -1, i, sink, &ok);
+		if (t < 0)
+			return;
+		kept += ok;
+		on_token(s, t, sink); /* may end it: the rest of the run is not reported */
+		if (!ok || s->state == SEQ_FINISHED)
+			break;
+	}
+	s->st.accepted += kept;
+	/* the cache holds the old last token and the kept drafts; the token just
+	 * chosen goes in with the next pass */
+	s->st.n_past = n0 + kept;
+	if (kept < k)
+		engine_slot_truncate(s->e, s->slot, s->st.n_past);
+	if (k > 0) {
+		/* k adapts: a longer draft after a pass that kept all of it, a
+		 * shorter one after a rejection */
+		if (kept == k)
+			s->draft_k = s->draft_k + 2 < s->draft_max ? s->draft_k + 2 : s->draft_max;
+		else if (s->draft_k > s->draft_min)
+			s->draft_k--;
+	}
+}
+
 void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pass,
 		   const struct seq_sink *sink)
 {
@@ -364,6 +564,11 @@ void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pa
 	s->st.stall_ns += pass->stall_ns;
 	uint64_t wall = pass->t_end > pass->t_start ? pass->t_end - pass->t_start : 0;
 	s->st.compute_ns += wall > pass->stall_ns ? wall - pass->stall_ns : 0;
+	if (s->state == SEQ_GENERATING) {
+		s->rows_added = 0;
+		verify(s, logits, sink);
+		return;
+	}
 	s->st.n_past += s->rows_added;
 	s->rows_added = 0;
 
@@ -383,29 +588,138 @@ void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pa
 	}
 	if (!lg)
 		return; /* a prompt chunk that is not the last */
-
-	if (!all_finite(lg, s->n_vocab)) {
-		char msg[160];
-		snprintf(msg, sizeof msg, "the model produced non-finite logits (NaN or infinity) at "
-			 "position %u: its weights are corrupt, or the model file changed while in use",
-			 s->st.n_past - 1);
-		seq_finish(s, SEQ_FINISH_ERROR, -EIO, msg, sink);
+	bool kept;
+	int32_t t = choose(s, lg, -1, 0, sink, &kept);
+	if (t < 0)
 		return;
-	}
-	if (sink && sink->logits) {
-		/* keep a copy: the repetition penalty modifies the row in place */
-		if (!s->raw && !(s->raw = malloc((size_t)s->n_vocab * sizeof *s->raw))) {
-			seq_finish(s, SEQ_FINISH_ERROR, -ENOMEM, "out of memory", sink);
-			return;
-		}
-		memcpy(s->raw, lg, (size_t)s->n_vocab * sizeof *s->raw);
-	}
-	int32_t t = sampler_sample(s->smp, lg, s->tokens, s->n_tokens);
-	if (sink && sink->logits)
-		sink->logits(sink->user, s, t, s->raw, s->n_vocab);
-	if (s->logprobs) /* the row as sampled from: penalized, at its temperature */
-		logprob_token(lg, s->n_vocab, sampler_temperature(s->smp), t, s->top_logprobs, &s->lp);
+	s->st.gen_passes++;
 	on_token(s, t, sink);
+}
+
+/* ---- drafts ---- */
+
+enum draft_source seq_draft_source(const struct seq *s)
+{
+	return s->draft_src;
+}
+
+uint32_t seq_draft_wanted(const struct seq *s)
+{
+	if (s->state != SEQ_GENERATING || s->draft_src == DRAFT_NONE)
+		return 0;
+	/* while generating, a token and a position are left: the k drafts and
+	 * the token after them must fit both */
+	uint32_t k = s->draft_k;
+	uint32_t tokens_left = s->max_tokens - s->st.n_generated;
+	uint32_t positions_left = s->n_ctx - s->n_tokens;
+	if (k > tokens_left - 1)
+		k = tokens_left - 1;
+	if (k > positions_left - 1)
+		k = positions_left - 1;
+	return k;
+}
+
+void seq_draft_begin(struct seq *s, uint32_t k)
+{
+	uint32_t w = seq_draft_wanted(s);
+	s->n_draft = 0;
+	s->draft_cap = k < w ? k : w;
+	s->draft_open = s->draft_cap > 0;
+	s->draft_has_q = false;
+	s->q_len = 0;
+	s->q_off[0] = 0;
+	/* the text so far, to see a stop string coming in the drafts */
+	s->draft_dt = s->dt;
+	s->draft_text_len = 0;
+	if (s->draft_open && s->n_stops &&
+	    buf_append(&s->draft_text, &s->draft_text_len, &s->draft_text_cap, s->hold,
+		       s->hold_len) < 0)
+		s->draft_open = false;
+}
+
+uint32_t seq_draft_room(const struct seq *s)
+{
+	return s->draft_open ? s->draft_cap - s->n_draft : 0;
+}
+
+const int32_t *seq_draft(const struct seq *s, uint32_t *n)
+{
+	*n = s->n_draft;
+	return s->tokens + s->n_tokens;
+}
+
+/* Add t to the draft; false when the draft must end with it. */
+static bool draft_append(struct seq *s, int32_t t)
+{
+	s->tokens[s->n_tokens + s->n_draft++] = t;
+	if (s->n_draft >= s->draft_cap ||
+	    (!s->ignore_eos && (tokenizer_is_eog(s->tok, t) || t == s->end_of_turn)))
+		return s->draft_open = false;
+	if (s->n_stops) {
+		int which, n = detok_push(&s->draft_dt, t, s->piece, s->piece_cap);
+		if ((n > 0 && buf_append(&s->draft_text, &s->draft_text_len, &s->draft_text_cap, s->piece,
+					 (size_t)n) < 0) ||
+		    find_stop(s, s->draft_text, s->draft_text_len, &which) >= 0)
+			return s->draft_open = false;
+	}
+	return true;
+}
+
+bool seq_draft_push(struct seq *s, int32_t token)
+{
+	if (!s->draft_open || token < 0 || (uint32_t)token >= s->n_vocab)
+		return false;
+	return draft_append(s, token);
+}
+
+/* Keep the distribution q ((n_vocab) f32) the next draft, t, was drawn from:
+ * its non-zero entries. 0 or -ENOMEM. */
+static int keep_q(struct seq *s, const float *q, int32_t t)
+{
+	uint32_t i = s->n_draft;
+	for (uint32_t v = 0; v < s->n_vocab; v++) {
+		if (q[v] <= 0.0f)
+			continue;
+		if (s->q_len == s->q_cap) {
+			size_t cap = s->q_cap ? 2 * s->q_cap : 256;
+			int32_t *id = realloc(s->q_id, cap * sizeof *id);
+			if (id)
+				s->q_id = id;
+			float *pr = id ? realloc(s->q_pr, cap * sizeof *pr) : NULL;
+			if (!pr)
+				return -ENOMEM;
+			s->q_pr = pr;
+			s->q_cap = cap;
+		}
+		s->q_id[s->q_len] = (int32_t)v;
+		s->q_pr[s->q_len++] = q[v];
+	}
+	s->q_off[i + 1] = (uint32_t)s->q_len;
+	s->q_d[i] = q[t];
+	return 0;
+}
+
+bool seq_draft_push_logits(struct seq *s, float *logits, int32_t *token)
+{
+	*token = -1;
+	if (!s->draft_open || !s->dsmp)
+		return false;
+	uint32_t n_hist = s->n_tokens + s->n_draft; /* the drafts so far count for the penalty */
+	int32_t t;
+	if (s->q_dense) {
+		float *q = s->q_dense;
+		sampler_dist(s->dsmp, logits, s->tokens, n_hist, q);
+		t = sampler_draw(s->dsmp, q);
+		if (t >= 0 && keep_q(s, q, t) < 0)
+			t = -1; /* out of memory: the draft ends here */
+		s->draft_has_q = true;
+	} else {
+		t = sampler_sample(s->dsmp, logits, s->tokens, n_hist);
+	}
+	if (t < 0)
+		return s->draft_open = false;
+	*token = t;
+	return draft_append(s, t);
 }
 
 enum seq_finish seq_finish_reason(const struct seq *s)

@@ -15,6 +15,7 @@
 
 #include "common/err.h"
 #include "engine/batch.h"
+#include "engine/draft.h"
 #include "engine/logprob.h"
 #include "engine/sampler.h"
 
@@ -23,7 +24,7 @@ struct seq;
 
 enum seq_state {
 	SEQ_PROMPT,	/* its prompt is not all in the KV cache yet */
-	SEQ_GENERATING, /* one token per pass */
+	SEQ_GENERATING, /* one token per pass, or more with drafts */
 	SEQ_FINISHED,	/* seq_finish_reason() says why */
 };
 
@@ -54,6 +55,9 @@ struct seq_params {
 	bool logprobs;		  /* each sampled token's log-probability (seq_piece) ... */
 	uint32_t top_logprobs;	  /* ... with that many alternatives (<= LOGPROB_MAX_TOP) */
 	bool echo_logprobs;	  /* the prompt tokens' too (seq_prompt_logprobs) */
+	enum draft_source draft;  /* speculative decoding; DEFAULT: the engine's (--draft) */
+	uint32_t draft_max;	  /* most drafts verified per pass; 0: the engine's */
+	uint32_t draft_min;	  /* fewest, when drafts are rejected; 0: the engine's */
 };
 
 /* Check p against the engine (prompt fits the context, sampling values in
@@ -92,6 +96,9 @@ struct seq_stats {
 				     * earlier sequence's prefix) instead of being computed */
 	uint32_t n_generated;	    /* sampled, a final end-of-generation token included */
 	uint32_t passes;	    /* passes it took part in */
+	uint32_t gen_passes;	    /* of which gave it tokens (with drafts, up to k + 1 each) */
+	uint32_t drafted;	    /* draft tokens its passes verified */
+	uint32_t accepted;	    /* of which the target kept */
 	uint64_t t_created;
 	uint64_t t_first_pass;
 	uint64_t t_first_token;
@@ -118,24 +125,61 @@ void seq_free(struct seq *s);
 
 enum seq_state seq_state(const struct seq *s);
 uint32_t seq_slot(const struct seq *s);
-/* Rows it would put in a pass now: the rest of its prompt, 1 while
- * generating, 0 when finished. */
+/* Rows it would put in a pass now: the rest of its prompt, 1 + its drafts
+ * while generating, 0 when finished. */
 uint32_t seq_rows_pending(const struct seq *s);
 
 /* Append up to `room` of its pending rows to b (prompt chunks: at most room;
  * the last prompt row and every generated row want logits, and with
  * echo_logprobs every prompt row; it stops early when b has no logits row
- * left, and adds only the rows whose KV blocks fit in memory beside the
- * pass's others: engine_plan_rows, after the driver's engine_plan_begin).
- * Returns the rows added (0: it waits for this pass). A sequence must not be
- * added twice to one pass. */
+ * left). While generating: its last token and its drafts, every row wanting
+ * logits (drafts that do not fit are dropped). Only the rows whose KV blocks
+ * fit in memory beside the pass's others are added (engine_plan_rows, after
+ * the driver's engine_plan_begin). Returns the rows added (0: it waits for
+ * this pass). A sequence must not be added twice to one pass. */
 uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room);
 
 /* The pass with its rows ran; `logits` are the pass's logits ((b->n_want,
  * n_vocab) f32, rows in batch order). The sequence advances its KV position,
- * samples when it had a logits row, reports pieces to sink and may finish. */
+ * samples when it had a logits row, reports pieces to sink and may finish.
+ * With drafts it verifies them in order: greedy keeps a draft when it is the
+ * target's choice; sampling keeps draft d with probability min(1, p(d)/q(d))
+ * (p the target's distribution, q the draft's; a point mass for lookup) and
+ * otherwise draws from the normalized max(0, p - q). The first draft not kept
+ * is replaced by that choice, the rest are dropped (engine_slot_truncate),
+ * and when every draft is kept the last row gives one token more. Each token
+ * is then taken as without drafts: end-of-generation, stop strings,
+ * max_tokens and log-probabilities apply to it in turn, and the sequence may
+ * finish in the middle of a kept run (nothing after is reported). */
 void seq_pass_done(struct seq *s, const float *logits, const struct seq_pass *pass,
 		   const struct seq_sink *sink);
+
+/* ---- speculative decoding: draft.h proposes, the sequence verifies ---- */
+
+/* Its drafts' source: NONE, LOOKUP or MODEL. */
+enum draft_source seq_draft_source(const struct seq *s);
+/* How many drafts it would like its next pass to verify: 0 unless it is
+ * generating with drafts; its adaptive k (within draft_min..draft_max, up
+ * after a pass that kept every draft, down after one that did not), bounded
+ * by the tokens and positions it has left. */
+uint32_t seq_draft_wanted(const struct seq *s);
+/* Start the draft for its next pass, of at most k tokens (the driver's
+ * share of the pass; 0: none this time). */
+void seq_draft_begin(struct seq *s, uint32_t k);
+/* How many more draft tokens it takes now (0 once the draft is closed). */
+uint32_t seq_draft_room(const struct seq *s);
+/* The draft so far: (*n) ids owned by s, valid until the next pass. */
+const int32_t *seq_draft(const struct seq *s, uint32_t *n);
+/* Append a draft token proposed with certainty (lookup: q is a point mass).
+ * Returns true while another may follow: room is left, the token does not
+ * end generation and the text drafted so far contains no stop string. */
+bool seq_draft_push(struct seq *s, int32_t token);
+/* The draft model's logits at the next draft position ((n_vocab) f32,
+ * modified): the sequence draws the token with a draft sampler of its own
+ * (its parameters, another generator; greedy: the argmax) and keeps the
+ * distribution it came from for the verification; *token gets it. Returns
+ * as seq_draft_push. */
+bool seq_draft_push_logits(struct seq *s, float *logits, int32_t *token);
 
 /* End it now (CANCELLED, SHUTDOWN, or ERROR with `code` (-errno) and a
  * message); text still held back goes to sink first. No-op when finished. */

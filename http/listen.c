@@ -12,12 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
 #include "common/log.h"
+#include "proto/unixsock.h"
 
 /* Describe a bound socket as host:port or unix:path. */
 static void describe(struct http_listener *l)
@@ -66,45 +66,9 @@ static int take_activated(struct http_listener *l, struct st_err *err)
 
 static int open_unix(struct http_listener *l, const char *path, struct st_err *err)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct stat st;
-
-	if (!*path || strlen(path) >= sizeof addr.sun_path)
-		return st_errf(err, -ENAMETOOLONG, "socket path '%s' is empty or too long", path);
-	snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = unixsock_listen(path, false, err);
 	if (fd < 0)
-		return st_errf(err, -errno, "socket: %s", strerror(errno));
-	/* A file left by a strata-http that died is replaced; a live one is not. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			close(fd);
-			return st_errf(err, -EEXIST, "%s exists and is not a socket", path);
-		}
-		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (probe >= 0 && connect(probe, (struct sockaddr *)&addr, sizeof addr) == 0) {
-			close(probe);
-			close(fd);
-			return st_errf(err, -EADDRINUSE, "%s: someone is already listening there", path);
-		}
-		if (probe >= 0)
-			close(probe);
-		unlink(path);
-	}
-	mode_t old = umask(0117); /* 0660 from the start */
-	int rc = bind(fd, (struct sockaddr *)&addr, sizeof addr);
-	int e = errno;
-	umask(old);
-	if (rc < 0) {
-		close(fd);
-		return st_errf(err, -e, "bind %s: %s", path, strerror(e));
-	}
-	if (listen(fd, 128) < 0) {
-		e = errno;
-		close(fd);
-		unlink(path);
-		return st_errf(err, -e, "listen %s: %s", path, strerror(e));
-	}
+		return fd;
 	l->fd = fd;
 	snprintf(l->path, sizeof l->path, "%s", path);
 	return 0;

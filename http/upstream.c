@@ -74,29 +74,9 @@ int upstream_next(struct upstream *u, int timeout_ms, Strata__V1__Response **out
 {
 	uint64_t deadline = timeout_ms >= 0 ? clock_now_ns() + (uint64_t)timeout_ms * 1000000u : 0;
 
-	*out = NULL;
 	for (;;) {
-		int rc = frame_reader_fill(u->c.rd, u->c.fd);
-		if (rc == FRAME_READY) {
-			Strata__V1__Response *resp;
-			uint8_t *buf;
-			size_t len;
-
-			frame_reader_take(u->c.rd, &buf, &len);
-			resp = strata__v1__response__unpack(NULL, len, buf);
-			free(buf);
-			if (!resp)
-				return -EBADMSG;
-			if (frame_check_utf8(&resp->base, NULL) < 0) {
-				strata__v1__response__free_unpacked(resp, NULL);
-				return -EILSEQ;
-			}
-			*out = resp;
-			return 1;
-		}
-		if (rc == FRAME_EOF)
-			return -ECONNRESET;
-		if (rc < 0)
+		int rc = conn_try_next(&u->c, out);
+		if (rc != 0)
 			return rc;
 
 		/* Only POLLRDHUP on the client: bytes it pipelines are not a

@@ -3,7 +3,7 @@
 # at build time into the build tree; it is never committed or distributed.
 noinst_LIBRARIES += proto/libproto.a
 proto_libproto_a_CPPFLAGS = $(AM_CPPFLAGS) $(PROTOBUF_C_CFLAGS)
-proto_libproto_a_SOURCES = proto/frame.c proto/frame.h
+proto_libproto_a_SOURCES = proto/frame.c proto/frame.h proto/unixsock.c proto/unixsock.h
 nodist_proto_libproto_a_SOURCES = proto/strata.pb-c.c proto/strata.pb-c.h
 BUILT_SOURCES += proto/strata.pb-c.c proto/strata.pb-c.h
 CLEANFILES += proto/strata.pb-c.c proto/strata.pb-c.h

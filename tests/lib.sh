@@ -80,3 +80,12 @@ weights_budget() {
 	set -- $wb_ks
 	echo "--kv-budget $1 --memory-budget $((wb_weights + $1 + $2))"
 }
+
+# plan_bound MODEL [ENGINE OPTIONS...]: all the engine holds for MODEL with those options
+# and no budget (weights, KV cache, scratch): what a draft model takes of a budget
+plan_bound() {
+	pb_model=$1
+	shift
+	"$STRATA_MODEL" generate "$pb_model" --prompt x -n 1 --temperature 0 --verbose "$@" 2>&1 \
+		>/dev/null | sed -n 's/.*\[bytes: bound \([0-9]*\), .*/\1/p'
+}

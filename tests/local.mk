@@ -59,3 +59,13 @@ tests_test_model_LDADD = $(TEST_LIBS)
 # (tests/http, installed by tools/install-deps.sh), the socket for comparison.
 TESTS += tests/test-http.sh
 EXTRA_DIST += tests/test-http.sh tests/http/openai.mjs tests/http/package.json tests/http/socket-chat.py
+
+# speculative decoding: lookup, greedy output with drafts token for token the
+# same at every budget and io mode, endings inside kept runs, refusals, and
+# sampled output's distribution (chi-square, fixed seeds)
+check_PROGRAMS += tests/test-speculative
+TESTS += tests/test-speculative
+tests_test_speculative_SOURCES = tests/test-speculative.c
+tests_test_speculative_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
+TESTS += tests/test-draft.sh
+EXTRA_DIST += tests/test-draft.sh

@@ -214,3 +214,32 @@ const char *tap_tmpdir(void)
 	}
 	return tap_tmp;
 }
+
+char *tap_slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return NULL;
+	size_t cap = 4096, n = 0;
+	char *buf = tap_xmalloc(cap + 1);
+	for (;;) {
+		if (n == cap) {
+			char *p = realloc(buf, 2 * cap + 1);
+			if (!p)
+				tap_bail("out of memory reading %s", path);
+			buf = p;
+			cap *= 2;
+		}
+		size_t got = fread(buf + n, 1, cap - n, f);
+		if (got == 0)
+			break;
+		n += got;
+	}
+	if (ferror(f))
+		tap_bail("read %s: %s", path, strerror(errno));
+	fclose(f);
+	buf[n] = '\0';
+	if (len)
+		*len = n;
+	return buf;
+}

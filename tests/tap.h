@@ -37,6 +37,11 @@ float tap_frand(void); /* uniform in [-1, 1) */
 /* malloc that bails the test out when memory runs out (never NULL; n may be 0). */
 void *tap_xmalloc(size_t n);
 
+/* The whole file at path, NUL-terminated (malloc'd; the caller frees), its
+ * length in *len (may be NULL); NULL when it cannot be opened (the caller
+ * skips or bails). A read error or no memory bails the test out. */
+char *tap_slurp(const char *path, size_t *len);
+
 /* $STRATA_SHARED (the ../shared folder), or NULL when absent: callers skip. */
 const char *tap_shared_dir(void);
 /* $STRATA_BUILDDIR/$STRATA_SRCDIR, or "." when unset. */

@@ -84,6 +84,18 @@ tol=$(($(jget "$TMP/k.json" slots) * $(jget "$TMP/k.json" slot_bytes) + 2 * 4096
 [ "$(jget "$TMP/k.json" gen_tokens)" = 2 ] && [ "$streamed" -gt 0 ] && within "$got" $((2 * streamed)) "$tol"
 ok $? "Q4_K_M: 2 tokens read 2 x the streamed bytes per pass ($got, $streamed per pass)"
 
+printf 'Once upon a time, there was a little girl. Once upon a time, there was a' >"$TMP/p.txt"
+"$BENCH" --model "$MODEL" --prompt-file "$TMP/p.txt" --gen-tokens 8 --draft lookup --json \
+	>"$TMP/draft.json"
+ok $? "--prompt-file and --draft lookup run"
+n=$(jget "$TMP/draft.json" prompt_tokens)
+d=$(jget "$TMP/draft.json" drafted)
+a=$(jget "$TMP/draft.json" accepted)
+t=$(jget "$TMP/draft.json" tokens_per_pass)
+[ "$(jget "$TMP/draft.json" draft)" = lookup ] && [ "$n" -gt 10 ] && [ -n "$d" ] && [ -n "$a" ] &&
+	[ "$a" -le "$d" ] && awk -v t="$t" 'BEGIN { exit !(t >= 1) }'
+ok $? "... and report the prompt's $n tokens, $d drafted, $a accepted, $t tokens per pass"
+
 "$BENCH" --model "$MODEL" --ctx-size 64 $(weights_budget "$MODEL" 102400 --ctx-size 64) \
 	>/dev/null 2>"$TMP/small.err"
 [ $? -eq 1 ] && grep -q "minimum is" "$TMP/small.err"

@@ -2,7 +2,7 @@
  * templates, frozen here as C strings (jinja2 produced them from
  * tests/chat-templates/; tests/chat-reference.py re-derives them live when
  * jinja2 is installed), plus detection of every fixture, the refusals, names
- * and end-of-turn markers. Self-contained TAP: no engine code, no libtap. */
+ * and end-of-turn markers. */
 #include "config.h"
 
 #include "tokenizer/chat.h"
@@ -13,24 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- a small TAP producer -------------------------------------------- */
-
-static int n_tests, n_failed;
-
-static int ok(int cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int ok(int cond, const char *fmt, ...)
-{
-	va_list ap;
-	n_tests++;
-	if (!cond)
-		n_failed++;
-	printf("%sok %d - ", cond ? "" : "not ", n_tests);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	printf("\n");
-	return cond;
-}
+#include "tests/tap.h"
 
 /* "# label: "..."" with the string C-escaped, so blanks and line breaks show. */
 static void diag_str(const char *label, const char *s)
@@ -64,7 +47,7 @@ static int is_str(const char *got, const char *want, const char *fmt, ...)
 	vsnprintf(name, sizeof name, fmt, ap);
 	va_end(ap);
 	int same = got && want ? strcmp(got, want) == 0 : got == want;
-	if (!ok(same, "%s", name)) {
+	if (!tap_ok(same, "%s", name)) {
 		diag_str("expected", want);
 		diag_str("got     ", got);
 	}
@@ -332,15 +315,15 @@ static void test_render_cases(void)
 		int rc = chat_render(c->f, cv->m, cv->n, family_model[c->f].bos, family_model[c->f].eos,
 				     c->add_assistant, &out, &len, &err);
 		if (rc < 0) {
-			ok(0, "%s: %s, add_assistant=%d", chat_family_name(c->f), cv->name,
+			tap_ok(0, "%s: %s, add_assistant=%d", chat_family_name(c->f), cv->name,
 			   c->add_assistant);
-			printf("# chat_render: %d (%s)\n", rc, err.msg);
+			tap_diag("chat_render: %d (%s)", rc, err.msg);
 			continue;
 		}
 		if (is_str(out, c->want, "%s: %s, add_assistant=%d", chat_family_name(c->f), cv->name,
 			   c->add_assistant) &&
 		    len != strlen(c->want))
-			ok(0, "%s: %s: out_len %zu, want %zu", chat_family_name(c->f), cv->name, len,
+			tap_ok(0, "%s: %s: out_len %zu, want %zu", chat_family_name(c->f), cv->name, len,
 			   strlen(c->want));
 		free(out);
 	}
@@ -362,7 +345,7 @@ static void refuses(enum chat_family f, const struct chat_msg *m, size_t n, cons
 	struct st_err err = { "unset" };
 	char *out = unset;
 	int rc = chat_render(f, m, n, "<s>", "</s>", true, &out, NULL, &err);
-	if (ok(rc == -EINVAL && out == NULL && strstr(err.msg, mention), "%s refuses %s",
+	if (tap_ok(rc == -EINVAL && out == NULL && strstr(err.msg, mention), "%s refuses %s",
 	       chat_family_name(f), what))
 		return;
 	printf("# rc %d, out %s, error \"%s\" (should mention \"%s\")\n", rc, out ? "set" : "NULL",
@@ -379,8 +362,8 @@ static void accepts(enum chat_family f, const struct chat_msg *m, size_t n, cons
 	char *out = NULL;
 	int rc = chat_render(f, m, n, "", "", false, &out, NULL, &err);
 	if (rc < 0) {
-		ok(0, "%s accepts %s", chat_family_name(f), what);
-		printf("# chat_render: %d (%s)\n", rc, err.msg);
+		tap_ok(0, "%s accepts %s", chat_family_name(f), what);
+		tap_diag("chat_render: %d (%s)", rc, err.msg);
 		return;
 	}
 	is_str(out, want, "%s accepts %s", chat_family_name(f), what);
@@ -423,26 +406,26 @@ static void test_refusals(void)
 	char *out;
 	static const struct chat_msg null_content[] = {{"user", NULL}};
 	static const struct chat_msg null_role[] = {{NULL, "x"}};
-	ok(chat_render(CHAT_CHATML, user_only, 0, "", "", true, &out, NULL, &err) ==
+	tap_ok(chat_render(CHAT_CHATML, user_only, 0, "", "", true, &out, NULL, &err) ==
 		   -EINVAL && strstr(err.msg, "no messages"),
 	   "no messages: -EINVAL");
-	ok(chat_render(CHAT_CHATML, NULL, 1, "", "", true, &out, NULL, &err) == -EINVAL,
+	tap_ok(chat_render(CHAT_CHATML, NULL, 1, "", "", true, &out, NULL, &err) == -EINVAL,
 	   "NULL messages: -EINVAL");
-	ok(chat_render(CHAT_CHATML, N(null_content), "", "", true, &out, NULL, &err) ==
+	tap_ok(chat_render(CHAT_CHATML, N(null_content), "", "", true, &out, NULL, &err) ==
 		   -EINVAL && strstr(err.msg, "content"),
 	   "NULL content: -EINVAL");
-	ok(chat_render(CHAT_CHATML, N(null_role), "", "", true, &out, NULL, &err) ==
+	tap_ok(chat_render(CHAT_CHATML, N(null_role), "", "", true, &out, NULL, &err) ==
 		   -EINVAL && strstr(err.msg, "role"),
 	   "NULL role: -EINVAL");
-	ok(chat_render(CHAT_FAMILY_COUNT, N(user_only), "", "", true, &out, NULL, &err) ==
+	tap_ok(chat_render(CHAT_FAMILY_COUNT, N(user_only), "", "", true, &out, NULL, &err) ==
 		   -EINVAL && out == NULL,
 	   "unknown family: -EINVAL");
 	/* no error holder at all is fine */
-	ok(chat_render(CHAT_LLAMA2, N(two_users), "", "", true, &out, NULL, NULL) == -EINVAL,
+	tap_ok(chat_render(CHAT_LLAMA2, N(two_users), "", "", true, &out, NULL, NULL) == -EINVAL,
 	   "err NULL");
 	/* NULL bos/eos are empty strings */
 	out = NULL;
-	ok(chat_render(CHAT_LLAMA2, N(multi_nosys), NULL, NULL, true, &out, NULL, NULL) == 0 &&
+	tap_ok(chat_render(CHAT_LLAMA2, N(multi_nosys), NULL, NULL, true, &out, NULL, NULL) == 0 &&
 		   out && strcmp(out, "[INST] Hi [/INST] Hello there. [INST] And now? [/INST]") == 0,
 	   "NULL bos and eos render as empty");
 	free(out);
@@ -450,53 +433,21 @@ static void test_refusals(void)
 
 /* ---- detection -------------------------------------------------------- */
 
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	char *p = NULL;
-	size_t cap = 0, n = 0;
-	for (;;) {
-		if (n == cap) {
-			char *q = realloc(p, cap = cap ? cap * 2 : 4096);
-			if (!q) {
-				free(p);
-				fclose(f);
-				return NULL;
-			}
-			p = q;
-		}
-		size_t got = fread(p + n, 1, cap - n, f);
-		if (got == 0)
-			break;
-		n += got;
-	}
-	int bad = ferror(f);
-	fclose(f);
-	if (bad) {
-		free(p);
-		return NULL;
-	}
-	*len = n;
-	return p;
-}
-
 static void detects(const char *srcdir, const char *file, enum chat_family want)
 {
 	char path[1024];
 	snprintf(path, sizeof path, "%s/tests/chat-templates/%s", srcdir, file);
 	size_t len;
-	char *t = read_file(path, &len);
+	char *t = tap_slurp(path, &len);
 	if (!t) {
-		ok(0, "%s is detected as %s", file, chat_family_name(want));
-		printf("# cannot read %s (STRATA_SRCDIR is the source tree)\n", path);
+		tap_ok(0, "%s is detected as %s", file, chat_family_name(want));
+		tap_diag("cannot read %s (STRATA_SRCDIR is the source tree)", path);
 		return;
 	}
 	enum chat_family f = CHAT_FAMILY_COUNT;
 	int rc = chat_detect(t, len, &f);
-	if (!ok(rc == 0 && f == want, "%s is detected as %s", file, chat_family_name(want)))
-		printf("# chat_detect: %d, %s\n", rc, rc == 0 ? chat_family_name(f) : "-");
+	if (!tap_ok(rc == 0 && f == want, "%s is detected as %s", file, chat_family_name(want)))
+		tap_diag("chat_detect: %d, %s", rc, rc == 0 ? chat_family_name(f) : "-");
 	free(t);
 }
 
@@ -504,8 +455,8 @@ static void not_detected(const char *what, const char *t, size_t len)
 {
 	enum chat_family f = CHAT_FAMILY_COUNT;
 	int rc = chat_detect(t, len, &f);
-	if (!ok(rc == -ENOENT && f == CHAT_FAMILY_COUNT, "%s: -ENOENT", what))
-		printf("# chat_detect: %d, %s\n", rc, rc == 0 ? chat_family_name(f) : "-");
+	if (!tap_ok(rc == -ENOENT && f == CHAT_FAMILY_COUNT, "%s: -ENOENT", what))
+		tap_diag("chat_detect: %d, %s", rc, rc == 0 ? chat_family_name(f) : "-");
 }
 
 static void test_detect(void)
@@ -537,7 +488,7 @@ static void test_detect(void)
 	char nonul[12];
 	memcpy(nonul, "<|im_start|>", 12);
 	enum chat_family f = CHAT_FAMILY_COUNT;
-	ok(chat_detect(nonul, sizeof nonul, &f) == 0 && f == CHAT_CHATML,
+	tap_ok(chat_detect(nonul, sizeof nonul, &f) == 0 && f == CHAT_CHATML,
 	   "a template without a NUL at the end");
 }
 
@@ -554,15 +505,15 @@ static void test_names(void)
 		int listed = 0;
 		for (const char *p = list; (p = strstr(p, name)) != NULL; p++)
 			listed |= (p == list || p[-1] == ' ') && (p[k] == ',' || p[k] == '\0');
-		ok(chat_family_parse(name, &g) == 0 && g == (enum chat_family)f && listed,
+		tap_ok(chat_family_parse(name, &g) == 0 && g == (enum chat_family)f && listed,
 		   "family %d is \"%s\", parsed back and listed", f, name);
 	}
 	enum chat_family g = CHAT_FAMILY_COUNT;
-	ok(chat_family_parse("mistral-v3", &g) == 0 && g == CHAT_MISTRAL, "\"mistral-v3\" is mistral");
-	ok(chat_family_parse("vicuna", &g) == -EINVAL, "an unknown name: -EINVAL");
-	ok(chat_family_parse("", &g) == -EINVAL, "an empty name: -EINVAL");
-	ok(chat_family_parse(NULL, &g) == -EINVAL, "no name: -EINVAL");
-	ok(chat_family_parse("ChatML", &g) == -EINVAL, "names are case-sensitive");
+	tap_ok(chat_family_parse("mistral-v3", &g) == 0 && g == CHAT_MISTRAL, "\"mistral-v3\" is mistral");
+	tap_ok(chat_family_parse("vicuna", &g) == -EINVAL, "an unknown name: -EINVAL");
+	tap_ok(chat_family_parse("", &g) == -EINVAL, "an empty name: -EINVAL");
+	tap_ok(chat_family_parse(NULL, &g) == -EINVAL, "no name: -EINVAL");
+	tap_ok(chat_family_parse("ChatML", &g) == -EINVAL, "names are case-sensitive");
 	is_str(chat_family_name(CHAT_FAMILY_COUNT), "?", "an out-of-range family is \"?\"");
 
 	static const struct {
@@ -577,7 +528,7 @@ static void test_names(void)
 	for (size_t i = 0; i < sizeof eot / sizeof eot[0]; i++)
 		is_str(chat_end_of_turn(eot[i].f), eot[i].eot, "%s ends a turn with %s",
 		       chat_family_name(eot[i].f), eot[i].eot ? eot[i].eot : "EOS only");
-	ok(chat_end_of_turn(CHAT_FAMILY_COUNT) == NULL, "an out-of-range family has no marker");
+	tap_ok(chat_end_of_turn(CHAT_FAMILY_COUNT) == NULL, "an out-of-range family has no marker");
 }
 
 int main(void)
@@ -586,6 +537,5 @@ int main(void)
 	test_refusals();
 	test_detect();
 	test_names();
-	printf("1..%d\n", n_tests);
-	return n_failed ? 1 : 0;
+	return tap_done();
 }

@@ -66,22 +66,6 @@ static void bkey(struct buf *b, const char *key, uint32_t type)
 	bu32(b, type);
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		tap_bail("open %s: %s", path, strerror(errno));
-	fseek(f, 0, SEEK_END);
-	long len = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	uint8_t *p = malloc(len > 0 ? (size_t)len : 1);
-	if (!p || fread(p, 1, (size_t)len, f) != (size_t)len)
-		tap_bail("read %s", path);
-	fclose(f);
-	*n = (size_t)len;
-	return p;
-}
-
 static void spill(const char *path, const void *p, size_t n)
 {
 	FILE *f = fopen(path, "wb");
@@ -671,7 +655,10 @@ static uint8_t *corrupt_base(uint32_t alignment, size_t *n)
 	if (gguf_writer_write(w, data, sizeof data, &err) < 0 || gguf_writer_finish(w, &err) < 0)
 		tap_bail("corrupt_base: %s", err.msg);
 	gguf_writer_free(w);
-	return slurp(path, n);
+	uint8_t *p = (uint8_t *)tap_slurp(path, n);
+	if (!p)
+		tap_bail("open %s: %s", path, strerror(errno));
+	return p;
 }
 
 /* Offsets of a tensor info's fields in an image. */

@@ -122,7 +122,8 @@ static void test_messages(void)
 	      "{\"finish_reason\":\"stop_string\",\"timings\":{\"prompt_tokens\":12,\"generated_tokens\":40,"
 	      "\"queued_ms\":0,\"time_to_first_token_ms\":812.25,\"prompt_tokens_per_s\":0,"
 	      "\"generation_tokens_per_s\":14.8,\"total_ms\":3500.5,\"bytes_read\":\"0\",\"read_mb_per_s\":0,"
-	      "\"stall_ms\":0,\"compute_ms\":0,\"prompt_tokens_cached\":0},\"seed\":\"18446744073709551615\",\"stop_string\":\"User:\",\"passes\":0}",
+	      "\"stall_ms\":0,\"compute_ms\":0,\"prompt_tokens_cached\":0},\"seed\":\"18446744073709551615\",\"stop_string\":\"User:\",\"passes\":0,"
+	      "\"generation_passes\":0,\"drafted_tokens\":0,\"accepted_tokens\":0,\"tokens_per_pass\":0}",
 	      "Done: enum by short name, nested Timings, uint64 as a string in full, unset Error left out");
 
 	done.finish_reason = STRATA__V1__FINISH_REASON__FINISH_REASON_ERROR;
@@ -138,7 +139,8 @@ static void test_messages(void)
 	check(f,
 	      "{\"type\":\"done\",\"finish_reason\":\"error\",\"seed\":\"18446744073709551615\",\"stop_string\":\"\","
 	      "\"error\":{\"code\":\"io_error\",\"message\":\"read failed: \\\"Input/output error\\\"\"},"
-	      "\"passes\":0}",
+	      "\"passes\":0,\"generation_passes\":0,\"drafted_tokens\":0,\"accepted_tokens\":0,"
+	      "\"tokens_per_pass\":0}",
 	      "json_put_fields lets the caller add keys; nested Error with an escaped message");
 
 	gen.prompt = "hi";
@@ -150,7 +152,7 @@ static void test_messages(void)
 	json_put_message(f, &gen.base);
 	check(f,
 	      "{\"prompt\":\"hi\",\"max_tokens\":0,\"temperature\":0.7,\"stop\":[\"\\n\"],\"parse_special\":false,\"ignore_eos\":false,"
-	      "\"chat_template\":\"\",\"echo_logprobs\":false}",
+	      "\"chat_template\":\"\",\"echo_logprobs\":false,\"draft\":\"unspecified\"}",
 	      "Generate: a set optional float (shortest float form), unset optionals and empty lists left out, repeated string");
 
 	tr.n_ids = 2;

@@ -56,28 +56,6 @@ static const struct {
 
 static const char *const isas[] = { "scalar", "avx2", "avx512", "avx512vnni" };
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	if (buf) {
-		buf[n] = '\0';
-		if (len)
-			*len = (size_t)n;
-	}
-	return buf;
-}
-
 /* "prompt: 1 403 ...\ngen: 487 32 ...\n": the ids after `key` */
 static int parse_ids(const char *text, const char *key, int32_t *ids, int max)
 {
@@ -123,10 +101,10 @@ static void check_file(const char *shared, const char *type, double tol, const c
 	char model[4096], path[4096];
 	snprintf(model, sizeof model, "%s/models/kquants/kq-%s.gguf", shared, type);
 	snprintf(path, sizeof path, "%s/models/kquants/kq-%s.llamacpp-greedy.txt", shared, type);
-	char *greedy = slurp(path, NULL);
+	char *greedy = tap_slurp(path, NULL);
 	snprintf(path, sizeof path, "%s/models/kquants/kq-%s.llamacpp-logits.f32", shared, type);
 	size_t ref_len = 0;
-	float *ref = (float *)slurp(path, &ref_len);
+	float *ref = (float *)tap_slurp(path, &ref_len);
 	int32_t want_prompt[MAX_IDS], want_gen[MAX_IDS];
 	int n_want_prompt = greedy ? parse_ids(greedy, "prompt:", want_prompt, MAX_IDS) : -1;
 	int n_want_gen = greedy ? parse_ids(greedy, "gen:", want_gen, MAX_IDS) : -1;

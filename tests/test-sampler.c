@@ -1,6 +1,7 @@
 /* test-sampler.c: the sampling chain: greedy, each filter's effect on which
  * tokens can be drawn, draw frequencies against the softmax they should
- * follow, the repetition penalty rule, seeds that reproduce, and parameter
+ * follow, the repetition penalty rule, seeds that reproduce, the whole
+ * distribution (sampler_dist) against the draws, and parameter
  * checks. Frequencies use 20,000 draws and bounds of about 5 standard
  * deviations, so a correct sampler fails with negligible probability. */
 #include <math.h>
@@ -136,6 +137,96 @@ int main(void)
 	int32_t old[6] = { 0, 3, 3, 3, 3, 3 }; /* token 0 is outside the last 4 */
 	tap_is_int(sampler_sample(s, pen2, old, 6), 0, "only the last repeat_last_n tokens count");
 	sampler_free(s);
+
+	/* sampler_dist: the distribution sampler_sample draws from, whole */
+	float dist[8];
+	sampler_params_default(&p);
+	p.temperature = 1.0f;
+	p.top_k = 0;
+	p.top_p = 0.85f;
+	p.min_p = 0.0f;
+	sampler_new(&p, 4, &s);
+	memcpy(buf, logits, sizeof logits);
+	sampler_dist(s, buf, NULL, 0, dist);
+	tap_ok(fabs(dist[0] - 0.5 / 0.95) < 1e-6 && fabs(dist[1] - 0.3 / 0.95) < 1e-6 &&
+		       fabs(dist[2] - 0.15 / 0.95) < 1e-6 && dist[3] == 0.0f,
+	       "sampler_dist with top-p 0.85: three tokens renormalized, the fourth 0 (%g %g %g %g)",
+	       (double)dist[0], (double)dist[1], (double)dist[2], (double)dist[3]);
+	sampler_free(s);
+	p.top_p = 1.0f;
+	p.temperature = 2.0f;
+	p.top_k = 3;
+	sampler_new(&p, 4, &s);
+	memcpy(buf, logits, sizeof logits);
+	sampler_dist(s, buf, NULL, 0, dist);
+	z = sqrt(probs[0]) + sqrt(probs[1]) + sqrt(probs[2]);
+	tap_ok(fabs(dist[0] - sqrt(probs[0]) / z) < 1e-6 && fabs(dist[2] - sqrt(probs[2]) / z) < 1e-6 &&
+		       dist[3] == 0.0f, "sampler_dist with top-k 3 at temperature 2: softmax(logits / 2) "
+	       "over the three best");
+	sampler_free(s);
+	p.temperature = 0.0f;
+	sampler_new(&p, 4, &s);
+	float g[4] = { 0.1f, 2.0f, 2.0f, -1.0f };
+	sampler_dist(s, g, NULL, 0, dist);
+	tap_ok(dist[1] == 1.0f && dist[0] == 0.0f && dist[2] == 0.0f, "greedy sampler_dist: all mass on the "
+	       "argmax (the first on ties)");
+	sampler_free(s);
+
+	/* every filter and the penalty at once: sampler_dist against sampler_sample's
+	 * frequencies, on 8 tokens */
+	{
+		const float lg8[8] = { 1.2f, 0.9f, 0.8f, -0.3f, 0.7f, 0.2f, -2.0f, 0.75f };
+		const int32_t h8[3] = { 4, 1, 4 };
+		uint32_t c8[8] = { 0 };
+		sampler_params_default(&p);
+		p.temperature = 0.7f;
+		p.top_k = 6;
+		p.top_p = 0.9f;
+		p.min_p = 0.1f;
+		p.repeat_penalty = 1.3f;
+		p.repeat_last_n = 2;
+		p.seed = 99;
+		sampler_new(&p, 8, &s);
+		memcpy(buf, lg8, sizeof lg8);
+		sampler_dist(s, buf, h8, 3, dist);
+		for (int i = 0; i < DRAWS; i++) {
+			memcpy(buf, lg8, sizeof lg8);
+			int32_t k = sampler_sample(s, buf, h8, 3);
+			if (k >= 0 && k < 8)
+				c8[k]++;
+		}
+		sampler_free(s);
+		double sum = 0.0;
+		all = 1;
+		for (int i = 0; i < 8; i++) {
+			sum += dist[i];
+			all &= freq_ok(c8[i], dist[i]) && (dist[i] > 0.0f || c8[i] == 0);
+		}
+		tap_ok(all && fabs(sum - 1.0) < 1e-6, "penalty, top-k, top-p, min-p and temperature: "
+		       "sampler_dist matches what sampler_sample draws (%g %g %g %g %g %g %g %g)",
+		       (double)dist[0], (double)dist[1], (double)dist[2], (double)dist[3], (double)dist[4],
+		       (double)dist[5], (double)dist[6], (double)dist[7]);
+	}
+
+	/* sampler_draw: weights need not be normalized; all zero is -1 */
+	{
+		const float w[4] = { 2.0f, 0.0f, 1.0f, 1.0f };
+		const float none[4] = { 0 };
+		uint32_t cw[4] = { 0 };
+		sampler_params_default(&p);
+		p.seed = 5;
+		sampler_new(&p, 4, &s);
+		for (int i = 0; i < DRAWS; i++) {
+			int32_t k = sampler_draw(s, w);
+			if (k >= 0 && k < 4)
+				cw[k]++;
+		}
+		tap_ok(freq_ok(cw[0], 0.5) && cw[1] == 0 && freq_ok(cw[2], 0.25) && freq_ok(cw[3], 0.25) &&
+			       sampler_draw(s, none) == -1,
+		       "sampler_draw follows unnormalized weights (%u %u %u %u); all zero gives -1", cw[0],
+		       cw[1], cw[2], cw[3]);
+		sampler_free(s);
+	}
 
 	/* parameter checks */
 	struct st_err err = { "" };

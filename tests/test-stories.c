@@ -17,28 +17,6 @@
 
 #define MAX_IDS 256
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	fseek(f, 0, SEEK_END);
-	long n = ftell(f);
-	fseek(f, 0, SEEK_SET);
-	char *buf = malloc((size_t)n + 1);
-	if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(f);
-	if (buf) {
-		buf[n] = '\0';
-		if (len)
-			*len = (size_t)n;
-	}
-	return buf;
-}
-
 /* "[403][407]..." -> ids */
 static int parse_ids(const char *s, int32_t *ids, int max)
 {
@@ -153,9 +131,9 @@ int main(void)
 			int32_t want[MAX_IDS], prompt_ids[MAX_IDS];
 			int n_prompt = 0;
 			snprintf(path, sizeof path, "%s/models/reference/llama2c_p%d.prompt", shared, p);
-			char *prompt = slurp(path, NULL);
+			char *prompt = tap_slurp(path, NULL);
 			snprintf(path, sizeof path, "%s/models/reference/llama2c_p%d.ids", shared, p);
-			char *ids_text = slurp(path, NULL);
+			char *ids_text = tap_slurp(path, NULL);
 			if (!prompt || !ids_text)
 				tap_bail("cannot read the reference files of prompt %d", p);
 			size_t pl = strlen(prompt);
@@ -187,7 +165,7 @@ int main(void)
 		/* llama.cpp's logits for "Once upon a time" (32 steps x 512) */
 		snprintf(path, sizeof path, "%s/models/reference/stories260K.llamacpp-logits.f32", shared);
 		size_t len = 0;
-		float *ref = (float *)slurp(path, &len);
+		float *ref = (float *)tap_slurp(path, &len);
 		uint32_t n_vocab = engine_n_vocab(e);
 		uint32_t steps = (uint32_t)(len / sizeof(float) / n_vocab);
 		if (!tap_ok(ref && steps == 32, "%s: reference logits hold 32 steps", modes[m].name)) {

@@ -19,29 +19,6 @@
 
 #define MAX_IDS 8192
 
-static char *slurp(const char *path, size_t *n)
-{
-	FILE *f = fopen(path, "rb");
-	if (!f)
-		return NULL;
-	size_t cap = 4096, len = 0;
-	char *buf = malloc(cap + 1);
-	for (;;) {
-		if (len == cap) {
-			cap *= 2;
-			buf = realloc(buf, cap + 1);
-		}
-		size_t r = fread(buf + len, 1, cap - len, f);
-		if (r == 0)
-			break;
-		len += r;
-	}
-	fclose(f);
-	buf[len] = '\0';
-	*n = len;
-	return buf;
-}
-
 static struct tokenizer *load_vocab(const char *path)
 {
 	struct st_err err = { { 0 } };
@@ -107,9 +84,9 @@ static void test_vocab_file(const char *shared, const char *name)
 	size_t ni, no;
 	char p2[1100];
 	snprintf(p2, sizeof p2, "%s.inp", path);
-	char *inp = slurp(p2, &ni);
+	char *inp = tap_slurp(p2, &ni);
 	snprintf(p2, sizeof p2, "%s.out", path);
-	char *outp = slurp(p2, &no);
+	char *outp = tap_slurp(p2, &no);
 	if (!tap_ok(inp && outp, "%s: .inp and .out readable", name))
 		goto done;
 
@@ -214,9 +191,9 @@ static void test_stories_reference(const struct tokenizer *t, const char *shared
 		char path[1024];
 		size_t np, ni;
 		snprintf(path, sizeof path, "%s/models/reference/llama2c_p%d.prompt", shared, p);
-		char *prompt = slurp(path, &np);
+		char *prompt = tap_slurp(path, &np);
 		snprintf(path, sizeof path, "%s/models/reference/llama2c_p%d.ids", shared, p);
-		char *ref = slurp(path, &ni);
+		char *ref = tap_slurp(path, &ni);
 		if (!prompt || !ref) {
 			tap_skip("llama2c_p%d reference files not found", p);
 			free(prompt);

@@ -564,11 +564,16 @@ static int cmd_generate(int argc, char **argv)
 		fprintf(stderr,
 			"prompt: %u tokens in %.3f s (%.1f tok/s); generated: %u tokens in %.3f s "
 			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it; passes %u; "
-			"%u prompt tokens from the KV cache\n",
+			"drafts %s: drafted %u, accepted %u (%.0f%%), %.2f tokens per pass in %u "
+			"generating passes, %" PRIu64 " draft-model passes (%.3f s); %u prompt tokens from "
+			"the KV cache\n",
 			st->n_prompt, pt, pt > 0 ? st->n_prompt / pt : 0.0, st->n_generated, gt,
 			gt > 0 && st->n_generated > 1 ? (st->n_generated - 1) / gt : 0.0,
 			(double)es.bytes_read / (1 << 20), (double)es.stall_ns / 1e9, st->passes,
-			st->n_cached);
+			draft_source_name(seq_draft_source(sq)), st->drafted, st->accepted,
+			st->drafted ? 100.0 * st->accepted / st->drafted : 0.0,
+			st->gen_passes ? (double)st->n_generated / st->gen_passes : 0.0, st->gen_passes,
+			es.draft_passes, (double)es.draft_pass_ns / 1e9, st->n_cached);
 	}
 	exit_code = 0;
 done:

@@ -144,28 +144,13 @@ static void fill_info(struct engine *e)
 	in->draft_min = e->cfg.draft_min;
 	in->draft_model = e->draft ? &e->draft->info : NULL;
 
-	/* tensor types by total bytes, from the tensor table */
-	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
-	uint32_t count[ST_TYPE_COUNT] = { 0 };
-	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(m->gguf, i);
-		if (t->type < ST_TYPE_COUNT) {
-			bytes[t->type] += t->size;
-			count[t->type]++;
-		}
-		in->n_params += t->n_elems;
-	}
-	while (in->n_types < ENGINE_MAX_WEIGHT_TYPES) {
-		int best = -1;
-		for (int t = 0; t < ST_TYPE_COUNT; t++)
-			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
-				best = t;
-		if (best < 0)
-			break;
-		in->types[in->n_types++] = (struct engine_weight_type){
-			st_type_name((uint32_t)best), count[best], bytes[best] };
-		count[best] = 0;
-	}
+	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++)
+		in->n_params += gguf_tensor_at(m->gguf, i)->n_elems;
+	struct gguf_type_total mix[ENGINE_MAX_WEIGHT_TYPES];
+	in->n_types = (uint32_t)gguf_type_mix(m->gguf, mix, ENGINE_MAX_WEIGHT_TYPES);
+	for (uint32_t i = 0; i < in->n_types; i++)
+		in->types[i] = (struct engine_weight_type){ st_type_name(mix[i].type), mix[i].n_tensors,
+							    mix[i].bytes };
 	for (uint32_t l = 0; l < hp->n_layer; l++) /* unit l is layer l (forward.h) */
 		in->layers_resident += weights_is_resident(e->w, l);
 }

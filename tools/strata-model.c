@@ -160,26 +160,13 @@ static void print_str(struct gguf_str s)
  * strata does not run. */
 static void print_type_mix(const struct gguf *g)
 {
-	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
-	uint32_t count[ST_TYPE_COUNT] = { 0 };
-	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(g, i);
-		bytes[t->type] += t->size;
-		count[t->type]++;
-	}
+	struct gguf_type_total mix[ST_TYPE_COUNT];
+	size_t n = gguf_type_mix(g, mix, ST_TYPE_COUNT);
 	printf("types:        ");
-	for (bool first = true;; first = false) {
-		int best = -1;
-		for (int t = 0; t < ST_TYPE_COUNT; t++)
-			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
-				best = t;
-		if (best < 0)
-			break;
-		printf("%s %s %u tensor%s (%.1f MiB)%s", first ? "" : ",", st_type_name((uint32_t)best), count[best],
-		       count[best] == 1 ? "" : "s", (double)bytes[best] / (1 << 20),
-		       st_type_info((uint32_t)best)->supported ? "" : " [strata does not run it]");
-		count[best] = 0;
-	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s %u tensor%s (%.1f MiB)%s", i ? "," : "", st_type_name(mix[i].type), mix[i].n_tensors,
+		       mix[i].n_tensors == 1 ? "" : "s", (double)mix[i].bytes / (1 << 20),
+		       st_type_info(mix[i].type)->supported ? "" : " [strata does not run it]");
 	printf("\n");
 }
 

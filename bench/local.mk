@@ -28,9 +28,16 @@ noinst_PROGRAMS += bench/quant-rms
 bench_quant_rms_SOURCES = bench/quant-rms.c
 bench_quant_rms_LDADD = $(ENGINE_LIBS)
 
+# kv-prefill: the KV cache of long prompts written to --kv-cache-dir without computing
+# it (random rows), for kv-bench.sh on models too big to compute them in time.
+noinst_PROGRAMS += bench/kv-prefill
+bench_kv_prefill_SOURCES = bench/kv-prefill.c
+bench_kv_prefill_LDADD = $(ENGINE_LIBS)
+
 EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh bench/startup.py \
 	bench/compare-llamacpp.sh bench/ggml-compare.sh bench/ggml-compare.c \
-	bench/quant-quality.sh bench/compare-kquants.sh bench/speculative.sh bench/matrix.sh
+	bench/quant-quality.sh bench/compare-kquants.sh bench/kv-bench.sh bench/speculative.sh \
+	bench/matrix.sh
 
 # It runs on a tiny synthesized model and prints both output formats.
 TESTS += tests/test-bench.sh

@@ -38,8 +38,9 @@
 #define EXIT_USAGE 2
 #define MB 1e6 /* bandwidths are decimal, like fio's and the disk vendors' */
 #define MIB (1024.0 * 1024.0)
-/* The slack the issue allows on top of budget + KV cache for everything else (code,
- * scratch, thread stacks, OpenBLAS buffers, the mapped file header). */
+/* The slack allowed on top of the memory bound (weights, KV cache and scratch, all
+ * within --memory-budget) for what does not grow: code, libraries, thread stacks, the
+ * mapped file header, malloc's arenas. */
 #define RSS_SLACK_BYTES ((uint64_t)100 << 20)
 #define MAX_TOKENS (1u << 20) /* per option: more than any context */
 
@@ -492,7 +493,7 @@ static void print_json(const struct result *r)
 	const struct phase *g = &r->gen, *p = &r->prompt;
 	double n = g->tokens;
 	double compute = g->wall_s - g->stall_s;
-	uint64_t budget = r->o->cfg.memory_budget ? r->o->cfg.memory_budget : io->bytes_units;
+	uint64_t bound = r->m->memory_bound + RSS_SLACK_BYTES;
 	printf("{\n");
 	printf("  \"model\": ");
 	json_str(r->o->model);
@@ -519,6 +520,9 @@ static void print_json(const struct result *r)
 	printf("  \"queue_depth\": %u,\n", io->queue_depth);
 	printf("  \"chunk_bytes\": %u,\n", io->chunk_bytes);
 	printf("  \"kv_bytes\": %" PRIu64 ",\n", r->end.kv_bytes);
+	printf("  \"kv_type\": \"%s\",\n", r->m->kv_type);
+	printf("  \"scratch_bytes\": %" PRIu64 ",\n", r->m->scratch_bytes);
+	printf("  \"memory_bound_bytes\": %" PRIu64 ",\n", r->m->memory_bound);
 	printf("  \"open_s\": %.4f,\n", r->open_s);
 	printf("  \"prompt_tokens\": %u,\n", p->tokens);
 	printf("  \"prompt_s\": %.4f,\n", p->wall_s);
@@ -566,7 +570,7 @@ static void print_json(const struct result *r)
 	printf("  \"draft_passes\": %" PRIu64 ",\n", r->end.draft_passes);
 	printf("  \"draft_s\": %.4f,\n", (double)r->end.draft_pass_ns / 1e9);
 	printf("  \"peak_rss_bytes\": %" PRIu64 ",\n", r->peak_rss);
-	printf("  \"rss_bound_bytes\": %" PRIu64 "\n", budget + r->end.kv_bytes + RSS_SLACK_BYTES);
+	printf("  \"rss_bound_bytes\": %" PRIu64 "\n", bound);
 	printf("}\n");
 }
 
@@ -576,8 +580,7 @@ static void print_text(const struct result *r, const char *plan)
 	const struct phase *g = &r->gen, *p = &r->prompt;
 	double n = g->tokens;
 	double compute = g->wall_s - g->stall_s;
-	uint64_t budget = r->o->cfg.memory_budget ? r->o->cfg.memory_budget : io->bytes_units;
-	uint64_t bound = budget + r->end.kv_bytes + RSS_SLACK_BYTES;
+	uint64_t bound = r->m->memory_bound + RSS_SLACK_BYTES;
 
 	printf("%s\n", plan);
 	printf("plan:       %u resident units (%.1f MiB), %u streamed (%.1f MiB per pass), %u slots "
@@ -645,8 +648,11 @@ static void print_text(const struct result *r, const char *plan)
 	machine_busy(r, &busy, &other);
 	printf(" (of all CPUs); busy %.0f%%, of which other processes %.0f%%\n", 100 * busy,
 	       100 * other);
-	printf("memory:     peak RSS %.1f MiB; budget %.1f MiB + KV cache %.1f MiB + 100 MiB = "
-	       "%.1f MiB\n", r->peak_rss / MIB, budget / MIB, r->end.kv_bytes / MIB, bound / MIB);
+	printf("memory:     peak RSS %.1f MiB; bound %.1f MiB (%s: weights %.1f + KV cache %.1f + "
+	       "scratch %.1f) + 100 MiB = %.1f MiB\n", r->peak_rss / MIB, r->m->memory_bound / MIB,
+	       r->o->cfg.memory_budget ? "--memory-budget" : "no budget",
+	       (r->m->memory_bound - r->m->kv_bytes - r->m->scratch_bytes) / MIB, r->m->kv_bytes / MIB,
+	       r->m->scratch_bytes / MIB, bound / MIB);
 }
 
 /* ---- main ---- */

@@ -329,24 +329,6 @@ int cli_flush_stdout(void)
 	return 0;
 }
 
-/* "1.5 GiB" */
-const char *cli_fmt_bytes(uint64_t b, char *buf, size_t n)
-{
-	static const char *const unit[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
-	double v = (double)b;
-	int u = 0;
-
-	while (v >= 1024 && u < 5) {
-		v /= 1024;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, n, "%" PRIu64 " B", b);
-	else
-		snprintf(buf, n, "%.1f %s", v, unit[u]);
-	return buf;
-}
-
 void cli_lower(const char *s, char *buf, size_t n)
 {
 	size_t i = 0;

@@ -238,8 +238,6 @@ void cli_end_line_on_tty(char last);
 /* fflush(stdout): 0, or EXIT_LOCAL with the message printed. */
 int cli_flush_stdout(void);
 
-/* "1.5 GiB" into buf[0..n); returns buf. */
-const char *cli_fmt_bytes(uint64_t b, char *buf, size_t n);
 
 /* s (may be NULL) in lower case into buf[0..n). */
 void cli_lower(const char *s, char *buf, size_t n);

@@ -103,9 +103,11 @@ static void print_summary(const Strata__V1__Done *d)
 		"first token %.0f ms; total %.2f s; seed %" PRIu64 "; finish %s",
 		cli_prog, t->generated_tokens, t->generation_tokens_per_s, t->prompt_tokens, t->prompt_tokens_per_s,
 		t->time_to_first_token_ms, t->total_ms / 1000, d->seed, reason);
+	if (t->prompt_tokens_cached)
+		fprintf(stderr, "; %" PRIu32 " prompt tokens from the KV cache", t->prompt_tokens_cached);
 	if (t->bytes_read)
 		fprintf(stderr, "; read %s at %.0f MB/s, computed %.0f ms, stalled %.0f ms",
-			cli_fmt_bytes(t->bytes_read, b, sizeof b), t->read_mb_per_s, t->compute_ms, t->stall_ms);
+			format_size(t->bytes_read, b, sizeof b), t->read_mb_per_s, t->compute_ms, t->stall_ms);
 	fprintf(stderr, "; %" PRIu32 " passes; drafted %" PRIu32 ", accepted %" PRIu32 ", %.2f tokens "
 		"per pass", d->generation_passes, d->drafted_tokens, d->accepted_tokens, d->tokens_per_pass);
 	fputc('\n', stderr);

@@ -196,13 +196,13 @@ static void print_status(const Strata__V1__StatusReply *s)
 {
 	const Strata__V1__Model *m = s->model;
 	const Strata__V1__Memory *mem = s->memory;
-	char a[32], b[32], c[32], d[32], e[32], io[32];
+	char a[32], b[32], c[32], d[32], e[32], f[32], io[32];
 
 	printf("%-13s stratad %s, protocol %" PRIu32 ", up %s\n", "daemon", s->daemon_version, s->protocol_version,
 	       fmt_uptime(s->uptime_ms, a, sizeof a));
 	if (m) {
 		printf("%-13s %s (%s)\n", "model", *m->name ? m->name : "(unnamed)", m->architecture);
-		printf("%-13s %s, %s, %s parameters\n", "file", m->path, cli_fmt_bytes(m->file_bytes, a, sizeof a),
+		printf("%-13s %s, %s, %s parameters\n", "file", m->path, format_size(m->file_bytes, a, sizeof a),
 		       fmt_count(m->n_params, b, sizeof b));
 		printf("%-13s %" PRIu32 " layers, %" PRIu32 " embd, %" PRIu32 " heads (%" PRIu32 " KV), %" PRIu32
 		       " ff, %" PRIu32 " vocab\n",
@@ -211,7 +211,7 @@ static void print_status(const Strata__V1__StatusReply *s)
 		printf("%-13s", "weights");
 		for (size_t i = 0; i < m->n_weight_types; i++)
 			printf("%s %s: %" PRIu32 " tensors, %s", i ? ";" : "", m->weight_types[i]->type,
-			       m->weight_types[i]->n_tensors, cli_fmt_bytes(m->weight_types[i]->bytes, a, sizeof a));
+			       m->weight_types[i]->n_tensors, format_size(m->weight_types[i]->bytes, a, sizeof a));
 		printf("\n");
 	} else {
 		printf("%-13s (none loaded)\n", "model");
@@ -219,21 +219,32 @@ static void print_status(const Strata__V1__StatusReply *s)
 	cli_lower(json_enum_name(&strata__v1__io_mode__descriptor, s->io_mode), io, sizeof io);
 	printf("%-13s %s, %" PRIu32 " of %" PRIu32 " layers resident, %" PRIu32 " threads\n", "io", io,
 	       s->layers_resident, m ? m->n_layer : 0, s->threads);
-	if (mem)
-		printf("%-13s weights %s, stream buffers %s, KV cache %s, budget %s, RSS %s\n", "memory",
-		       cli_fmt_bytes(mem->weights_resident_bytes, a, sizeof a),
-		       cli_fmt_bytes(mem->stream_buffer_bytes, b, sizeof b),
-		       cli_fmt_bytes(mem->kv_cache_bytes, c, sizeof c),
-		       mem->budget_bytes ? cli_fmt_bytes(mem->budget_bytes, d, sizeof d) : "none",
-		       cli_fmt_bytes(mem->rss_bytes, e, sizeof e));
+	if (mem) {
+		printf("%-13s weights %s, stream buffers %s, KV cache %s, scratch %s; budget %s, RSS %s",
+		       "memory", format_size(mem->weights_resident_bytes, a, sizeof a),
+		       format_size(mem->stream_buffer_bytes, b, sizeof b),
+		       format_size(mem->kv_cache_bytes, c, sizeof c),
+		       format_size(mem->scratch_bytes, f, sizeof f),
+		       mem->budget_bytes ? format_size(mem->budget_bytes, d, sizeof d) : "none",
+		       format_size(mem->rss_bytes, e, sizeof e));
+		if (mem->limit_bytes)
+			printf(", may use %s", format_size(mem->limit_bytes, a, sizeof a));
+		printf("\n%-13s %s in use (%s for requests, the rest cached prefixes); %s on disk; "
+		       "%" PRIu64 " blocks cached, %" PRIu64 " prompt tokens reused; %s read, %s written\n",
+		       "KV cache", format_size(mem->kv_used_bytes, a, sizeof a),
+		       format_size(mem->kv_held_bytes, b, sizeof b),
+		       format_size(mem->kv_disk_bytes, c, sizeof c), mem->kv_cached_blocks,
+		       mem->kv_reused_tokens, format_size(mem->kv_bytes_read, d, sizeof d),
+		       format_size(mem->kv_bytes_written, e, sizeof e));
+	}
 	printf("%-13s %" PRIu32 " active, %" PRIu32 " queued, %" PRIu32 " connections\n", "requests",
 	       s->requests_active, s->requests_queued, s->connections);
 	printf("%-13s %" PRIu64 " requests, %" PRIu64 " prompt tokens, %" PRIu64 " generated tokens, %s read\n",
 	       "since start", s->requests_total, s->prompt_tokens_total, s->generated_tokens_total,
-	       cli_fmt_bytes(s->bytes_read_total, a, sizeof a));
+	       format_size(s->bytes_read_total, a, sizeof a));
 	double pass_ms = s->compute_ms_total + s->stall_ms_total;
 	printf("%-13s %" PRIu64 " passes, %s streamed each; %.1f s computing, %.1f s waiting for the disk"
-	       " (%.0f%%)\n", "weights read", s->passes_total, cli_fmt_bytes(s->bytes_streamed_per_pass, a, sizeof a),
+	       " (%.0f%%)\n", "weights read", s->passes_total, format_size(s->bytes_streamed_per_pass, a, sizeof a),
 	       s->compute_ms_total / 1e3, s->stall_ms_total / 1e3,
 	       pass_ms > 0 ? 100.0 * s->stall_ms_total / pass_ms : 0.0);
 	char ds[32];
@@ -242,8 +253,8 @@ static void print_status(const Strata__V1__StatusReply *s)
 		printf("%-13s model %s (%s, %s parameters), %s resident, KV cache %s; %" PRIu32 " to %" PRIu32
 		       " per pass\n", "drafts", s->draft_model->path, *s->draft_model->name ?
 		       s->draft_model->name : "(unnamed)", fmt_count(s->draft_model->n_params, a, sizeof a),
-		       cli_fmt_bytes(mem ? mem->draft_weights_bytes : 0, b, sizeof b),
-		       cli_fmt_bytes(mem ? mem->draft_kv_cache_bytes : 0, c, sizeof c), s->draft_min,
+		       format_size(mem ? mem->draft_weights_bytes : 0, b, sizeof b),
+		       format_size(mem ? mem->draft_kv_cache_bytes : 0, c, sizeof c), s->draft_min,
 		       s->draft_max);
 	printf("%-13s default %s; %" PRIu64 " drafted, %" PRIu64 " accepted (%.0f%%); %.2f tokens per "
 	       "pass over %" PRIu64 " generation passes; %" PRIu64 " draft-model passes, %.1f s\n",
@@ -251,7 +262,7 @@ static void print_status(const Strata__V1__StatusReply *s)
 	       s->drafted_tokens_total ? 100.0 * s->accepted_tokens_total / s->drafted_tokens_total : 0.0,
 	       s->tokens_per_pass, s->generation_passes_total, s->draft_passes_total,
 	       s->draft_ms_total / 1e3);
-	printf("%-13s %s\n", "max request", cli_fmt_bytes(s->max_frame_bytes, a, sizeof a));
+	printf("%-13s %s\n", "max request", format_size(s->max_frame_bytes, a, sizeof a));
 }
 
 #define STATUS_SHORT ":h"

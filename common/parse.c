@@ -2,7 +2,9 @@
 #include "common/parse.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -204,4 +206,20 @@ int parse_escapes(const char *s, char *out, size_t cap)
 	}
 	out[n] = '\0';
 	return (int)n;
+}
+
+const char *format_size(uint64_t n, char *buf, size_t cap)
+{
+	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
+	double v = (double)n;
+	size_t u = 0;
+	while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+		v /= 1024.0;
+		u++;
+	}
+	if (u == 0)
+		snprintf(buf, cap, "%" PRIu64 " B", n);
+	else
+		snprintf(buf, cap, "%.*f %s", v < 10 ? 2 : 1, v, units[u]);
+	return buf;
 }

@@ -25,6 +25,9 @@ int parse_bool(const char *s, bool *out);
  * -EINVAL: not a size; -ERANGE: above 2^64, or a non-zero size that rounds
  * down to 0 bytes ("0.0001K"), which would silently mean "no size". */
 int parse_size(const char *s, uint64_t *out);
+/* The other way, for people: "512 B", "3.00 MiB", "1.5 GiB" (1024-based; two
+ * decimals below 10, one above) into buf[0..cap); returns buf. */
+const char *format_size(uint64_t n, char *buf, size_t cap);
 
 /* C escapes, as llama.cpp's command line takes them (--stop "\n\n"):
  * \n \t \r \\ \" \' \a \b \f \v, \xHH (one byte), \uXXXX and \UXXXXXXXX (a

@@ -554,6 +554,7 @@ static Strata__V1__RequestState request_state(enum sched_req_state st)
 	case SCHED_REQ_QUEUED: return STRATA__V1__REQUEST_STATE__REQUEST_STATE_QUEUED;
 	case SCHED_REQ_PROMPT: return STRATA__V1__REQUEST_STATE__REQUEST_STATE_PROMPT;
 	case SCHED_REQ_GENERATING: return STRATA__V1__REQUEST_STATE__REQUEST_STATE_GENERATING;
+	case SCHED_REQ_WAITING: return STRATA__V1__REQUEST_STATE__REQUEST_STATE_WAITING;
 	}
 	return STRATA__V1__REQUEST_STATE__REQUEST_STATE_UNSPECIFIED;
 }
@@ -619,6 +620,16 @@ static void handle_status(const struct request_env *env, const struct reply_to *
 	mem.kv_cache_bytes = es->kv_bytes;
 	mem.budget_bytes = env->cfg->engine.memory_budget;
 	mem.rss_bytes = read_rss_bytes();
+	mem.bound_bytes = in->memory_bound;
+	mem.scratch_bytes = in->scratch_bytes;
+	mem.limit_bytes = in->memory_limit;
+	mem.kv_used_bytes = es->kv_used_bytes;
+	mem.kv_held_bytes = es->kv_held_bytes;
+	mem.kv_disk_bytes = es->kv_disk_bytes;
+	mem.kv_cached_blocks = es->kv_cached_blocks;
+	mem.kv_reused_tokens = es->kv_reused_tokens;
+	mem.kv_bytes_read = es->kv_bytes_read;
+	mem.kv_bytes_written = es->kv_bytes_written;
 	mem.draft_weights_bytes = es->draft_bytes;
 	mem.draft_kv_cache_bytes = es->draft_kv_bytes;
 
@@ -926,6 +937,7 @@ void request_event_reply(const struct engine *e, const struct sched_event *ev,
 
 	Strata__V1__Timings tm = STRATA__V1__TIMINGS__INIT;
 	tm.prompt_tokens = st->n_prompt;
+	tm.prompt_tokens_cached = st->n_cached;
 	tm.generated_tokens = st->n_generated;
 	tm.queued_ms = ns_ms(span(ev->received_ns, st->t_first_pass ? st->t_first_pass : ev->done_ns));
 	tm.time_to_first_token_ms = ns_ms(span(ev->received_ns, st->t_first_token));

@@ -35,6 +35,10 @@ struct job {
 	uint32_t n_slots;
 	bool cancel;			/* end it before the next pass */
 	bool in_pass;			/* its rows are in the pass being run */
+	/* its turn at the KV cache's memory (see order_jobs) */
+	uint64_t last_pass;		/* the pass it was last in (0: none yet) */
+	uint64_t streak_ns;		/* wall time of its passes since it was last left out */
+	uint64_t admitted;		/* admission number: ties go to the oldest */
 };
 
 struct queued {
@@ -73,6 +77,11 @@ struct sched {
 	struct seq **gen;	 /* (n_slots) scratch: the generating sequences of a step */
 	uint32_t *give;		 /* (n_slots) scratch: the drafts each may have */
 	double tok_s_ewma;
+	struct job **order;	 /* (n_slots) the jobs in the order they get room in a pass */
+	uint64_t n_passes;	 /* passes run */
+	uint64_t n_admitted;
+	bool left_out;		 /* the last pass left a job with rows out (no room) */
+	bool flushed;		 /* the KV cache was flushed since the last pass */
 };
 
 static void job_free(struct job *j)
@@ -363,15 +372,17 @@ static void publish_locked(struct sched *s, uint32_t i)
 		.request_id = j->req->request_id,
 		.received_ns = j->req->received_ns,
 	};
+	bool waiting = s->left_out && j->last_pass != s->n_passes;
 	if (j->seq) {
 		const struct seq_stats *st = seq_stats(j->seq);
-		ri->state = seq_state(j->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING;
+		ri->state = waiting ? SCHED_REQ_WAITING :
+			    seq_state(j->seq) == SEQ_PROMPT ? SCHED_REQ_PROMPT : SCHED_REQ_GENERATING;
 		ri->prompt_tokens = st->n_prompt;
 		ri->prompt_done = st->n_past < st->n_prompt ? st->n_past : st->n_prompt;
 		ri->generated = st->n_generated;
 		ri->max_tokens = j->req->gen.max_tokens;
 	} else {
-		ri->state = SCHED_REQ_PROMPT;
+		ri->state = waiting ? SCHED_REQ_WAITING : SCHED_REQ_PROMPT;
 		score_progress(j->score, &ri->prompt_done, &ri->prompt_tokens);
 	}
 }
@@ -491,6 +502,7 @@ static void admit_locked(struct sched *s)
 		}
 		for (uint32_t k = 0; k < j->n_slots; k++)
 			s->slot_busy[j->slots[k]] = true;
+		j->admitted = ++s->n_admitted;
 		s->jobs[n_jobs] = j;
 		s->stats.active++;
 		publish_locked(s, n_jobs);
@@ -532,6 +544,57 @@ static void mark_cancels_locked(struct sched *s)
 static bool any_active(const struct sched *s)
 {
 	return s->n_slots > 0 && s->jobs[0] != NULL;
+}
+
+/* A job keeps its turn at the KV cache's memory for this long of pass time
+ * while others wait for room: long enough that moving its blocks to disk
+ * and back costs little beside it, short enough that a waiting request is
+ * not left for minutes. A pass longer than this is a turn by itself. */
+#define SCHED_SLICE_NS (2ull * 1000000000)
+
+/* 0: in the last pass and its turn goes on; 1: left out (the longest-waiting
+ * first); 2: its turn is over while others waited. */
+static int job_group(const struct sched *s, const struct job *j)
+{
+	bool ran = j->last_pass != 0 && j->last_pass == s->n_passes;
+	if (ran && (!s->left_out || j->streak_ns < SCHED_SLICE_NS))
+		return 0;
+	return ran ? 2 : 1;
+}
+
+static const struct sched *order_ctx;
+
+static int order_cmp(const void *a, const void *b)
+{
+	const struct job *x = *(struct job *const *)a, *y = *(struct job *const *)b;
+	int gx = job_group(order_ctx, x), gy = job_group(order_ctx, y);
+	if (gx != gy)
+		return gx < gy ? -1 : 1;
+	if (gx == 1 && x->last_pass != y->last_pass)
+		return x->last_pass < y->last_pass ? -1 : 1;
+	return x->admitted < y->admitted ? -1 : x->admitted > y->admitted;
+}
+
+/* The order jobs get room in the next pass. When the KV cache's memory holds
+ * every job's blocks, all run every pass and the order does not matter. When
+ * it does not, the jobs in the last pass keep their place for a slice of
+ * time, then the ones left out (preempted: their blocks went to disk as room
+ * was needed) come first, longest waiting first. */
+static uint32_t order_jobs(struct sched *s)
+{
+	uint32_t n = 0;
+	while (n < s->n_slots && s->jobs[n]) {
+		s->order[n] = s->jobs[n];
+		n++;
+	}
+	order_ctx = s; /* the scheduler thread alone sorts */
+	qsort(s->order, n, sizeof *s->order, order_cmp);
+	return n;
+}
+
+static bool has_rows(const struct job *j)
+{
+	return j->seq ? seq_rows_pending(j->seq) > 0 : !score_done(j->score);
 }
 
 /* Drafts for the pass about to be built. Every generating sequence has its
@@ -579,25 +642,30 @@ static void draft(struct sched *s)
 		log_warn("a draft pass failed, this pass verifies fewer drafts: %s", err.msg);
 }
 
-/* One forward pass over every running job: decode rows first (every
+/* One forward pass over the running jobs: decode rows first (every
  * generating sequence advances each pass, with the drafts it verifies), then
- * prompt chunks and scoring rows in the room left, oldest job first. */
+ * prompt chunks and scoring rows in the room left, in the order of
+ * order_jobs; each job adds only the rows whose KV blocks fit in memory
+ * beside those already in the pass (engine_plan_rows), and one that gets
+ * none waits for a later pass. */
 static void step(struct sched *s)
 {
 	struct batch *b = &s->batch;
+	uint32_t n = order_jobs(s);
 
 	pthread_mutex_lock(&s->mu);
 	s->stats.busy = true;
 	pthread_mutex_unlock(&s->mu);
 	draft(s);
 	batch_clear(b);
-	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
-		struct job *j = s->jobs[i];
+	engine_plan_begin(s->e);
+	for (uint32_t i = 0; i < n; i++) {
+		struct job *j = s->order[i];
 		j->in_pass = j->seq && seq_state(j->seq) == SEQ_GENERATING && b->n < b->cap &&
 			     seq_add_rows(j->seq, b, b->cap - b->n) > 0;
 	}
-	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
-		struct job *j = s->jobs[i];
+	for (uint32_t i = 0; i < n; i++) {
+		struct job *j = s->order[i];
 		if (j->in_pass || b->n >= b->cap)
 			continue;
 		if (j->seq && seq_state(j->seq) == SEQ_PROMPT)
@@ -611,6 +679,9 @@ static void step(struct sched *s)
 		pthread_mutex_unlock(&s->mu);
 		return;
 	}
+	bool left_out = false;
+	for (uint32_t i = 0; i < n; i++)
+		left_out |= !s->order[i]->in_pass && has_rows(s->order[i]);
 
 	struct engine_pass_io before, after;
 	struct seq_pass pass = { 0 };
@@ -625,10 +696,17 @@ static void step(struct sched *s)
 	pass.stall_ns = after.stall_ns - before.stall_ns;
 
 	uint32_t generated = 0, drafted = 0, accepted = 0;
+	s->n_passes++;
+	s->left_out = left_out;
+	s->flushed = false;
 	for (uint32_t i = 0; i < s->n_slots && s->jobs[i]; i++) {
 		struct job *j = s->jobs[i];
-		if (!j->in_pass)
+		if (!j->in_pass) {
+			j->streak_ns = 0;
 			continue;
+		}
+		j->streak_ns += pass.t_end - pass.t_start;
+		j->last_pass = s->n_passes;
 		if (rc < 0)
 			log_err("request %llu of client %llu failed: %s",
 				(unsigned long long)j->req->request_id,
@@ -717,6 +795,12 @@ static void *sched_main(void *arg)
 		}
 		if (any_active(s))
 			step(s);
+		else if (!s->flushed) {
+			/* idle: cached prefixes still only in memory go to --kv-cache-dir,
+			 * so a restart (or a crash) finds them */
+			engine_kv_flush(s->e);
+			s->flushed = true;
+		}
 		wake_server(s);
 
 		pthread_mutex_lock(&s->mu);
@@ -745,6 +829,7 @@ static void free_buffers(struct sched *s)
 	for (uint32_t i = 0; s->jobs && i < s->n_slots; i++)
 		job_free(s->jobs[i]);
 	free(s->jobs);
+	free(s->order);
 	free(s->slot_busy);
 	drafter_free(s->drafter);
 	free(s->gen);
@@ -771,6 +856,7 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	s->n_slots = engine_n_slots(e);
 	s->n_vocab = engine_n_vocab(e);
 	s->jobs = calloc(s->n_slots, sizeof *s->jobs);
+	s->order = calloc(s->n_slots, sizeof *s->order);
 	s->slot_busy = calloc(s->n_slots, sizeof *s->slot_busy);
 	s->running = calloc(s->n_slots, sizeof *s->running);
 	s->running_used = calloc(s->n_slots, sizeof *s->running_used);
@@ -778,8 +864,8 @@ int sched_start(struct engine *e, const struct sched_config *cfg, struct sched *
 	s->give = calloc(s->n_slots, sizeof *s->give);
 	uint32_t rows = engine_max_logits_rows(e);
 	s->logits = malloc((size_t)rows * s->n_vocab * sizeof *s->logits);
-	if (!s->jobs || !s->slot_busy || !s->running || !s->running_used || !s->logits || !s->gen ||
-	    !s->give || drafter_create(e, &s->drafter) < 0 ||
+	if (!s->jobs || !s->order || !s->slot_busy || !s->running || !s->running_used || !s->logits ||
+	    !s->gen || !s->give || drafter_create(e, &s->drafter) < 0 ||
 	    batch_init(&s->batch, engine_max_batch(e), rows) < 0)
 		goto fail;
 	engine_get_stats(e, &s->stats.engine); /* before the thread owns the engine */

@@ -98,7 +98,12 @@ struct sched_stats {
 };
 
 /* Where one request stands, for Status. */
-enum sched_req_state { SCHED_REQ_QUEUED, SCHED_REQ_PROMPT, SCHED_REQ_GENERATING };
+enum sched_req_state {
+	SCHED_REQ_QUEUED,
+	SCHED_REQ_PROMPT,
+	SCHED_REQ_GENERATING,
+	SCHED_REQ_WAITING,	/* left out of the last pass for want of KV memory */
+};
 struct sched_req_info {
 	uint64_t client_id, request_id;
 	enum sched_req_state state;

@@ -88,6 +88,11 @@ void daemon_config_default(struct daemon_config *c)
 	memset(c, 0, sizeof *c);
 	engine_config_default(&c->engine);
 	c->engine.n_slots = 4;
+	/* under systemd (CacheDirectory=) the KV cache pages and persists there */
+	const char *cache = getenv("CACHE_DIRECTORY");
+	if (cache && *cache)
+		snprintf(c->engine.kv_cache_dir, sizeof c->engine.kv_cache_dir, "%.*s/kv",
+			 (int)strcspn(cache, ":"), cache);
 	c->max_clients = 64;
 	c->idle_timeout = 300;
 	c->frame_timeout = 30;

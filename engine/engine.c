@@ -6,6 +6,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +15,10 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/parse.h"
 #include "engine/forward.h"
 #include "engine/kv.h"
+#include "engine/memplan.h"
 #include "engine/model.h"
 #include "gguf/gguf.h"
 #include "kernels/blas.h"
@@ -40,8 +43,12 @@ struct engine {
 	struct pool *pool;
 	bool own_pool;		   /* false for a draft model: the target's threads */
 	struct forward *fwd;
+	struct memplan plan;
+	struct memplan_limits lim;
+	struct kv_model_key kv_key; /* the model file the KV cache's blocks are computed from */
 	struct engine *draft;	   /* the draft model (--draft FILE), or NULL */
 	uint64_t draft_bytes;	   /* its resident weights, taken from the budget */
+	uint64_t draft_bound;	   /* all it holds (weights, KV cache, scratch): the budget's */
 	int threads;
 	uint32_t max_logits_rows;
 	bool has_chat;		   /* chat_family is usable */
@@ -57,6 +64,7 @@ void engine_config_default(struct engine_config *c)
 	memset(c, 0, sizeof *c);
 	c->kv_type = ST_F16;
 	c->io = ENGINE_IO_URING;
+	c->kv_disk_budget = ENGINE_KV_DISK_DEFAULT;
 }
 
 void engine_setup_process(char **argv)
@@ -120,8 +128,15 @@ static void fill_info(struct engine *e)
 	in->threads = e->threads;
 	in->file_bytes = gguf_file_size(m->gguf);
 	in->weight_bytes = m->weight_bytes;
-	in->kv_type = st_type_name(e->kv->type);
-	in->kv_bytes = e->kv->bytes;
+	in->kv_type = st_type_name(kv_type(e->kv));
+	in->kv_bytes = e->plan.kv;
+	in->kv_block_bytes = kv_frame_bytes(kv_type(e->kv), hp->n_layer, hp->n_head_kv * hp->head_dim);
+	in->kv_block_pos = KV_BLOCK_POS;
+	in->kv_pages = e->plan.kv_pages;
+	in->kv_persistent = e->cfg.kv_cache_dir[0] != '\0';
+	in->memory_bound = e->plan.bound;
+	in->scratch_bytes = e->plan.scratch;
+	in->memory_limit = e->lim.cgroup && e->lim.cgroup < e->lim.phys ? e->lim.cgroup : e->lim.phys;
 	in->add_bos = tokenizer_add_bos(e->tok);
 	in->chat_template = e->has_chat ? chat_family_name(e->chat_family) : NULL;
 	in->draft = e->cfg.draft;
@@ -129,30 +144,46 @@ static void fill_info(struct engine *e)
 	in->draft_min = e->cfg.draft_min;
 	in->draft_model = e->draft ? &e->draft->info : NULL;
 
-	/* tensor types by total bytes, from the tensor table */
-	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
-	uint32_t count[ST_TYPE_COUNT] = { 0 };
-	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(m->gguf, i);
-		if (t->type < ST_TYPE_COUNT) {
-			bytes[t->type] += t->size;
-			count[t->type]++;
-		}
-		in->n_params += t->n_elems;
-	}
-	while (in->n_types < ENGINE_MAX_WEIGHT_TYPES) {
-		int best = -1;
-		for (int t = 0; t < ST_TYPE_COUNT; t++)
-			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
-				best = t;
-		if (best < 0)
-			break;
-		in->types[in->n_types++] = (struct engine_weight_type){
-			st_type_name((uint32_t)best), count[best], bytes[best] };
-		count[best] = 0;
-	}
+	for (uint64_t i = 0; i < gguf_n_tensors(m->gguf); i++)
+		in->n_params += gguf_tensor_at(m->gguf, i)->n_elems;
+	struct gguf_type_total mix[ENGINE_MAX_WEIGHT_TYPES];
+	in->n_types = (uint32_t)gguf_type_mix(m->gguf, mix, ENGINE_MAX_WEIGHT_TYPES);
+	for (uint32_t i = 0; i < in->n_types; i++)
+		in->types[i] = (struct engine_weight_type){ st_type_name(mix[i].type), mix[i].n_tensors,
+							    mix[i].bytes };
 	for (uint32_t l = 0; l < hp->n_layer; l++) /* unit l is layer l (forward.h) */
 		in->layers_resident += weights_is_resident(e->w, l);
+}
+
+/* One bound for weights, KV cache and scratch (memplan.h), from the options,
+ * the model and what this process may use. */
+static int plan_memory(struct engine *e, struct st_err *err)
+{
+	const struct model_hparams *hp = &e->model->hp;
+	const uint32_t kv_dim = hp->n_head_kv * hp->head_dim, n_ctx = e->cfg.ctx_size;
+	struct memplan_in in = {
+		.budget = e->cfg.memory_budget,
+		.kv_budget = e->cfg.kv_budget,
+		.kv_frame = kv_frame_bytes(e->cfg.kv_type, hp->n_layer, kv_dim),
+		.kv_one = kv_frames_for(n_ctx),
+		.kv_all = kv_frames_for(n_ctx) * e->cfg.n_slots,
+		.n_ctx = n_ctx,
+		.n_slots = e->cfg.n_slots,
+	};
+	for (uint32_t u = 0; u < e->n_units; u++)
+		for (uint32_t r = 0; r < e->units[u].n_ranges; r++)
+			in.weights += e->units[u].ranges[r].len;
+	/* compute scratch, logits, the KV cache's bookkeeping, and the tokenizer's
+	 * copy of the vocabulary (about the size of the file's metadata, twice) */
+	in.scratch = forward_scratch_bytes(e->model, e->cfg.batch_size, e->threads, n_ctx,
+					   (n_ctx + KV_BLOCK_POS - 1) / KV_BLOCK_POS + 2) +
+		     (uint64_t)e->max_logits_rows * hp->n_vocab * sizeof(float) +
+		     kv_meta_bytes(n_ctx, e->cfg.n_slots) + 2 * gguf_data_offset(e->model->gguf);
+	/* a draft model's footprint counts with the scratch: the bound holds it too */
+	in.scratch += e->draft_bound;
+	memplan_read_limits(&in.lim);
+	e->lim = in.lim;
+	return memplan_make(&in, &e->plan, err);
 }
 
 static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
@@ -216,11 +247,14 @@ static int open_draft(struct engine *e, struct st_err *err)
 	struct weights_stats ws;
 	weights_get_stats(e->draft->w, &ws);
 	e->draft_bytes = ws.bytes_resident;
-	if (e->cfg.memory_budget && e->cfg.memory_budget <= e->draft_bytes)
+	/* everything it holds comes out of the one bound: weights, KV cache, scratch */
+	e->draft_bound = e->draft->plan.bound;
+	if (e->cfg.memory_budget && e->cfg.memory_budget <= e->draft_bound)
 		return st_errf(err, -EINVAL, "memory budget %.1f MiB: the draft model %s alone holds "
-			       "%.1f MiB of it (it stays resident); raise --memory-budget or choose a "
-			       "smaller draft", (double)e->cfg.memory_budget / (1 << 20),
-			       e->cfg.draft_path, (double)e->draft_bytes / (1 << 20));
+			       "%.1f MiB of it (its weights, resident, its KV cache and scratch); raise "
+			       "--memory-budget or choose a smaller draft",
+			       (double)e->cfg.memory_budget / (1 << 20), e->cfg.draft_path,
+			       (double)e->draft_bound / (1 << 20));
 	return 0;
 }
 
@@ -292,6 +326,13 @@ static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
 	e->cfg.ctx_size = n_ctx;
 	e->cfg.n_slots = cfg->n_slots ? cfg->n_slots : 1;
 	e->cfg.batch_size = cfg->batch_size ? cfg->batch_size : 512;
+	const uint32_t kv_dim = hp->n_head_kv * hp->head_dim;
+	if (attn_kv_type_ok(cfg->kv_type, hp->head_dim) < 0) {
+		rc = st_errf(err, -EINVAL, "--kv-type %s needs heads of a multiple of 32 values; %s's "
+			     "have %u (use f16 or f32)", st_type_name(cfg->kv_type), cfg->model_path,
+			     hp->head_dim);
+		goto fail;
+	}
 
 	if (pool) {
 		e->pool = pool;
@@ -314,12 +355,21 @@ static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
 		st_errf(err, rc, "out of memory");
 		goto fail;
 	}
+	uint64_t rows = ENGINE_LOGITS_BYTES / ((uint64_t)hp->n_vocab * sizeof(float));
+	if (rows > e->cfg.batch_size)
+		rows = e->cfg.batch_size;
+	if (rows < e->cfg.n_slots)
+		rows = e->cfg.n_slots; /* every sequence's next token, always */
+	e->max_logits_rows = rows > 0 ? (uint32_t)rows : 1;
+
+	rc = plan_memory(e, err);
+	if (rc < 0)
+		goto fail;
 	struct weights_config wc = {
 		.fd = e->fd,
 		.path = cfg->model_path,
 		.header_bytes = gguf_data_offset(e->model->gguf), /* changed: a different model */
-		/* 0: everything resident; the draft model's weights come out of it */
-		.budget = cfg->memory_budget ? cfg->memory_budget - e->draft_bytes : 0,
+		.budget = e->plan.weights, /* 0: everything resident */
 		.io = cfg->io == ENGINE_IO_MMAP ? WEIGHTS_IO_MMAP : WEIGHTS_IO_URING,
 		.prefetch = cfg->prefetch,
 		.mlock = cfg->mlock,
@@ -327,28 +377,70 @@ static int engine_open_with(const struct engine_config *cfg, struct pool *pool,
 		.progress_user = cfg->load_progress_user,
 	};
 	rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
+	if (rc == -ENOSPC && e->plan.kv_auto &&
+	    e->plan.kv > kv_frames_for(n_ctx) * kv_frame_bytes(cfg->kv_type, hp->n_layer, kv_dim)) {
+		/* the KV cache's share left the weights too little: give them all it can spare */
+		uint64_t one = kv_frames_for(n_ctx) * kv_frame_bytes(cfg->kv_type, hp->n_layer, kv_dim);
+		char a[32], b[32];
+		log_notice("memory: the weights need more than the %s left beside the KV cache's %s: "
+			   "the KV cache keeps %s (one sequence of %u positions)",
+			   format_size(e->plan.weights, a, sizeof a), format_size(e->plan.kv, b, sizeof b),
+			   format_size(one, b, sizeof b), n_ctx);
+		wc.budget = e->plan.weights += e->plan.kv - one;
+		e->plan.kv = one;
+		e->plan.kv_pages = e->plan.kv < (uint64_t)e->cfg.n_slots * one;
+		*err = (struct st_err){ "" };
+		rc = weights_open(&wc, e->units, e->n_units, &e->w, err);
+	}
+	if (rc == -ENOSPC) {
+		char a[32], b[32], c[32], d[32];
+		st_err_prefix(err, rc, "--memory-budget %s = %s for weights + %s for the KV cache + %s "
+			      "of scratch", format_size(e->plan.bound, a, sizeof a),
+			      format_size(e->plan.weights, b, sizeof b), format_size(e->plan.kv, c, sizeof c),
+			      format_size(e->plan.scratch, d, sizeof d));
+	}
 	if (rc < 0) {
 		if (e->draft)
 			st_err_prefix(err, rc, "with %.1f MiB of the budget held by the draft model",
-				      (double)e->draft_bytes / (1 << 20));
+				      (double)e->draft_bound / (1 << 20));
 		goto fail;
 	}
+	if (e->plan.weights) {
+		/* the plan holds whole units: what it leaves of its share goes to the KV
+		 * cache when that is ours to size (up to every sequence at full length) */
+		struct weights_stats ws;
+		weights_get_stats(e->w, &ws);
+		uint64_t held = ws.bytes_resident + (ws.n_streamed ? (uint64_t)ws.n_slots * ws.slot_bytes : 0);
+		uint64_t frame = kv_frame_bytes(cfg->kv_type, hp->n_layer, kv_dim);
+		uint64_t all = kv_frames_for(n_ctx) * e->cfg.n_slots * frame;
+		if (e->plan.kv_auto && held < e->plan.weights && e->plan.kv < all) {
+			uint64_t more = (e->plan.weights - held) / frame * frame;
+			if (e->plan.kv + more > all)
+				more = all - e->plan.kv;
+			e->plan.kv += more;
+			e->plan.weights -= more;
+			e->plan.kv_pages = e->plan.kv < all;
+		}
+	}
 
-	rc = kv_create(cfg->kv_type, hp->n_layer, n_ctx, e->cfg.n_slots, hp->n_head_kv * hp->head_dim,
-		       &e->kv, err);
+	struct kv_config kc = {
+		.type = cfg->kv_type, .n_layer = hp->n_layer, .n_head_kv = hp->n_head_kv,
+		.head_dim = hp->head_dim, .n_ctx = n_ctx, .n_slots = e->cfg.n_slots,
+		.mem_bytes = e->plan.kv, .dir = cfg->kv_cache_dir[0] ? cfg->kv_cache_dir : NULL,
+		.disk_bytes = cfg->kv_disk_budget,
+	};
+	rc = kv_model_key_of(e->fd, cfg->model_path, gguf_base(e->model->gguf),
+			     gguf_data_offset(e->model->gguf), &kc.key, err);
+	if (rc < 0)
+		goto fail;
+	e->kv_key = kc.key;
+	rc = kv_open(&kc, &e->kv, err);
 	if (rc < 0)
 		goto fail;
 
 	rc = forward_create(e->model, e->w, e->kv, e->pool, e->cfg.batch_size, &e->fwd, err);
 	if (rc < 0)
 		goto fail;
-
-	uint64_t rows = ENGINE_LOGITS_BYTES / ((uint64_t)hp->n_vocab * sizeof(float));
-	if (rows > e->cfg.batch_size)
-		rows = e->cfg.batch_size;
-	if (rows < e->cfg.n_slots)
-		rows = e->cfg.n_slots; /* every sequence's next token, always */
-	e->max_logits_rows = rows > 0 ? (uint32_t)rows : 1;
 
 	rc = pool ? 0 : choose_chat_template(e, err); /* a draft model renders no chat */
 	if (rc < 0)
@@ -385,7 +477,7 @@ void engine_close(struct engine *e)
 	engine_close(e->draft); /* before the pool it borrows */
 	if (e->own_pool)
 		pool_free(e->pool);
-	kv_free(e->kv);
+	kv_close(e->kv);
 	weights_close(e->w);
 	forward_units_free(e->units, e->n_units);
 	tokenizer_free(e->tok);
@@ -564,28 +656,78 @@ int engine_slot_link(struct engine *e, uint32_t dst, uint32_t src, uint32_t n)
 	return kv_slot_link(e->kv, dst, src, n);
 }
 
+void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n)
+{
+	kv_slot_truncate(e->kv, slot, n);
+}
+
+/* The model file written again in place (the weight source then serves its new
+ * bytes: weights_revalidate): KV computed from the old bytes must not be reused.
+ * One fstat; called before a pass and before a prefix is looked up. */
+static void kv_follow_model(struct engine *e)
+{
+	struct stat st;
+	if (fstat(e->fd, &st) != 0)
+		return;
+	int64_t mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if ((uint64_t)st.st_size == e->kv_key.size && mtime == e->kv_key.mtime_ns)
+		return;
+	log_notice("%s changed on disk: the KV cache's blocks computed from it before are not "
+		   "reused", e->cfg.model_path);
+	e->kv_key.size = (uint64_t)st.st_size;
+	e->kv_key.mtime_ns = mtime;
+	kv_rekey(e->kv, &e->kv_key);
+}
+
+uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+			   uint32_t max)
+{
+	kv_follow_model(e);
+	return kv_slot_reuse(e->kv, slot, ids, n, max);
+}
+
+int engine_slot_fill(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+		     uint64_t seed, struct st_err *err)
+{
+	return kv_slot_fill(e->kv, slot, ids, n, seed, err);
+}
+
+void engine_plan_begin(struct engine *e)
+{
+	kv_plan_begin(e->kv);
+}
+
+uint32_t engine_plan_rows(struct engine *e, uint32_t slot, uint32_t pos, uint32_t n)
+{
+	return kv_plan_rows(e->kv, slot, pos, n);
+}
+
+uint32_t engine_kv_blocks(const struct engine *e)
+{
+	return kv_n_frames(e->kv);
+}
+
+uint32_t engine_kv_block_pos(void)
+{
+	return KV_BLOCK_POS;
+}
+
+void engine_kv_flush(struct engine *e)
+{
+	kv_flush(e->kv);
+}
+
 /* ---- passes ---- */
 
 int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err)
 {
+	kv_follow_model(e);
 	return forward_run(e->fwd, b, logits, err);
 }
 
 void engine_slot_reset(struct engine *e, uint32_t slot)
 {
-	kv_slot_discard(e->kv, slot);
-}
-
-void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n)
-{
-	assert(slot < e->cfg.n_slots && n <= e->cfg.ctx_size);
-	/* Nothing to do for the contiguous cache: a position's K/V is simply
-	 * overwritten when it is written again, and a row at position p attends
-	 * to positions 0..p only, all written by then. A cache that hands out
-	 * blocks would free those past n here. */
-	(void)e;
-	(void)slot;
-	(void)n;
+	kv_slot_reset(e->kv, slot);
 }
 
 struct engine *engine_draft_model(struct engine *e)
@@ -610,7 +752,18 @@ void engine_get_stats(const struct engine *e, struct engine_stats *out)
 	out->bytes_streamed_per_pass = ws.bytes_streamed_per_pass;
 	out->bytes_read = ws.bytes_read > ws.bytes_resident ? ws.bytes_read - ws.bytes_resident : 0;
 	out->stall_ns = ws.stall_ns;
-	out->kv_bytes = e->kv->bytes;
+	struct kv_stats ks;
+	kv_get_stats(e->kv, &ks);
+	out->kv_bytes = e->plan.kv;
+	out->kv_used_bytes = (uint64_t)ks.frames_used * ks.frame_bytes;
+	out->kv_held_bytes = (uint64_t)ks.frames_held * ks.frame_bytes;
+	out->kv_disk_bytes = ks.disk_bytes;
+	out->kv_swap_bytes = ks.swap_bytes;
+	out->kv_cached_blocks = ks.blocks_cached;
+	out->kv_reused_tokens = ks.reused_pos;
+	out->kv_bytes_read = ks.bytes_read;
+	out->kv_bytes_written = ks.bytes_written;
+	out->kv_io_ns = ks.io_ns;
 	if (e->draft) {
 		struct engine_stats ds;
 		engine_get_stats(e->draft, &ds);
@@ -646,7 +799,8 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 {
 	const struct model *m = e->model;
 	const struct model_hparams *hp = &m->hp;
-	char plan[1024];
+	const struct engine_info *in = &e->info;
+	char plan[1024], a[32], b[32], c[32], d[32], f[32], g[32], h[32];
 	int n;
 
 	weights_plan_describe(e->w, plan, sizeof plan);
@@ -657,16 +811,34 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 	for (uint32_t i = 0; i < e->info.n_types && o < sizeof mix; i++)
 		o += (size_t)snprintf(mix + o, sizeof mix - o, "%s%s %u%s", i ? ", " : "", e->info.types[i].name,
 				      e->info.types[i].n_tensors, i ? "" : " tensors");
+	struct weights_stats ws;
+	weights_get_stats(e->w, &ws);
+	uint64_t held = ws.bytes_resident + (ws.n_streamed ? (uint64_t)ws.n_slots * ws.slot_bytes : 0);
+	uint64_t per_pos = kv_bytes_per_pos(kv_type(e->kv), hp->n_layer, hp->n_head_kv * hp->head_dim);
+	uint64_t in_mem = e->plan.kv / in->kv_block_bytes * KV_BLOCK_POS;
 	n = snprintf(buf, cap,
 		     "model %s: %u layers, %u embd, %u heads (%u kv, dim %u), %u ff, %u vocab, "
 		     "%.1f MiB of weights (%s)\n"
-		     "context %u x %u sequences, KV cache %s %.1f MiB, batch %u tokens, %d threads, "
-		     "kernels %s, OpenBLAS %s\n",
+		     "context %u x %u sequences, batch %u tokens, %d threads, kernels %s, OpenBLAS %s\n"
+		     "memory: %s %s: weights %s + KV cache %s + scratch %s [bytes: bound %" PRIu64
+		     ", weights %" PRIu64 ", KV %" PRIu64 ", scratch %" PRIu64 "]; this process may "
+		     "use %s\n"
+		     "KV cache: %s, %s a position, blocks of %u positions (%s): %" PRIu64 " positions "
+		     "in memory for %u x %u; %s%s%s\n",
 		     m->name, hp->n_layer, hp->n_embd, hp->n_head, hp->n_head_kv, hp->head_dim, hp->n_ff,
 		     hp->n_vocab, (double)m->weight_bytes / (1 << 20), mix,
-		     e->cfg.ctx_size, e->cfg.n_slots, st_type_name(e->kv->type),
-		     (double)e->kv->bytes / (1 << 20), e->cfg.batch_size, e->threads, isa_name(),
-		     blas_core_name());
+		     e->cfg.ctx_size, e->cfg.n_slots, e->cfg.batch_size, e->threads, isa_name(),
+		     blas_core_name(),
+		     e->cfg.memory_budget ? "--memory-budget" : "no --memory-budget, everything in memory:",
+		     format_size(e->plan.bound, a, sizeof a), format_size(held, b, sizeof b),
+		     format_size(e->plan.kv, c, sizeof c), format_size(e->plan.scratch, d, sizeof d),
+		     e->plan.bound, held, e->plan.kv, e->plan.scratch, in->memory_limit ? format_size(in->memory_limit, f, sizeof f) : "(unknown)",
+		     in->kv_type, format_size(per_pos, g, sizeof g), KV_BLOCK_POS,
+		     format_size(in->kv_block_bytes, h, sizeof h), in_mem, e->cfg.n_slots, e->cfg.ctx_size,
+		     e->plan.kv_pages ? "under load blocks page to " : "every sequence fits in memory; ",
+		     e->plan.kv_pages ? (e->cfg.kv_cache_dir[0] ? e->cfg.kv_cache_dir : "a temporary file")
+				      : "prefixes are reused from memory",
+		     e->cfg.kv_cache_dir[0] ? ", where prefixes outlive the process" : "");
 	if (n < 0 || (size_t)n >= cap)
 		return;
 	/* the weights layer counts units; say what they are to a person reading the log */
@@ -687,16 +859,12 @@ void engine_describe(const struct engine *e, char *buf, size_t cap)
 			 e->cfg.draft_max);
 	} else if (e->draft) {
 		const struct model_hparams *dh = &e->draft->model->hp;
-		char left[96] = "no budget: both resident";
-		if (e->cfg.memory_budget)
-			snprintf(left, sizeof left, "%.1f MiB of the budget left for the model above",
-				 (double)(e->cfg.memory_budget - e->draft_bytes) / (1 << 20));
 		snprintf(buf + n, cap - (size_t)n, "\ndrafts: draft model %s (%s): %u layers, %u embd, "
-			 "%.1f MiB of %s weights held resident and counted against the budget (%s), "
-			 "KV cache %.1f MiB; %u to %u tokens verified per pass", e->draft->model->name,
-			 e->cfg.draft_path, dh->n_layer, dh->n_embd, (double)e->draft_bytes / (1 << 20),
-			 st_type_name(e->draft->model->main_type), left,
-			 (double)e->draft->kv->bytes / (1 << 20),
+			 "%.1f MiB of %s weights held resident, KV cache %.1f MiB, %.1f MiB in all, "
+			 "counted in the memory line's scratch; %u to %u tokens verified per pass",
+			 e->draft->model->name, e->cfg.draft_path, dh->n_layer, dh->n_embd,
+			 (double)e->draft_bytes / (1 << 20), st_type_name(e->draft->model->main_type),
+			 (double)e->draft->plan.kv / (1 << 20), (double)e->draft_bound / (1 << 20),
 			 e->cfg.draft_min, e->cfg.draft_max);
 	}
 }

@@ -35,8 +35,15 @@ struct engine_config {
 	uint32_t ctx_size;	/* positions per sequence; 0 = min(training context, 4096) */
 	uint32_t n_slots;	/* sequences decoded together; 0 = 1 */
 	uint32_t batch_size;	/* most tokens in one forward pass; 0 = 512 */
-	uint32_t kv_type;	/* the KV cache's element type, a weight type id (f16, f32) */
-	uint64_t memory_budget; /* bytes of weights held in memory; 0 = the whole model */
+	uint32_t kv_type;	/* the KV cache's element type, a weight type id (f16, f32,
+				 * q8_0, q4_0) */
+	uint64_t memory_budget; /* bytes of memory for everything that grows: weights
+				 * (resident and stream buffers), the KV cache's memory and
+				 * compute scratch; 0 = everything in memory (it must fit) */
+	uint64_t kv_budget;	/* of which the KV cache's; 0 = chosen from the budget */
+	char kv_cache_dir[1024];/* where KV blocks page to and outlive the process;
+				 * "": a temporary swap file, nothing outlives it */
+	uint64_t kv_disk_budget;/* bytes of cached KV blocks kept on disk; 0 = no limit */
 	enum engine_io io;
 	uint32_t prefetch;	/* units read ahead; 0 = from the budget */
 	bool mlock;		/* lock resident weights in RAM */
@@ -54,6 +61,9 @@ struct engine_config {
 	uint32_t draft_max;	/* most drafts verified per pass; 0 = 8 */
 	uint32_t draft_min;	/* fewest drafts k adapts down to; 0 = 1 */
 };
+
+/* --kv-disk-budget's default: cached KV blocks kept on disk. */
+#define ENGINE_KV_DISK_DEFAULT (8ull << 30)
 
 void engine_config_default(struct engine_config *c);
 
@@ -83,7 +93,16 @@ struct engine_info {
 	struct engine_weight_type types[ENGINE_MAX_WEIGHT_TYPES]; /* largest total first */
 	uint32_t n_types;
 	const char *kv_type;	 /* "f16", ... */
-	uint64_t kv_bytes;	 /* the KV cache, reserved */
+	uint64_t kv_bytes;	 /* the KV cache's memory (its share of the bound) */
+	uint64_t kv_block_bytes; /* one block of KV_BLOCK_POS positions, all layers */
+	uint32_t kv_block_pos;	 /* positions per block */
+	bool kv_pages;		 /* the KV cache may page to disk (its memory cannot hold
+				  * every sequence at full length) */
+	bool kv_persistent;	 /* cached KV blocks outlive the process (--kv-cache-dir) */
+	uint64_t memory_bound;	 /* what the memory plan is within (--memory-budget, or
+				  * what everything needs when none is given) */
+	uint64_t scratch_bytes;	 /* of which compute scratch */
+	uint64_t memory_limit;	 /* what this process may use (cgroup or physical) */
 	uint32_t layers_resident;/* layers whose weights all stay in memory */
 	bool add_bos;		 /* the vocabulary's default */
 	const char *chat_template; /* the family chat requests are rendered with, or NULL
@@ -105,7 +124,15 @@ struct engine_stats {
 	uint64_t bytes_streamed_per_pass;
 	uint64_t bytes_read;	     /* weight bytes read since open, the resident load excluded */
 	uint64_t stall_ns;	     /* time passes waited for weights */
-	uint64_t kv_bytes;	     /* the KV caches, the draft model's included */
+	uint64_t kv_bytes;	     /* the KV caches' memory, reserved (the draft model's included) */
+	uint64_t kv_used_bytes;	     /* ... holding blocks now */
+	uint64_t kv_held_bytes;	     /* ... of which sequences hold (the rest: cached prefixes) */
+	uint64_t kv_disk_bytes;	     /* KV blocks on disk (store and swap file) */
+	uint64_t kv_swap_bytes;	     /* ... of which in the swap file */
+	uint64_t kv_cached_blocks;   /* prefix blocks kept for reuse, in memory or on disk */
+	uint64_t kv_reused_tokens;   /* prompt positions taken from the cache */
+	uint64_t kv_bytes_read, kv_bytes_written; /* the KV cache's disk traffic */
+	uint64_t kv_io_ns;	     /* passes' time waiting for it */
 	/* the draft model (0 without one); bytes_resident and kv_bytes include its share */
 	uint64_t draft_bytes;	     /* its weights, resident, taken from the budget */
 	uint64_t draft_kv_bytes;     /* its KV cache */
@@ -188,20 +215,57 @@ int engine_chat(const struct engine *e, const struct engine_chat_msg *msgs, uint
  * (b->n_want, n_vocab) f32 in row order of the wanted rows. -EIO when weights
  * cannot be read, -ESTALE when the model file was replaced, -ENOMEM, -EINVAL. */
 int engine_decode(struct engine *e, const struct batch *b, float *logits, struct st_err *err);
-/* Forget a slot's cache (its memory goes back to the kernel, its link goes). */
+/* The KV cache's slots: one per sequence being served (engine_n_slots()).
+ * A slot holds positions [0, n) of its sequence as a table of blocks
+ * (engine/kv.h); rows of a pass extend it (engine_decode).
+ *
+ * Forget a slot's positions (its link goes too). Its full blocks stay cached
+ * for prefix reuse; the rest is freed. */
 void engine_slot_reset(struct engine *e, uint32_t slot);
-/* Positions >= n of a slot are void (rejected draft rows): a later pass
- * writes them again before anything reads them. */
-void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n);
-
 /* The draft model's own engine (--draft FILE), or NULL: its passes are
  * draft.c's, its KV cache has the target's slots, its threads are the
  * target's (the two never compute at once). Owned by e. */
 struct engine *engine_draft_model(struct engine *e);
 /* Positions [0, n) of slot dst read slot src's cache from now on (a Score's
- * continuations share the context stored once in src). -EINVAL if either is
- * out of range, equal, or src is linked itself. */
+ * continuations share the context stored once in src). dst is reset first.
+ * -EINVAL if either is out of range, equal, or src is linked itself. */
 int engine_slot_link(struct engine *e, uint32_t dst, uint32_t src, uint32_t n);
+/* Positions >= n of a slot are void (rejected draft rows): a later pass
+ * writes them again before anything reads them. Blocks past them are
+ * dropped; a sealed block they cut is copied before it is written. */
+void engine_slot_truncate(struct engine *e, uint32_t slot, uint32_t n);
+/* Start a slot for a sequence whose tokens begin with ids[0..n): it is reset,
+ * then takes the longest prefix of at most `max` positions that the cache
+ * holds from earlier sequences (in memory or on disk, in whole blocks).
+ * Returns the positions it holds: the sequence's passes start there. */
+uint32_t engine_slot_reuse(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+			   uint32_t max);
+
+/* For benchmarks that need the KV cache of long conversations without the
+ * hours of computing it: positions [0, n) of the slot (reset first) hold
+ * random K/V rows for the tokens ids[0..n), sealed and cached as computed
+ * ones would be (and written to --kv-cache-dir by engine_kv_flush or at
+ * close). A model attending to them produces noise, as a synthesized model
+ * does anyway. 0 or -errno with a message. */
+int engine_slot_fill(struct engine *e, uint32_t slot, const int32_t *ids, uint32_t n,
+		     uint64_t seed, struct st_err *err);
+
+/* Planning a pass within the KV cache's memory: begin, then for each
+ * sequence (in the order it should be served) ask how many of the n rows it
+ * would add at positions pos.. fit with those already planned (0..n). A
+ * sequence left out keeps its positions; its blocks may go to disk to make
+ * room, and come back when it is in a pass again. A driver that runs one
+ * sequence need not plan: a pass that cannot fit fails with -ENOMEM. */
+void engine_plan_begin(struct engine *e);
+uint32_t engine_plan_rows(struct engine *e, uint32_t slot, uint32_t pos, uint32_t n);
+/* Blocks the KV cache holds in memory, and positions per block: a job whose
+ * blocks must all be in memory at once (a Score's context and its
+ * continuations side by side) must fit in that. */
+uint32_t engine_kv_blocks(const struct engine *e);
+uint32_t engine_kv_block_pos(void);
+/* Write cached blocks that are only in memory to --kv-cache-dir (when set),
+ * so a restart finds them; the scheduler calls it when idle. */
+void engine_kv_flush(struct engine *e);
 
 void engine_get_stats(const struct engine *e, struct engine_stats *out);
 void engine_pass_io(const struct engine *e, struct engine_pass_io *out);

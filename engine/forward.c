@@ -45,6 +45,7 @@ struct forward {
 	float *gate;	   /* (max_batch, n_ff) */
 	float *up;	   /* (max_batch, n_ff) */
 	float *scores;	   /* (n_threads, n_ctx) attention scratch per thread */
+	struct attn_seg *segs; /* (n_threads, kv_max_segments) a sequence's blocks, per thread */
 	float *rope_freqs; /* (head_dim/2) or NULL */
 	int embd_fd;	   /* the model file, for reading embedding rows */
 	uint8_t *embd_row; /* (row bytes of token_embd) one quantized row */
@@ -98,9 +99,10 @@ int forward_create(const struct model *m, struct weights *w, struct kv_cache *kv
 	f->att = alloc_floats(B * f->q_dim);
 	f->gate = alloc_floats(B * hp->n_ff);
 	f->up = alloc_floats(B * hp->n_ff);
-	f->scores = alloc_floats((size_t)pool_threads(pool) * kv->n_ctx);
+	f->scores = alloc_floats((size_t)pool_threads(pool) * kv_n_ctx(kv));
+	f->segs = malloc((size_t)pool_threads(pool) * kv_max_segments(kv) * sizeof *f->segs);
 	if (!f->x || !f->xn || !f->q || !f->k || !f->v || !f->att || !f->gate || !f->up ||
-	    !f->scores) {
+	    !f->scores || !f->segs) {
 		rc = st_errf(err, -ENOMEM, "out of memory for a batch of %u tokens", max_batch);
 		goto fail;
 	}
@@ -149,11 +151,44 @@ void forward_free(struct forward *f)
 	free(f->gate);
 	free(f->up);
 	free(f->scores);
+	free(f->segs);
 	free(f->rope_freqs);
 	free(f->embd_row);
 	if (f->embd_fd >= 0)
 		close(f->embd_fd);
 	free(f);
+}
+
+/* The matmul's dequantized f32 panel per thread (kernels/matmul.c), and
+ * what OpenBLAS's sgemm touches of its packing buffer per calling thread. */
+#define FORWARD_PANEL_BYTES (4u << 20)
+#define FORWARD_BLAS_THREAD_BYTES (8u << 20)
+
+uint64_t forward_scratch_bytes(const struct model *m, uint32_t max_batch, int threads,
+			       uint32_t n_ctx, uint32_t max_segs)
+{
+	const struct model_hparams *hp = &m->hp;
+	uint64_t q_dim = (uint64_t)hp->n_head * hp->head_dim, kv_dim = (uint64_t)hp->n_head_kv * hp->head_dim;
+	uint64_t per_tok = 2 * hp->n_embd + 2 * q_dim + 2 * kv_dim + 2 * (uint64_t)hp->n_ff;
+	uint64_t act = (uint64_t)max_batch * per_tok * sizeof(float);
+	uint64_t attn = (uint64_t)threads * ((uint64_t)n_ctx * sizeof(float) +
+					     (uint64_t)max_segs * sizeof(struct attn_seg));
+	uint64_t wide = hp->n_ff > hp->n_embd ? hp->n_ff : hp->n_embd;
+	if (q_dim > wide)
+		wide = q_dim;
+	/* the GEMV path's prepared activations: below 64 rows, of the widest input */
+	uint64_t prep = 64 * wide * 2;
+	/* the GEMM path: a panel of the largest matrix, and sgemm's packed copies
+	 * of a panel and of the rows */
+	uint64_t big = wide * hp->n_embd;
+	if ((uint64_t)hp->n_vocab * hp->n_embd > big)
+		big = (uint64_t)hp->n_vocab * hp->n_embd;
+	uint64_t panel = big * sizeof(float) < FORWARD_PANEL_BYTES ? big * sizeof(float) : FORWARD_PANEL_BYTES;
+	uint64_t blas = panel + (uint64_t)max_batch * wide * sizeof(float);
+	if (blas > FORWARD_BLAS_THREAD_BYTES)
+		blas = FORWARD_BLAS_THREAD_BYTES;
+	return act + attn + prep + (uint64_t)threads * (panel + blas) +
+	       st_row_bytes(m->token_embd.type, hp->n_embd);
 }
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out)
@@ -203,18 +238,11 @@ static void job_rope_store(void *arg, int ith, int nth)
 		ops_rope(q, hp->n_head, hp->head_dim, pos, hp->rope_base, hp->rope_scale, f->rope_freqs);
 		ops_rope(k, hp->n_head_kv, hp->head_dim, pos, hp->rope_base, hp->rope_scale,
 			 f->rope_freqs);
-		void *kdst = kv_k_row(f->kv, slot, j->layer, pos);
-		void *vdst = kv_v_row(f->kv, slot, j->layer, pos);
-		if (f->kv->type == ST_F32) {
-			memcpy(kdst, k, f->kv_dim * sizeof(float));
-			memcpy(vdst, v, f->kv_dim * sizeof(float));
-		} else {
-			uint16_t *kh = kdst, *vh = vdst;
-			for (uint32_t c = 0; c < f->kv_dim; c++) {
-				kh[c] = st_f32_to_fp16(k[c]);
-				vh[c] = st_f32_to_fp16(v[c]);
-			}
-		}
+		/* f32 copied, f16 rounded, q8_0/q4_0 quantized as ggml does */
+		quant_quantize_row(kv_type(f->kv), k, kv_row(f->kv, slot, j->layer, pos, false),
+				   f->kv_dim);
+		quant_quantize_row(kv_type(f->kv), v, kv_row(f->kv, slot, j->layer, pos, true),
+				   f->kv_dim);
 	}
 }
 
@@ -233,24 +261,20 @@ static void job_attention(void *arg, int ith, int nth)
 		if ((i + 1) * (long)hp->n_head > p1)
 			h1 = p1 - i * (long)hp->n_head;
 		uint32_t pos = j->b->pos[i], slot = j->b->slot[i];
-		const struct kv_link *link = &f->kv->link[slot];
+		struct attn_seg *segs = f->segs + (size_t)ith * kv_max_segments(f->kv);
 		struct attn_args a = {
 			.q = f->q + (size_t)i * f->q_dim,
-			.k = kv_k_row(f->kv, slot, j->layer, 0),
-			.v = kv_v_row(f->kv, slot, j->layer, 0),
-			.kv_type = f->kv->type,
-			.kv_row_bytes = f->kv->row_bytes,
+			.segs = segs,
+			.n_segs = kv_segments(f->kv, slot, j->layer, pos + 1, segs),
+			.kv_type = kv_type(f->kv),
+			.kv_row_bytes = kv_row_bytes(f->kv),
 			.n_kv = (int64_t)pos + 1,
 			.n_head = hp->n_head,
 			.n_head_kv = hp->n_head_kv,
 			.head_dim = hp->head_dim,
 			.scale = 1.0f / sqrtf((float)hp->head_dim),
-			.scores = f->scores + (size_t)ith * f->kv->n_ctx,
+			.scores = f->scores + (size_t)ith * kv_n_ctx(f->kv),
 			.out = f->att + (size_t)i * f->q_dim,
-			/* positions a Score's continuation shares with its context */
-			.k0 = kv_k_row(f->kv, link->src, j->layer, 0),
-			.v0 = kv_v_row(f->kv, link->src, j->layer, 0),
-			.n_prefix = link->n,
 		};
 		attn_heads(&a, h0, h1);
 		p += h1 - h0;
@@ -385,11 +409,15 @@ int forward_run(struct forward *f, const struct batch *b, float *logits,
 	if (b->n == 0 || b->n > f->max_batch)
 		return st_errf(err, -EINVAL, "batch of %u tokens (limit %u)", b->n, f->max_batch);
 	for (uint32_t i = 0; i < b->n; i++)
-		if (b->slot[i] >= f->kv->n_slots || b->pos[i] >= f->kv->n_ctx)
+		if (b->slot[i] >= kv_n_slots(f->kv) || b->pos[i] >= kv_n_ctx(f->kv))
 			return st_errf(err, -EINVAL, "token %u: slot %u position %u is outside the cache "
 				       "(%u slots of %u positions)", i, b->slot[i], b->pos[i],
-				       f->kv->n_slots, f->kv->n_ctx);
+				       kv_n_slots(f->kv), kv_n_ctx(f->kv));
 	rc = weights_revalidate(f->w, err); /* the file changed: nothing read before is used */
+	if (rc < 0)
+		return rc;
+	/* the KV blocks the rows read and write, in memory and the sequences' own */
+	rc = kv_prepare(f->kv, b, err);
 	if (rc < 0)
 		return rc;
 	rc = embed(f, b, err);
@@ -410,6 +438,7 @@ int forward_run(struct forward *f, const struct batch *b, float *logits,
 		if (rc < 0)
 			return rc;
 	}
+	kv_commit(f->kv, b);
 	f->stats.passes++;
 	f->stats.tokens += b->n;
 	f->stats.run_ns += clock_now_ns() - t0;

@@ -39,13 +39,22 @@ void forward_free(struct forward *f);
 
 /* Run the batch. logits: (number of wanted tokens, n_vocab) f32, rows in
  * batch order. Every (slot, pos) must be < the cache's size, and a sequence's
- * earlier positions must already be in the cache or earlier in this batch.
- * On failure (-EIO from the weight source, -ENOMEM) the batch's sequences
- * are unusable (their cache rows are partial); others are untouched. */
+ * earlier positions must already be in the cache or earlier in this batch
+ * (the cache brings them into memory first: kv_prepare; the rows' positions
+ * become valid after: kv_commit). On failure (-EIO from the weight source or
+ * the cache's disk, -ENOMEM) the batch's sequences are unusable (their cache
+ * rows are partial); others are untouched. */
 int forward_run(struct forward *f, const struct batch *b, float *logits,
 		struct st_err *err);
 
 void forward_get_stats(const struct forward *f, struct forward_stats *out);
+
+/* Bytes of scratch a forward of this model holds for batches of max_batch
+ * tokens on `threads` threads over contexts of n_ctx (activations, attention
+ * scratch, the matmul's panels and an allowance for OpenBLAS's packing
+ * buffers): what the memory plan counts for compute. */
+uint64_t forward_scratch_bytes(const struct model *m, uint32_t max_batch, int threads,
+			       uint32_t n_ctx, uint32_t max_segs);
 
 /* A counter that advances after every layer of every pass. Safe to read from
  * any thread (a watchdog uses it to tell a long pass from a stuck one). */

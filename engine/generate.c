@@ -72,6 +72,7 @@ int generate_run(struct engine *e, struct seq *s, const struct seq_sink *sink, s
 			if (drafter_run(dr, &s, 1, &derr) < 0)
 				log_warn("a draft pass failed, this pass verifies no drafts: %s", derr.msg);
 		}
+		engine_plan_begin(e);
 		seq_add_rows(s, &d.b, d.b.cap);
 		rc = driver_pass(e, &d, &pass, err);
 		if (rc < 0) {
@@ -96,6 +97,7 @@ int score_run(struct engine *e, struct score *sc, struct st_err *err)
 	while (!score_done(sc)) {
 		struct seq_pass pass = { 0 };
 		batch_clear(&d.b);
+		engine_plan_begin(e);
 		score_add_rows(sc, &d.b, d.b.cap);
 		rc = driver_pass(e, &d, &pass, err);
 		if (rc < 0) {

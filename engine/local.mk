@@ -7,6 +7,9 @@ noinst_LIBRARIES += engine/libengine.a
 engine_libengine_a_SOURCES = \
 	engine/model.c engine/model.h \
 	engine/kv.c engine/kv.h \
+	engine/kv_io.c engine/kv_io.h \
+	engine/kv_store.c engine/kv_store.h \
+	engine/memplan.c engine/memplan.h \
 	engine/sampler.c engine/sampler.h \
 	engine/forward.c engine/forward.h \
 	engine/batch.c engine/batch.h \
@@ -24,3 +27,9 @@ check_PROGRAMS += tests/test-logprob
 TESTS += tests/test-logprob
 tests_test_logprob_SOURCES = tests/test-logprob.c
 tests_test_logprob_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
+
+# the memory plan's arithmetic
+check_PROGRAMS += tests/test-memplan
+TESTS += tests/test-memplan
+tests_test_memplan_SOURCES = tests/test-memplan.c
+tests_test_memplan_LDADD = $(TEST_LIBS)

@@ -52,16 +52,24 @@ static int o_batch(struct engine_config *c, const char *name, const char *val, s
 	return u32_in(name, val, 1, OPT_MAX_BATCH, &c->batch_size, err);
 }
 
-static int o_budget(struct engine_config *c, const char *name, const char *val, struct st_err *err)
+/* A size; `zero` says what 0 means, for the message about a size that rounds to it. */
+static int size_opt(const char *name, const char *val, const char *zero, uint64_t *out,
+		    struct st_err *err)
 {
-	int rc = parse_size(val, &c->memory_budget);
+	int rc = parse_size(val, out);
+	if (rc == -ERANGE && strchr(val, '.'))
+		return st_errf(err, -EINVAL, "%s: '%s' rounds to 0 bytes (0 means %s: say 0 if you "
+			       "mean it)", name, val, zero);
 	if (rc == -ERANGE)
-		return st_errf(err, -EINVAL, "%s: '%s' %s", name, val,
-			       strchr(val, '.') ? "rounds to 0 bytes (0 means no budget: say 0 if you mean it)"
-					       : "is more than 2^64 bytes");
+		return st_errf(err, -EINVAL, "%s: '%s' is more than 2^64 bytes", name, val);
 	if (rc < 0)
 		return st_errf(err, -EINVAL, "%s: '%s' is not a size like 512M or 6G", name, val);
 	return 0;
+}
+
+static int o_budget(struct engine_config *c, const char *name, const char *val, struct st_err *err)
+{
+	return size_opt(name, val, "no budget", &c->memory_budget, err);
 }
 
 static int o_io(struct engine_config *c, const char *name, const char *val, struct st_err *err)
@@ -90,9 +98,28 @@ static int o_mlock(struct engine_config *c, const char *name, const char *val, s
 static int o_kv_type(struct engine_config *c, const char *name, const char *val, struct st_err *err)
 {
 	enum st_type t;
-	if (st_type_parse(val, &t) < 0 || (t != ST_F16 && t != ST_F32))
-		return st_errf(err, -EINVAL, "%s: '%s' is not f16 or f32", name, val);
+	if (st_type_parse(val, &t) < 0 || (t != ST_F16 && t != ST_F32 && t != ST_Q8_0 && t != ST_Q4_0))
+		return st_errf(err, -EINVAL, "%s: '%s' is not f16, f32, q8_0 or q4_0", name, val);
 	c->kv_type = t;
+	return 0;
+}
+
+static int o_kv_budget(struct engine_config *c, const char *name, const char *val, struct st_err *err)
+{
+	return size_opt(name, val, "chosen from the memory budget", &c->kv_budget, err);
+}
+
+static int o_kv_disk(struct engine_config *c, const char *name, const char *val, struct st_err *err)
+{
+	return size_opt(name, val, "no limit", &c->kv_disk_budget, err);
+}
+
+static int o_kv_dir(struct engine_config *c, const char *name, const char *val, struct st_err *err)
+{
+	if (strlen(val) >= sizeof c->kv_cache_dir)
+		return st_errf(err, -EINVAL, "%s: the path is longer than %zu bytes", name,
+			       sizeof c->kv_cache_dir - 1);
+	snprintf(c->kv_cache_dir, sizeof c->kv_cache_dir, "%s", val);
 	return 0;
 }
 
@@ -143,15 +170,22 @@ const struct engine_option engine_options[] = {
 	  ENGINE_OPT_SERVE, o_parallel },
 	{ "batch-size", "N", false, "most tokens in one pass over the weights (default 512)",
 	  ENGINE_OPT_ALL, o_batch },
-	{ "memory-budget", "SIZE", false, "bytes of weights to hold in RAM, e.g. 6G (default: all)",
-	  ENGINE_OPT_ALL, o_budget },
+	{ "memory-budget", "SIZE", false, "memory for weights, KV cache and scratch, e.g. 6G "
+	  "(default: all of it in RAM)", ENGINE_OPT_ALL, o_budget },
 	{ "io", "uring|mmap", false, "how streamed weights are read (default uring)", ENGINE_OPT_ALL,
 	  o_io },
 	{ "prefetch", "K", false, "layers read ahead (default: from the budget)", ENGINE_OPT_ALL,
 	  o_prefetch },
 	{ "mlock", "yes|no", true, "lock resident weights in RAM (default no)", ENGINE_OPT_ALL,
 	  o_mlock },
-	{ "kv-type", "f16|f32", false, "KV cache precision (default f16)", ENGINE_OPT_ALL, o_kv_type },
+	{ "kv-type", "f16|f32|q8_0|q4_0", false, "KV cache precision (default f16)", ENGINE_OPT_ALL,
+	  o_kv_type },
+	{ "kv-budget", "SIZE", false, "of the memory budget, the KV cache's (default: a quarter, "
+	  "at least one full context)", ENGINE_OPT_ALL, o_kv_budget },
+	{ "kv-cache-dir", "DIR", false, "where the KV cache pages to and keeps prefixes across "
+	  "restarts (default: a temporary file)", ENGINE_OPT_ALL, o_kv_dir },
+	{ "kv-disk-budget", "SIZE", false, "disk for cached prefixes (default 8G; 0: no limit)",
+	  ENGINE_OPT_ALL, o_kv_disk },
 	{ "chat-template", "NAME", false, "chat template family instead of the model's (chatml, "
 	  "llama3, ...)", ENGINE_OPT_SERVE, o_chat_template },
 	{ "draft", "FILE|lookup", false, "speculative decoding: drafts from a small model with "

@@ -145,9 +145,23 @@ int score_create(struct engine *e, const struct score_params *p, const uint32_t 
 		ct->res->greedy = true;
 		sc->rows_total += ct->n - 1; /* its last token predicts nothing we score */
 	}
-	for (uint32_t k = 0; k < sc->n_slots; k++) {
-		engine_slot_reset(e, sc->slots[k]);
-		if (k > 0 && engine_slot_link(e, sc->slots[k], sc->slots[0], sc->n_context) < 0) {
+	/* Every slot's blocks are in memory together (continuations read the
+	 * context's): with a small KV cache, fewer continuations side by side. */
+	uint32_t bp = engine_kv_block_pos(), longest = 0;
+	for (uint32_t c = 0; c < sc->n_conts; c++)
+		longest = sc->conts[c].n > longest ? sc->conts[c].n : longest;
+	uint64_t ctx_blocks = (sc->n_context + bp - 1) / bp;
+	uint64_t per_slot = (bp + longest + bp - 1) / bp + 1; /* own blocks, one copied */
+	while (sc->n_slots > 1 && ctx_blocks + sc->n_slots * per_slot > engine_kv_blocks(e))
+		sc->n_slots--;
+	/* The context starts with what the KV cache holds of it (its last token is
+	 * always computed: its logits score every first token); the other slots
+	 * share the context's positions. */
+	sc->ctx_done = engine_slot_reuse(e, sc->slots[0], sc->context, sc->n_context,
+					 sc->n_context - 1);
+	sc->st.n_cached = sc->rows_done = sc->st.n_past = sc->ctx_done;
+	for (uint32_t k = 1; k < sc->n_slots; k++) {
+		if (engine_slot_link(e, sc->slots[k], sc->slots[0], sc->n_context) < 0) {
 			score_free(sc);
 			return st_errf(err, -EINVAL, "cannot share slot %u's context with slot %u",
 				       sc->slots[0], sc->slots[k]);
@@ -197,8 +211,11 @@ uint32_t score_add_rows(struct score *sc, struct batch *b, uint32_t room)
 	sc->first_row = b->n_want;
 	if (sc->done)
 		return 0;
-	/* the context, the last row wanting logits */
-	while (sc->ctx_done < sc->n_context && added < room) {
+	/* the context, the last row wanting logits, as many rows as the KV
+	 * cache's memory takes beside the pass's others */
+	uint32_t ctx_room = sc->n_context - sc->ctx_done < room ? sc->n_context - sc->ctx_done : room;
+	ctx_room = engine_plan_rows(sc->e, sc->slots[0], sc->ctx_done, ctx_room);
+	while (sc->ctx_done < sc->n_context && added < ctx_room) {
 		uint32_t p = sc->ctx_done;
 		bool want = p == sc->n_context - 1;
 		if (want && !want_room(b))
@@ -215,7 +232,10 @@ uint32_t score_add_rows(struct score *sc, struct batch *b, uint32_t room)
 		for (uint32_t c = sc->group; c < group_end(sc); c++) {
 			struct cont *ct = &sc->conts[c];
 			uint32_t slot = sc->slots[c - sc->group];
-			while (ct->fed + 1 < ct->n && added < room && want_room(b)) {
+			uint32_t todo = ct->fed + 1 < ct->n ? ct->n - 1 - ct->fed : 0;
+			uint32_t lim = added + engine_plan_rows(sc->e, slot, sc->n_context + ct->fed,
+								todo < room - added ? todo : room - added);
+			while (ct->fed + 1 < ct->n && added < lim && want_room(b)) {
 				batch_add(b, ct->ids[ct->fed], sc->n_context + ct->fed, slot, true);
 				sc->wants[sc->n_wants++] = (struct want){ (int32_t)c, ct->fed + 1 };
 				ct->fed++;

@@ -194,7 +194,15 @@ int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, stru
 	s->st.n_prompt = p->n_prompt;
 	s->st.t_created = clock_now_ns();
 	detok_init(&s->dt, s->tok, false);
-	engine_slot_reset(e, slot);
+	/* The slot starts with whatever prefix of the prompt the KV cache holds
+	 * from earlier sequences (not with echo: every prompt row's logits are
+	 * wanted then). The last prompt token is always computed: its logits
+	 * give the first sampled token. */
+	if (p->echo_logprobs)
+		engine_slot_reset(e, slot);
+	else
+		s->st.n_cached = engine_slot_reuse(e, slot, p->prompt, p->n_prompt, p->n_prompt - 1);
+	s->st.n_past = s->st.n_cached;
 	*out = s;
 	return 0;
 nomem:
@@ -267,10 +275,15 @@ static uint32_t add_verify_rows(struct seq *s, struct batch *b, uint32_t room)
 
 uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room)
 {
-	if (s->state == SEQ_GENERATING)
-		return add_verify_rows(s, b, room);
 	uint32_t todo = seq_rows_pending(s);
 	uint32_t take = todo < room ? todo : room;
+	/* no more rows than the KV cache's memory holds with the pass's others
+	 * (while generating they start at the last token: n_past) */
+	take = engine_plan_rows(s->e, s->slot, s->st.n_past, take);
+	if (s->state == SEQ_GENERATING) {
+		s->rows_added = s->n_want = 0;
+		return take ? add_verify_rows(s, b, take) : 0;
+	}
 
 	s->rows_added = 0;
 	s->n_want = 0;

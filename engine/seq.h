@@ -92,6 +92,8 @@ struct seq_sink {
 struct seq_stats {
 	uint32_t n_prompt;
 	uint32_t n_past;	    /* tokens in the KV cache (progress through the prompt) */
+	uint32_t n_cached;	    /* of the prompt, tokens whose KV came from the cache (an
+				     * earlier sequence's prefix) instead of being computed */
 	uint32_t n_generated;	    /* sampled, a final end-of-generation token included */
 	uint32_t passes;	    /* passes it took part in */
 	uint32_t gen_passes;	    /* of which gave it tokens (with drafts, up to k + 1 each) */
@@ -113,8 +115,10 @@ struct seq_pass {
 	uint64_t stall_ns;
 };
 
-/* A new sequence on KV slot `slot` (which it resets). The caller owns *out
- * (seq_free; NULL is a no-op). -EINVAL (seq_params_check) or -ENOMEM. */
+/* A new sequence on KV slot `slot`, which starts with the longest prefix of
+ * the prompt the KV cache holds from earlier sequences (engine_slot_reuse;
+ * stats n_cached). The caller owns *out (seq_free; NULL is a no-op).
+ * -EINVAL (seq_params_check) or -ENOMEM. */
 int seq_create(struct engine *e, const struct seq_params *p, uint32_t slot, struct seq **out,
 	       struct st_err *err);
 void seq_free(struct seq *s);
@@ -129,8 +133,10 @@ uint32_t seq_rows_pending(const struct seq *s);
  * the last prompt row and every generated row want logits, and with
  * echo_logprobs every prompt row; it stops early when b has no logits row
  * left). While generating: its last token and its drafts, every row wanting
- * logits (drafts that do not fit are dropped). Returns the rows added. A
- * sequence must not be added twice to one pass. */
+ * logits (drafts that do not fit are dropped). Only the rows whose KV blocks
+ * fit in memory beside the pass's others are added (engine_plan_rows, after
+ * the driver's engine_plan_begin). Returns the rows added (0: it waits for
+ * this pass). A sequence must not be added twice to one pass. */
 uint32_t seq_add_rows(struct seq *s, struct batch *b, uint32_t room);
 
 /* The pass with its rows ran; `logits` are the pass's logits ((b->n_want,

@@ -915,6 +915,31 @@ const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, uint64_t i)
 	return i < g->n_tensors ? &g->tensors[i] : NULL;
 }
 
+size_t gguf_type_mix(const struct gguf *g, struct gguf_type_total *out, size_t max)
+{
+	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
+	uint32_t count[ST_TYPE_COUNT] = { 0 };
+	for (uint64_t i = 0; i < g->n_tensors; i++) {
+		const struct gguf_tensor *t = &g->tensors[i];
+		if (t->type < ST_TYPE_COUNT) { /* the parser admits only known types */
+			bytes[t->type] += t->size;
+			count[t->type]++;
+		}
+	}
+	size_t n = 0;
+	while (n < max) {
+		int best = -1;
+		for (int t = 0; t < ST_TYPE_COUNT; t++)
+			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
+				best = t;
+		if (best < 0)
+			break;
+		out[n++] = (struct gguf_type_total){ (uint32_t)best, count[best], bytes[best] };
+		count[best] = 0;
+	}
+	return n;
+}
+
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name)
 {
 	if (!g->t_hash)

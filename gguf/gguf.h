@@ -157,6 +157,16 @@ uint64_t gguf_n_tensors(const struct gguf *g);
 const struct gguf_tensor *gguf_tensor_at(const struct gguf *g, uint64_t i);
 const struct gguf_tensor *gguf_find_tensor(const struct gguf *g, const char *name);
 
+/* The file's tensor types by their total bytes, largest first: what a model's
+ * description calls its type mix ("q4_K 193 tensors, q6_K 49, f32 97"). Fills at
+ * most max entries and returns how many. */
+struct gguf_type_total {
+	uint32_t type; /* ST_TYPE_* (kernels/types.h) */
+	uint32_t n_tensors;
+	uint64_t bytes;
+};
+size_t gguf_type_mix(const struct gguf *g, struct gguf_type_total *out, size_t max);
+
 const char *gguf_vtype_name(enum gguf_vtype t);
 /* Bytes of one fixed-size value of type t; 0 for string, array and unknown types. */
 uint64_t gguf_vtype_size(uint32_t t);

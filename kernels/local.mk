@@ -28,9 +28,11 @@ tests_test_dot_LDADD = $(TEST_LIBS)
 tests_test_qgemm_SOURCES = tests/test-qgemm.c
 tests_test_qgemm_LDADD = $(TEST_LIBS)
 
-# pool, blas, matmul, ops, attn
+# pool, blas, matmul, ops; attention (attn.c: dispatch, scalar, reference;
+# one file per instruction set beside it)
 kernels_libkernels_a_SOURCES += kernels/pool.c kernels/blas.c kernels/matmul.c \
-	kernels/ops.c kernels/attn.c
+	kernels/ops.c kernels/attn.c kernels/attn_impl.h kernels/attn_avx2.c \
+	kernels/attn_avx512.c
 
 check_PROGRAMS += tests/test-pool tests/test-matmul tests/test-ops tests/test-attn
 TESTS += tests/test-pool tests/test-matmul tests/test-ops tests/test-attn

@@ -1,5 +1,5 @@
 /* simd_x86.h: small x86 vector helpers the per-instruction-set kernel files
- * share (dot_avx2.c, dot_avx512.c, attn.c). Header-only: each helper carries
+ * share (dot_avx2.c, dot_avx512.c, attn_avx2.c). Header-only: each helper carries
  * the narrowest target it needs, so it inlines into any wider one. Private
  * to kernels/; not an API. */
 #ifndef STRATA_KERNELS_SIMD_X86_H

@@ -65,3 +65,27 @@ wait_for() {
 	done
 	return 1
 }
+
+# weights_budget MODEL WEIGHTS [ENGINE OPTIONS...]: the options that give the weights
+# WEIGHTS bytes under --memory-budget, which also holds the KV cache and compute scratch:
+# "--kv-budget K --memory-budget WEIGHTS+K+S", K and S as the engine plans them for
+# those options (read from the plan strata-model logs).
+weights_budget() {
+	wb_model=$1 wb_weights=$2
+	shift 2
+	wb_ks=$("$STRATA_MODEL" generate "$wb_model" --prompt x -n 1 --temperature 0 --verbose \
+		"$@" 2>&1 >/dev/null |
+		sed -n 's/.*\[bytes: bound [0-9]*, weights [0-9]*, KV \([0-9]*\), scratch \([0-9]*\)\].*/\1 \2/p')
+	[ -n "$wb_ks" ] || { echo "weights_budget: no plan from strata-model" >&2; return 1; }
+	set -- $wb_ks
+	echo "--kv-budget $1 --memory-budget $((wb_weights + $1 + $2))"
+}
+
+# plan_bound MODEL [ENGINE OPTIONS...]: all the engine holds for MODEL with those options
+# and no budget (weights, KV cache, scratch): what a draft model takes of a budget
+plan_bound() {
+	pb_model=$1
+	shift
+	"$STRATA_MODEL" generate "$pb_model" --prompt x -n 1 --temperature 0 --verbose "$@" 2>&1 \
+		>/dev/null | sed -n 's/.*\[bytes: bound \([0-9]*\), .*/\1/p'
+}

@@ -29,9 +29,18 @@ EXTRA_DIST += tests/lib.sh tests/test-cli.sh tests/test-score-chat.sh tests/chat
 	tests/test-tools.sh tests/test-quantize.sh
 
 # Batch invariance at the daemon: a greedy request's tokens and log-probabilities
-# are the same alone and beside prompts of every length 1..200 (Q8_0, Q4_0).
+# are the same alone and beside prompts of every length 1..200 (Q8_0, Q4_0, Q4_K_M).
 TESTS += tests/pyclient/test-invariance.py
 EXTRA_DIST += tests/pyclient/test-invariance.py
+
+# the paged KV cache through the engine: paging, quantized caches, prefix reuse
+check_PROGRAMS += tests/test-kv
+TESTS += tests/test-kv
+tests_test_kv_SOURCES = tests/test-kv.c
+tests_test_kv_LDADD = $(SYNTH_LIBS) $(TEST_LIBS)
+# ... and through stratad: refusal with the numbers, paging, reuse, restarts
+TESTS += tests/test-kvcache.sh
+EXTRA_DIST += tests/test-kvcache.sh
 
 check_PROGRAMS += tests/test-sampler
 TESTS += tests/test-sampler

@@ -16,21 +16,23 @@ MODEL="$TMP/tiny.gguf"
 # within A B TOL: |A - B| <= TOL (integers, awk does the arithmetic)
 within() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t) }'; }
 
-# Budget 400K: the 4 layers (148 KiB each) and the head all stream through 2 buffers.
-"$BENCH" --model "$MODEL" --memory-budget 400K --prompt-tokens 4 --gen-tokens 2 \
+# 400K for weights: the 4 layers (148 KiB each) and the head all stream through 2
+# buffers (the budget holds the KV cache and scratch besides: weights_budget adds them).
+B=$(weights_budget "$MODEL" 409600 --ctx-size 64)
+"$BENCH" --model "$MODEL" $B --ctx-size 64 --prompt-tokens 4 --gen-tokens 2 \
 	>"$TMP/text.txt" 2>"$TMP/text.err"
 ok $? "strata-bench runs (text output)"
 grep -q "^prompt: *4 tokens in " "$TMP/text.txt" &&
 	grep -q "^generation: 2 tokens in .* tok/s" "$TMP/text.txt" &&
 	grep -q "^  per token: wall .* ms, compute .* ms, I/O .* ms" "$TMP/text.txt" &&
 	grep -q "^  bandwidth: .* MB/s while reads were in flight" "$TMP/text.txt" &&
-	grep -q "^memory: *peak RSS .* MiB; budget 0.4 MiB + KV cache" "$TMP/text.txt"
+	grep -q "^memory: *peak RSS .* MiB; bound .* MiB (--memory-budget: weights 0.4 + KV cache" "$TMP/text.txt"
 ok $? "the text names prompt, generation, per-token times, bandwidth and memory" ||
 	sed 's/^/# /' "$TMP/text.txt" "$TMP/text.err"
 
 for io in uring mmap; do
 	J="$TMP/$io.json"
-	"$BENCH" --model "$MODEL" --memory-budget 400K --prompt-tokens 4 --gen-tokens 2 --io $io \
+	"$BENCH" --model "$MODEL" $B --ctx-size 64 --prompt-tokens 4 --gen-tokens 2 --io $io \
 		--json >"$J" 2>"$TMP/$io.err"
 	ok $? "--io $io --json runs"
 	if [ -n "${PYTHON3:-}" ]; then
@@ -56,9 +58,10 @@ for io in uring mmap; do
 	ok $? "--io $io: the prompt pass read the streamed units too ($pb bytes)"
 	rss=$(jget "$J" peak_rss_bytes)
 	bound=$(jget "$J" rss_bound_bytes)
-	[ "$bound" -eq $((409600 + $(jget "$J" kv_bytes) + 104857600)) ] && [ "$rss" -gt 0 ] &&
-		[ "$rss" -le "$bound" ]
-	ok $? "--io $io: peak RSS $rss <= budget + KV + 100 MiB = $bound"
+	[ "$bound" -eq $(($(jget "$J" budget_bytes) + 104857600)) ] && [ "$rss" -gt 0 ] &&
+		[ "$rss" -le "$bound" ] &&
+		[ "$(jget "$J" memory_bound_bytes)" -eq "$(jget "$J" budget_bytes)" ]
+	ok $? "--io $io: peak RSS $rss <= the budget (weights, KV cache, scratch) + 100 MiB = $bound"
 done
 
 "$BENCH" --model "$MODEL" --prompt-tokens 3 --gen-tokens 2 --warmup 0 --json >"$TMP/res.json"
@@ -72,8 +75,8 @@ ok $? "fully resident: nothing streamed, nothing read while generating"
 K="$TMP/q4km.gguf"
 "$STRATA_MODEL" synth "$K" --n-embd 256 --n-layer 4 --n-head 4 --n-head-kv 2 --n-ff 768 \
 	--type Q4_K_M --vocab builtin --ctx 512 --seed 5 &&
-	"$BENCH" --model "$K" --memory-budget 1200K --prompt-tokens 4 --gen-tokens 2 --json >"$TMP/k.json" \
-		2>"$TMP/k.err"
+	"$BENCH" --model "$K" $(weights_budget "$K" 1228800 --ctx-size 64) --ctx-size 64 \
+		--prompt-tokens 4 --gen-tokens 2 --json >"$TMP/k.json" 2>"$TMP/k.err"
 ok $? "strata-bench runs on a Q4_K_M model, streamed" || sed 's/^/# /' "$TMP/k.err"
 streamed=$(jget "$TMP/k.json" streamed_bytes_per_pass)
 got=$(jget "$TMP/k.json" gen_bytes_read)
@@ -93,9 +96,10 @@ t=$(jget "$TMP/draft.json" tokens_per_pass)
 	[ "$a" -le "$d" ] && awk -v t="$t" 'BEGIN { exit !(t >= 1) }'
 ok $? "... and report the prompt's $n tokens, $d drafted, $a accepted, $t tokens per pass"
 
-"$BENCH" --model "$MODEL" --memory-budget 100K >/dev/null 2>"$TMP/small.err"
+"$BENCH" --model "$MODEL" --ctx-size 64 $(weights_budget "$MODEL" 102400 --ctx-size 64) \
+	>/dev/null 2>"$TMP/small.err"
 [ $? -eq 1 ] && grep -q "minimum is" "$TMP/small.err"
-ok $? "a budget below the minimum fails and says the minimum"
+ok $? "a budget that leaves the weights below their minimum fails and says the minimum"
 "$BENCH" --model "$MODEL" --gen-tokens 0 >/dev/null 2>&1
 [ $? -eq 2 ]
 ok $? "--gen-tokens 0 is a usage error"

@@ -39,8 +39,11 @@ skip() { # skip N REASON
 start() { # start MODEL IO NAME: stratad on MODEL streaming every layer; sets DPID SOCK DLOG
 	SOCK="$TMP/$3.sock"
 	DLOG="$TMP/$3.log"
-	"$STRATAD" --model "$1" --socket "$SOCK" --memory-budget 1800K --io "$2" --ctx-size 1024 \
-		--parallel 2 --threads 2 --config /dev/null --log-level info 2>"$DLOG" &
+	# 1800K for weights; the budget holds the KV cache and scratch besides
+	"$STRATAD" --model "$1" --socket "$SOCK" \
+		$(weights_budget "$1" 1843200 --ctx-size 1024 --parallel 2 --threads 2) \
+		--io "$2" --ctx-size 1024 --parallel 2 --threads 2 --config /dev/null \
+		--log-level info 2>"$DLOG" &
 	DPID=$!
 	TAP_PIDS="$TAP_PIDS $DPID"
 	# not `status`: the first status must come after the failures begin (see below)

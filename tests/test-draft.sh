@@ -56,13 +56,19 @@ ok $? "--verbose: one line with drafted N, accepted N and passes N: $line"
 ok $? "strata-model refuses a draft with another vocabulary: $(cat "$TMP/bad.err")"
 
 # ---- stratad ----
-# the smallest budget the model streams with (from the plan's own message)
-"$STRATA_MODEL" generate "$MODEL" --prompt x -n 1 --memory-budget 4K 2>"$TMP/min.err" >/dev/null
+# The budget holds the weights, the KV cache, scratch and a draft model's all: what the
+# plan gives the KV cache and scratch (4 sequences of 512), and the weights' smallest
+# plan (from the plan's own message), and what each draft model holds.
+OPTS="--ctx-size 512 --kv-type f32 --parallel 4 --threads 2"
+set -- $(weights_budget "$MODEL" 0 $OPTS)
+kvb=$2 over=$4
+"$STRATA_MODEL" generate "$MODEL" --prompt x -n 1 $(weights_budget "$MODEL" 4096 $OPTS) $OPTS \
+	2>"$TMP/min.err" >/dev/null
 min=$(sed -n 's/.*the minimum is [^(]*(\([0-9]*\) bytes.*/\1/p' "$TMP/min.err")
-[ -n "$min" ]
-ok $? "the model's smallest budget: $min bytes"
-dsize=$(stat -c %s "$D")
-msize=$(stat -c %s "$MODEL")
+dsize=$(plan_bound "$D" $OPTS)
+msize=$(plan_bound "$MODEL" $OPTS)
+[ -n "$min" ] && [ -n "$kvb" ] && [ -n "$dsize" ] && [ -n "$msize" ]
+ok $? "the model's smallest plan for weights: $min bytes, beside $over of KV cache and scratch; the draft models hold $dsize and $msize"
 SOCK="$TMP/s.sock"
 
 # serve OPTIONS...: stratad on $SOCK with those options
@@ -127,8 +133,8 @@ for cfg in "lookup resident" "model resident" "self resident" "model small-uring
 	esac
 	case $2 in
 	resident) set -- ;;
-	small-uring) set -- --memory-budget $((min + dbytes + 8192)) --io uring ;;
-	small-mmap) set -- --memory-budget $((min + dbytes + 8192)) --io mmap ;;
+	small-uring) set -- --kv-budget $kvb --memory-budget $((min + dbytes + over + 8192)) --io uring ;;
+	small-mmap) set -- --kv-budget $kvb --memory-budget $((min + dbytes + over + 8192)) --io mmap ;;
 	esac
 	serve --draft "$dopt" "$@"
 	ok $? "stratad --draft $(basename "$dopt") $* comes up"
@@ -150,7 +156,7 @@ for cfg in "lookup resident" "model resident" "self resident" "model small-uring
 	grep -q "drafted [0-9]*, accepted [0-9]*" "$TMP/c0.err"
 	ok $? "$cfg: Done carries the request's drafts: $(cat "$TMP/c0.err")"
 	if [ "$kind" = self ] && [ $# -eq 0 ]; then
-		grep -q "drafts: draft model" "$TMP/stratad.log" && grep -q "counted against the budget" "$TMP/stratad.log"
+		grep -q "drafts: draft model" "$TMP/stratad.log" && grep -q "in all, counted in the memory line" "$TMP/stratad.log"
 		ok $? "the plan log says what the draft model costs: $(grep "drafts: draft model" "$TMP/stratad.log")"
 		grep -q "^drafts .*resident" "$TMP/st.txt"
 		ok $? "status shows the draft model: $(grep "^drafts" "$TMP/st.txt")"

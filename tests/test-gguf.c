@@ -408,6 +408,23 @@ static void test_round_trip(uint32_t alignment)
 		free(data[i]);
 	}
 	tap_is_int(gguf_file_size(g), end, "align %u: file ends with the padded last tensor", alignment);
+
+	/* the type mix: every type here has one tensor, so each total is its tensor's
+	 * size, in falling order; a short array takes the largest only */
+	struct gguf_type_total mix[N_ROUND_TENSORS + 1];
+	size_t n_mix = gguf_type_mix(g, mix, N_ROUND_TENSORS + 1);
+	ok = n_mix == N_ROUND_TENSORS;
+	for (size_t i = 0; ok && i < n_mix; i++) {
+		size_t self = N_ROUND_TENSORS;
+		for (size_t j = 0; j < N_ROUND_TENSORS; j++)
+			if (round_tensors[j].type == mix[i].type)
+				self = j;
+		ok = self < N_ROUND_TENSORS && mix[i].n_tensors == 1 &&
+		     mix[i].bytes == spec_size(&round_tensors[self]) && (i == 0 || mix[i - 1].bytes >= mix[i].bytes);
+	}
+	struct gguf_type_total top[2];
+	tap_ok(ok && gguf_type_mix(g, top, 2) == 2 && top[0].type == ST_Q4_K && top[1].type == ST_Q6_K,
+	       "align %u: the type mix, largest total first (%zu types; q4_K, q6_K on top)", alignment, n_mix);
 	tap_ok(gguf_find_tensor(g, "nope") == NULL && gguf_find_kv(g, "nope") == NULL &&
 		       gguf_find_kv(g, "t.u3") == NULL && gguf_tensor_at(g, 99) == NULL &&
 		       gguf_kv_at(g, 99) == NULL,

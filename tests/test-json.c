@@ -122,7 +122,7 @@ static void test_messages(void)
 	      "{\"finish_reason\":\"stop_string\",\"timings\":{\"prompt_tokens\":12,\"generated_tokens\":40,"
 	      "\"queued_ms\":0,\"time_to_first_token_ms\":812.25,\"prompt_tokens_per_s\":0,"
 	      "\"generation_tokens_per_s\":14.8,\"total_ms\":3500.5,\"bytes_read\":\"0\",\"read_mb_per_s\":0,"
-	      "\"stall_ms\":0,\"compute_ms\":0},\"seed\":\"18446744073709551615\",\"stop_string\":\"User:\",\"passes\":0,"
+	      "\"stall_ms\":0,\"compute_ms\":0,\"prompt_tokens_cached\":0},\"seed\":\"18446744073709551615\",\"stop_string\":\"User:\",\"passes\":0,"
 	      "\"generation_passes\":0,\"drafted_tokens\":0,\"accepted_tokens\":0,\"tokens_per_pass\":0}",
 	      "Done: enum by short name, nested Timings, uint64 as a string in full, unset Error left out");
 

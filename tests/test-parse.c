@@ -112,6 +112,14 @@ static void test_escapes(void)
 	tap_is_int(parse_escapes("abc", buf, 3), -ENOSPC, "escapes: no room for the NUL");
 }
 
+static void test_format_size(void)
+{
+	char b[32];
+	tap_is_str(format_size(512, b, sizeof b), "512 B", "512 bytes");
+	tap_is_str(format_size(3ull << 29, b, sizeof b), "1.50 GiB", "1.5 GiB");
+	tap_is_str(format_size(100ull << 20, b, sizeof b), "100.0 MiB", "100 MiB");
+}
+
 int main(void)
 {
 	test_parse_size();
@@ -119,5 +127,6 @@ int main(void)
 	test_floats();
 	test_bools();
 	test_escapes();
+	test_format_size();
 	return tap_done();
 }

@@ -1,8 +1,9 @@
 #!/bin/sh
-# test-rss.sh: issue #4's memory promise against the real stratad: with a budget far below
-# the model (32 MiB for 288 MiB of weights: two streaming buffers, every layer read from
-# disk on every pass), the daemon's peak RSS stays within budget + KV cache + a fixed
-# overhead, in both io modes. Under AddressSanitizer (shadow memory, quarantine) the
+# test-rss.sh: the memory promise against the real stratad: --memory-budget bounds
+# everything that grows (weights, KV cache, compute scratch). With 32 MiB of it for the
+# weights of a 288 MiB model (two streaming buffers, every layer read from disk on every
+# pass), the daemon's peak RSS stays within the budget plus a fixed allowance for code and
+# libraries, in both io modes. Under AddressSanitizer (shadow memory, quarantine) the
 # daemon still runs but the bound is not asserted.
 . "${STRATA_SRCDIR:-.}/tests/lib.sh"
 
@@ -12,16 +13,13 @@ M="$TMP/big.gguf"
 	--type q8_0 --vocab builtin --ctx 512 --seed 7 || exit 1
 MODEL_BYTES=$(stat -c %s "$M")
 MIB=1048576
-BUDGET=$((32 * MIB))
-# What the daemon holds besides the weights budget and the KV cache, for this model:
-#   the matmul's dequantized f32 panel: n_ff x n_embd x 4 = 11 MiB (capped at 16 MiB,
-#     MATMUL_PANEL_BYTES), used by prompts of 64 tokens and more (sgemm);
-#   activations allocated for a 512-token batch: 512 x (4 n_embd + 2 kv + 2 n_ff) x 4 =
-#     21 MiB (mostly untouched; all of it resident at worst, with THP=always);
-#   code and libraries (OpenBLAS, libc, protobuf-c: about 6 MiB resident), the GGUF
-#     metadata pages, malloc arenas and OpenBLAS's packing buffers (a few MiB).
-# About 42 MiB at worst; measured 14 MiB (uring) and less (mmap) on the build machine.
-OVERHEAD=$((48 * MIB))
+OPTS=$(weights_budget "$M" $((32 * MIB)) --ctx-size 256 --parallel 1 --threads 2)
+BUDGET=${OPTS##*--memory-budget }
+# What the daemon holds outside the budget, which already counts the weights, the KV
+# cache and compute scratch (activations for a 512-token batch, the matmul's panels,
+# OpenBLAS's packing, logits): code and libraries (OpenBLAS, libc, protobuf-c: about
+# 6 MiB resident), the GGUF metadata pages, malloc's arenas, thread stacks.
+OVERHEAD=$((24 * MIB))
 if grep -q __asan_init "$STRATAD"; then
 	SANITIZED="stratad is built with AddressSanitizer, whose shadow memory and quarantine are not in the bound"
 else
@@ -37,12 +35,12 @@ field() { sed -n "s/.*\"$1\":\"\{0,1\}\([0-9]*\).*/\1/p" "$TMP/status.json"; }
 
 for io in uring mmap; do
 	SOCK="$TMP/$io.sock"
-	"$STRATAD" --model "$M" --socket "$SOCK" --memory-budget "$BUDGET" --io "$io" --ctx-size 256 \
+	"$STRATAD" --model "$M" --socket "$SOCK" $OPTS --io "$io" --ctx-size 256 \
 		--parallel 1 --threads 2 --config /dev/null --log-level info 2>"$TMP/$io.log" &
 	DPID=$!
 	TAP_PIDS="$DPID"
 	wait_for "$STRATA" --socket "$SOCK" status && grep -q "streamed: 24 units" "$TMP/$io.log"
-	ok $? "$io: stratad serves $((MODEL_BYTES / MIB)) MiB of model in a $((BUDGET / MIB)) MiB budget, every layer streamed"
+	ok $? "$io: stratad serves $((MODEL_BYTES / MIB)) MiB of model in a $((BUDGET / MIB)) MiB budget (32 MiB for weights), every layer streamed"
 
 	"$STRATA" --socket "$SOCK" generate -n 4 --temperature 0 "$SHORT" >"$TMP/short.txt"
 	ok $? "$io: a short prompt, 4 tokens"
@@ -56,17 +54,17 @@ for io in uring mmap; do
 	"$STRATA" --socket "$SOCK" status --json >"$TMP/status.json"
 	kv=$(field kv_cache_bytes)
 	held=$(($(field weights_resident_bytes) + $(field stream_buffer_bytes)))
-	[ -n "$kv" ] && [ "$held" -le "$BUDGET" ]
-	ok $? "$io: the plan holds $((held / 1024)) KiB of weights, within the budget"
+	[ -n "$kv" ] && [ "$held" -le $((32 * MIB)) ] && [ "$((held + kv))" -le "$BUDGET" ]
+	ok $? "$io: the plan holds $((held / 1024)) KiB of weights and $((kv / 1024)) KiB of KV cache, within the budget"
 
-	limit=$((BUDGET + kv + OVERHEAD))
-	diag "$io: peak RSS $((hwm / 1024)) KiB, now $((rss / 1024)) KiB; budget $((BUDGET / 1024)) + KV $((kv / 1024)) + overhead $((OVERHEAD / 1024)) = $((limit / 1024)) KiB; model $((MODEL_BYTES / 1024)) KiB"
+	limit=$((BUDGET + OVERHEAD))
+	diag "$io: peak RSS $((hwm / 1024)) KiB, now $((rss / 1024)) KiB; budget $((BUDGET / 1024)) + overhead $((OVERHEAD / 1024)) = $((limit / 1024)) KiB; model $((MODEL_BYTES / 1024)) KiB"
 	if [ -n "$SANITIZED" ]; then
 		TAP_N=$((TAP_N + 1))
 		echo "ok $TAP_N # SKIP $SANITIZED (peak $((hwm / MIB)) MiB)"
 	else
 		[ "$hwm" -gt 0 ] && [ "$hwm" -le "$limit" ] && [ $((hwm * 2)) -lt "$MODEL_BYTES" ]
-		ok $? "$io: peak RSS $((hwm / MIB)) MiB <= budget + KV + $((OVERHEAD / MIB)) MiB = $((limit / MIB)) MiB, under half the model"
+		ok $? "$io: peak RSS $((hwm / MIB)) MiB <= budget + $((OVERHEAD / MIB)) MiB = $((limit / MIB)) MiB, under half the model"
 	fi
 
 	kill -TERM "$DPID"

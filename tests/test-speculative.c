@@ -120,6 +120,10 @@ static void make_models(void)
 /* ---- running sequences ---- */
 
 static int n_threads = 2;
+/* --memory-budget bounds weights, KV cache and scratch: a budgeted engine gets
+ * this KV cache (one sequence's, as the unbudgeted plan gives it), so a budget
+ * of WEIGHTS + overhead() leaves the weights exactly WEIGHTS */
+static uint64_t kv_fixed;
 
 static struct engine *open_engine(const char *model, const char *draft, uint64_t budget,
 				  enum engine_io io, struct st_err *err)
@@ -132,6 +136,7 @@ static struct engine *open_engine(const char *model, const char *draft, uint64_t
 	cfg.batch_size = 64;
 	cfg.threads = n_threads;
 	cfg.memory_budget = budget;
+	cfg.kv_budget = budget ? kv_fixed : 0;
 	cfg.io = io;
 	cfg.kv_type = ST_F32;
 	if (draft) {
@@ -240,12 +245,39 @@ static struct sampler_params greedy_params(void)
 	return sp;
 }
 
-/* The smallest budget that streams everything it can, with a draft model of
- * `draft_bytes`: from the plan's own error message. 0 when unknown. */
+/* What a budget holds besides the weights (the KV cache and scratch, as the
+ * plan counts them for this model); sets kv_fixed. */
+static uint64_t overhead(const char *model)
+{
+	struct st_err err = { "" };
+	struct engine *e = open_engine(model, NULL, 0, ENGINE_IO_URING, &err);
+	uint64_t o = 0;
+	if (e) {
+		kv_fixed = engine_info(e)->kv_bytes;
+		o = kv_fixed + engine_info(e)->scratch_bytes;
+	}
+	engine_close(e);
+	return o;
+}
+
+/* All a draft model holds (weights, KV cache, scratch), which the budget
+ * holds too. 0 when it does not open. */
+static uint64_t draft_footprint(const char *model, const char *draft)
+{
+	struct st_err err = { "" };
+	struct engine *e = open_engine(model, draft, 0, ENGINE_IO_URING, &err);
+	uint64_t b = e && engine_info(e)->draft_model ? engine_info(e)->draft_model->memory_bound : 0;
+	engine_close(e);
+	return b;
+}
+
+/* The weights' smallest budget that streams everything it can, with a draft
+ * model of `draft_bytes`: from the plan's own error message (after
+ * overhead(model)). 0 when unknown. */
 static uint64_t min_budget(const char *model, uint64_t draft_bytes)
 {
 	struct st_err err = { "" };
-	struct engine *e = open_engine(model, NULL, 4096, ENGINE_IO_URING, &err);
+	struct engine *e = open_engine(model, NULL, overhead(model) + 4096, ENGINE_IO_URING, &err);
 	engine_close(e);
 	const char *m = strstr(err.msg, "the minimum is ");
 	const char *paren = m ? strchr(m, '(') : NULL;
@@ -282,30 +314,19 @@ static void test_greedy(const char *model, const char *what, const char *prompt_
 	uint64_t model_bytes = es.bytes_resident;
 	engine_close(base);
 
-	/* the draft models' sizes, for the budgets */
-	struct engine *de = open_engine(model, model, 0, ENGINE_IO_URING, &err);
-	uint64_t self_bytes = 0, rand_bytes = 0;
-	if (de) {
-		engine_get_stats(de, &es);
-		self_bytes = es.draft_bytes;
-	}
-	engine_close(de);
-	de = open_engine(model, random_draft, 0, ENGINE_IO_URING, &err);
-	if (de) {
-		engine_get_stats(de, &es);
-		rand_bytes = es.draft_bytes;
-	}
-	engine_close(de);
-	uint64_t min = min_budget(model, 0);
+	/* the draft models' footprints, for the budgets, which hold them too */
+	uint64_t self_bytes = draft_footprint(model, model);
+	uint64_t rand_bytes = draft_footprint(model, random_draft);
+	uint64_t min = min_budget(model, 0), over = overhead(model);
 	tap_ok(self_bytes > 0 && rand_bytes > 0 && min > 0, "%s: sizes for the budgets (model %llu, "
 	       "minimum %llu, drafts %llu and %llu bytes)", what, (unsigned long long)model_bytes,
 	       (unsigned long long)min, (unsigned long long)self_bytes, (unsigned long long)rand_bytes);
 
 	const struct setting settings[] = {
 		{ "resident", 0, ENGINE_IO_URING },
-		{ "all streamed, io_uring", min, ENGINE_IO_URING },
-		{ "half streamed, io_uring", min + model_bytes / 3, ENGINE_IO_URING },
-		{ "all streamed, mmap", min, ENGINE_IO_MMAP },
+		{ "all streamed, io_uring", min + over, ENGINE_IO_URING },
+		{ "half streamed, io_uring", min + model_bytes / 3 + over, ENGINE_IO_URING },
+		{ "all streamed, mmap", min + over, ENGINE_IO_MMAP },
 	};
 	for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
 		const struct setting *st = &settings[i];
@@ -496,29 +517,31 @@ static void test_refusals(void)
 
 	e = open_engine(path_t, path_t, 0, ENGINE_IO_URING, &err);
 	struct engine_stats es;
-	uint64_t dbytes = 0;
+	uint64_t dweights = 0;
 	if (e) {
 		engine_get_stats(e, &es);
-		dbytes = es.draft_bytes;
+		dweights = es.draft_bytes;
 	}
 	engine_close(e);
+	/* all the draft holds (weights, KV cache, scratch) comes out of the budget */
+	uint64_t dbytes = draft_footprint(path_t, path_t), over = overhead(path_t);
 	e = open_engine(path_t, path_t, dbytes, ENGINE_IO_URING, &err);
 	tap_ok(!e && strstr(err.msg, "draft model"), "a budget the draft model fills is refused: %s",
 	       err.msg);
 	engine_close(e);
 	uint64_t min = min_budget(path_t, 0);
-	e = open_engine(path_t, path_t, min + dbytes - 4096, ENGINE_IO_URING, &err);
+	e = open_engine(path_t, path_t, min + dbytes + over - 4096, ENGINE_IO_URING, &err);
 	tap_ok(!e && strstr(err.msg, "draft model"), "a budget that holds the model's minimum, but not "
 	       "the draft's share as well, is refused: %s", err.msg);
 	engine_close(e);
-	e = open_engine(path_t, path_t, min + dbytes, ENGINE_IO_URING, &err);
+	e = open_engine(path_t, path_t, min + dbytes + over, ENGINE_IO_URING, &err);
 	struct weights_stats ws = { 0 };
 	if (e) {
 		engine_get_stats(e, &es);
 		engine_weights_stats(e, &ws);
 	}
 	uint64_t held = ws.bytes_resident + (uint64_t)ws.n_slots * ws.slot_bytes;
-	tap_ok(e && es.draft_bytes == dbytes && held + dbytes <= min + dbytes && ws.n_streamed > 0,
+	tap_ok(e && es.draft_bytes == dweights && held <= min && ws.n_streamed > 0,
 	       "with the draft model, the model plans within the budget minus the draft's %llu bytes "
 	       "(it holds %llu, streams %u units)", (unsigned long long)dbytes,
 	       (unsigned long long)held, ws.n_streamed);

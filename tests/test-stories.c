@@ -91,7 +91,10 @@ int main(void)
 	snprintf(model, sizeof model, "%s/models/stories260K.gguf", shared);
 
 	/* A layer of stories260K is 178 KiB (184 KiB in 4 KiB blocks): 400 KiB
-	 * holds only the two streaming buffers, 800 KiB keeps two layers too. */
+	 * for weights holds only the two streaming buffers, 800 KiB keeps two
+	 * layers too. The budget holds the KV cache and scratch besides: what
+	 * the resident run (first) plans for them is added. */
+	uint64_t kv_bytes = 0, scratch_bytes = 0;
 	const struct mode modes[] = {
 		{ "resident", 0, ENGINE_IO_URING, 512 },
 		{ "all streamed (uring, 400K budget)", 400 * 1024, ENGINE_IO_URING, 512 },
@@ -107,13 +110,20 @@ int main(void)
 		cfg.model_path = model;
 		cfg.kv_type = ST_F32;	/* llama.cpp's reference run used an F32 cache */
 		cfg.threads = 2;
-		cfg.memory_budget = modes[m].budget;
+		if (modes[m].budget) {
+			cfg.kv_budget = kv_bytes;
+			cfg.memory_budget = modes[m].budget + kv_bytes + scratch_bytes;
+		}
 		cfg.io = modes[m].io;
 		cfg.batch_size = modes[m].batch;
 		cfg.ctx_size = 512; /* llama2.c ran 200 steps; the file says 128 */
 		if (!tap_ok(engine_open(&cfg, &e, &err) == 0, "%s: engine opens", modes[m].name)) {
 			tap_diag("%s", err.msg);
 			continue;
+		}
+		if (m == 0) {
+			kv_bytes = engine_info(e)->kv_bytes;
+			scratch_bytes = engine_info(e)->scratch_bytes;
 		}
 
 		/* llama2.c's run.c: -n 200 counts the prompt; .ids holds prompt + generated, no BOS */

@@ -69,18 +69,24 @@ ok $? "--ids prints 'prompt: ...' with BOS and 'gen: ...' with 24 ids"
 [ "$(stat -c %s "$TMP/logits.f32")" -eq $((24 * 512 * 4)) ]
 ok $? "--logits writes steps x vocab f32 ($(stat -c %s "$TMP/logits.f32") bytes)"
 
-# A layer is 816 KiB: 1800K holds only the two streaming buffers, 3M keeps
-# some layers resident as well.
-for mode in "all-streamed 1800K uring" "half-streamed 3M uring" "all-streamed 1800K mmap" "half-streamed 3M mmap"; do
+# A layer is 816 KiB: 1800K of weights holds only the two streaming buffers, 3M
+# keeps some layers resident as well (the budget also holds the KV cache and
+# scratch: weights_budget adds what the engine plans for them).
+for mode in "all-streamed 1843200 uring" "half-streamed 3145728 uring" "all-streamed 1843200 mmap" "half-streamed 3145728 mmap"; do
 	set -- $mode
-	gen "$TMP/$1-$3.txt" --memory-budget "$2" --io "$3"
-	ok $? "generate with a $2 budget ($1, --io $3) runs"
+	b=$(weights_budget "$M" "$2")
+	gen "$TMP/$1-$3.txt" $b --io "$3"
+	ok $? "generate with $2 bytes for weights ($1, --io $3: $b) runs"
 	cmp -s "$TMP/resident.txt" "$TMP/$1-$3.txt"
 	ok $? "... and gives exactly the tokens of the resident run"
 done
-"$STRATA_MODEL" generate "$M" --prompt "x" -n 1 --memory-budget 100K 2>"$TMP/small.err"
-[ $? -ne 0 ] && grep -q "minimum" "$TMP/small.err"
-ok $? "a budget below two layers is refused, naming the minimum: $(cat "$TMP/small.err")"
+b=$(weights_budget "$M" 102400)
+"$STRATA_MODEL" generate "$M" --prompt "x" -n 1 $b 2>"$TMP/small.err"
+[ $? -ne 0 ] && grep -q "minimum" "$TMP/small.err" && grep -q "for weights" "$TMP/small.err"
+ok $? "100K for weights, below two layers, is refused, naming the minimum and the split: $(cat "$TMP/small.err")"
+"$STRATA_MODEL" generate "$M" --prompt "x" -n 1 --memory-budget 100K 2>"$TMP/tiny.err"
+[ $? -ne 0 ] && grep -q "cannot hold the KV cache of one sequence" "$TMP/tiny.err"
+ok $? "a budget below the KV cache and scratch is refused with the numbers: $(cat "$TMP/tiny.err")"
 
 head -c 3000 "$M" >"$TMP/cut.gguf"
 "$STRATA_MODEL" info "$TMP/cut.gguf" 2>"$TMP/cut.err"

@@ -255,14 +255,6 @@ static void test_drop_ranges(void)
 	plan_free(&p);
 }
 
-static void test_size_str(void)
-{
-	char b[32];
-	tap_is_str(plan_size_str(512, b, sizeof b), "512 B", "512 bytes");
-	tap_is_str(plan_size_str(3ull << 29, b, sizeof b), "1.50 GiB", "1.5 GiB");
-	tap_is_str(plan_size_str(100ull << 20, b, sizeof b), "100.0 MiB", "100 MiB");
-}
-
 int main(void)
 {
 	test_fits();
@@ -272,6 +264,5 @@ int main(void)
 	test_outside();
 	test_merge();
 	test_drop_ranges();
-	test_size_str();
 	return tap_done();
 }

@@ -160,26 +160,13 @@ static void print_str(struct gguf_str s)
  * strata does not run. */
 static void print_type_mix(const struct gguf *g)
 {
-	uint64_t bytes[ST_TYPE_COUNT] = { 0 };
-	uint32_t count[ST_TYPE_COUNT] = { 0 };
-	for (uint64_t i = 0; i < gguf_n_tensors(g); i++) {
-		const struct gguf_tensor *t = gguf_tensor_at(g, i);
-		bytes[t->type] += t->size;
-		count[t->type]++;
-	}
+	struct gguf_type_total mix[ST_TYPE_COUNT];
+	size_t n = gguf_type_mix(g, mix, ST_TYPE_COUNT);
 	printf("types:        ");
-	for (bool first = true;; first = false) {
-		int best = -1;
-		for (int t = 0; t < ST_TYPE_COUNT; t++)
-			if (count[t] && (best < 0 || bytes[t] > bytes[best]))
-				best = t;
-		if (best < 0)
-			break;
-		printf("%s %s %u tensor%s (%.1f MiB)%s", first ? "" : ",", st_type_name((uint32_t)best), count[best],
-		       count[best] == 1 ? "" : "s", (double)bytes[best] / (1 << 20),
-		       st_type_info((uint32_t)best)->supported ? "" : " [strata does not run it]");
-		count[best] = 0;
-	}
+	for (size_t i = 0; i < n; i++)
+		printf("%s %s %u tensor%s (%.1f MiB)%s", i ? "," : "", st_type_name(mix[i].type), mix[i].n_tensors,
+		       mix[i].n_tensors == 1 ? "" : "s", (double)mix[i].bytes / (1 << 20),
+		       st_type_info(mix[i].type)->supported ? "" : " [strata does not run it]");
 	printf("\n");
 }
 
@@ -565,14 +552,15 @@ static int cmd_generate(int argc, char **argv)
 			"prompt: %u tokens in %.3f s (%.1f tok/s); generated: %u tokens in %.3f s "
 			"(%.2f tok/s); streamed %.1f MiB from disk, waited %.3f s for it; passes %u; "
 			"drafts %s: drafted %u, accepted %u (%.0f%%), %.2f tokens per pass in %u "
-			"generating passes, %" PRIu64 " draft-model passes (%.3f s)\n",
+			"generating passes, %" PRIu64 " draft-model passes (%.3f s); %u prompt tokens from "
+			"the KV cache\n",
 			st->n_prompt, pt, pt > 0 ? st->n_prompt / pt : 0.0, st->n_generated, gt,
 			gt > 0 && st->n_generated > 1 ? (st->n_generated - 1) / gt : 0.0,
 			(double)es.bytes_read / (1 << 20), (double)es.stall_ns / 1e9, st->passes,
 			draft_source_name(seq_draft_source(sq)), st->drafted, st->accepted,
 			st->drafted ? 100.0 * st->accepted / st->drafted : 0.0,
 			st->gen_passes ? (double)st->n_generated / st->gen_passes : 0.0, st->gen_passes,
-			es.draft_passes, (double)es.draft_pass_ns / 1e9);
+			es.draft_passes, (double)es.draft_pass_ns / 1e9, st->n_cached);
 	}
 	exit_code = 0;
 done:

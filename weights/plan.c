@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/parse.h"
+
 static uint64_t align_down(uint64_t x, uint64_t a)
 {
 	return x / a * a;
@@ -18,22 +20,6 @@ static uint64_t align_down(uint64_t x, uint64_t a)
 static uint64_t align_up(uint64_t x, uint64_t a)
 {
 	return (x + a - 1) / a * a;
-}
-
-const char *plan_size_str(uint64_t n, char *buf, size_t cap)
-{
-	static const char *const units[] = { "B", "KiB", "MiB", "GiB", "TiB" };
-	double v = (double)n;
-	size_t u = 0;
-	while (v >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
-		v /= 1024.0;
-		u++;
-	}
-	if (u == 0)
-		snprintf(buf, cap, "%" PRIu64 " B", n);
-	else
-		snprintf(buf, cap, "%.*f %s", v < 10 ? 2 : 1, v, units[u]);
-	return buf;
 }
 
 /* ---- extents ---- */
@@ -250,9 +236,9 @@ static int choose_resident(const struct plan_input *in, struct plan *p, struct s
 			     "memory budget %s is too small for the weights in %s: the minimum is %s "
 			     "(%" PRIu64 " bytes: %u streaming buffers of %s, the size of unit %u, "
 			     "plus any larger units resident)",
-			     plan_size_str(budget, b1, sizeof b1), in->name,
-			     plan_size_str(min_need, b2, sizeof b2), min_need, min_slots,
-			     plan_size_str(p->units[min_need_unit].bytes, b3, sizeof b3),
+			     format_size(budget, b1, sizeof b1), in->name,
+			     format_size(min_need, b2, sizeof b2), min_need, min_slots,
+			     format_size(p->units[min_need_unit].bytes, b3, sizeof b3),
 			     min_need_unit);
 		goto out;
 	}

@@ -80,7 +80,5 @@ const struct plan_extent *plan_find_ext(const struct plan *p, uint32_t unit, uin
 /* Bytes of e inside a file of file_size bytes: what a read of it transfers. */
 uint64_t plan_ext_file_bytes(const struct plan_extent *e, uint64_t file_size);
 
-/* "1.5 GiB": a size for people, into buf; returns buf. */
-const char *plan_size_str(uint64_t n, char *buf, size_t cap);
 
 #endif

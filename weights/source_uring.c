@@ -15,6 +15,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "weights/source.h"
 #include "weights/uring_reader.h"
 
@@ -75,7 +76,7 @@ static int ur_open(const struct w_file *f, void **state, struct st_err *err)
 		if (rc == -ENOMEM) {
 			ur_close(u);
 			return st_errf(err, -ENOMEM, "cannot allocate %u streaming buffers of %s",
-				       p->n_slots, plan_size_str(p->slot_bytes, b, sizeof b));
+				       p->n_slots, format_size(p->slot_bytes, b, sizeof b));
 		}
 	}
 	struct iovec iov = { u->slot_mem, u->slot_len };
@@ -177,7 +178,7 @@ static void ur_describe(const void *state, char *buf, size_t cap)
 	snprintf(buf, cap, "io: io_uring, %s, %s buffers, queue depth %u, %s reads",
 		 u->f->dfd >= 0 ? "O_DIRECT" : "buffered (no O_DIRECT here)",
 		 uring_reader_registered(u->reader) ? "registered" : "unregistered",
-		 u->f->queue_depth, plan_size_str(u->f->chunk_bytes, b, sizeof b));
+		 u->f->queue_depth, format_size(u->f->chunk_bytes, b, sizeof b));
 }
 
 static void ur_memory(const void *state, void **p, uint64_t *len)
@@ -255,7 +256,7 @@ static bool w_piece_populate(const struct w_piece *pc, bool populate, int *rc, s
 	if (r < 0) {
 		char b[32];
 		*rc = st_errf(err, r, "cannot allocate %s for resident unit %u: %s",
-			      plan_size_str(pc->len, b, sizeof b), pc->unit, strerror(-r));
+			      format_size(pc->len, b, sizeof b), pc->unit, strerror(-r));
 		return false;
 	}
 	return true;

@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "common/hash.h"
 #include "common/log.h"
+#include "common/parse.h"
 #include "weights/plan.h"
 #include "weights/source.h"
 
@@ -96,7 +97,7 @@ static void w_lock(struct weights *w, void *p, uint64_t len, const char *what)
 		w->locked = false;
 		log_warn("weights: cannot lock %s of %s in memory (%s); continuing unlocked "
 			 "(raise LimitMEMLOCK= / ulimit -l, or run with CAP_IPC_LOCK)",
-			 plan_size_str(len, b, sizeof b), what, strerror(e));
+			 format_size(len, b, sizeof b), what, strerror(e));
 	}
 }
 
@@ -320,7 +321,7 @@ static int w_alloc_resident(struct weights *w, struct st_err *err)
 	w->res_mem = w_map_anon(w->res_len, false);
 	if (!w->res_mem)
 		return st_errf(err, -ENOMEM, "cannot allocate %s for the resident weights",
-			       plan_size_str(w->res_len, b, sizeof b));
+			       format_size(w->res_len, b, sizeof b));
 	uint64_t off = 0;
 	for (uint32_t u = 0; u < w->plan.n_units; u++) {
 		if (w->plan.units[u].resident) {
@@ -616,7 +617,7 @@ int weights_revalidate(struct weights *w, struct st_err *err)
 	log_notice("weights: %s changed on disk (same size and header): read the %u resident "
 		   "units again (%s) and dropped %u streaming buffers read ahead before the change",
 		   w->path, w->plan.n_units - w->plan.n_stream,
-		   plan_size_str(w->res_bytes - before, b, sizeof b), dropped);
+		   format_size(w->res_bytes - before, b, sizeof b), dropped);
 	w->id = st;
 	if (w->plan.n_stream > 0)
 		w_fill(w);
@@ -664,26 +665,26 @@ void weights_plan_describe(const struct weights *w, char *buf, size_t cap)
 		n += (size_t)k; \
 	} while (0)
 	W_PUT("weights: %s, %u units, %s (in %s blocks)\n", w->path, p->n_units,
-	      plan_size_str(p->bytes_units, b1, sizeof b1),
-	      plan_size_str(w->f.block, b2, sizeof b2));
+	      format_size(p->bytes_units, b1, sizeof b1),
+	      format_size(w->f.block, b2, sizeof b2));
 	if (w->budget == 0)
 		W_PUT("budget: none; ");
 	else
-		W_PUT("budget %s; ", plan_size_str(w->budget, b1, sizeof b1));
+		W_PUT("budget %s; ", format_size(w->budget, b1, sizeof b1));
 	if (n_res == 0) {
 		W_PUT("resident: none\n");
 	} else {
 		w_unit_list(w, true, list, sizeof list);
 		W_PUT("resident: %u units, %s: %s\n", n_res,
-		      plan_size_str(p->bytes_resident, b1, sizeof b1), list);
+		      format_size(p->bytes_resident, b1, sizeof b1), list);
 	}
 	if (p->n_stream == 0) {
 		W_PUT("streamed: none");
 	} else {
 		w_unit_list(w, false, list, sizeof list);
 		W_PUT("streamed: %u units, %s read per pass (per token at batch 1), through %u buffers of %s (read-ahead %u): %s\n",
-		      p->n_stream, plan_size_str(p->bytes_streamed, b1, sizeof b1), p->n_slots,
-		      plan_size_str(p->slot_bytes, b2, sizeof b2), p->n_slots - 1, list);
+		      p->n_stream, format_size(p->bytes_streamed, b1, sizeof b1), p->n_slots,
+		      format_size(p->slot_bytes, b2, sizeof b2), p->n_slots - 1, list);
 		w->ops->describe(w->src, io, sizeof io);
 		W_PUT("%s", io);
 	}

@@ -7,6 +7,7 @@ weights_libweights_a_SOURCES = \
 	weights/weights.c weights/weights.h \
 	weights/plan.c weights/plan.h \
 	weights/source.h weights/source_uring.c weights/source_mmap.c \
+	weights/resident_load.c weights/resident_load.h weights/anon.c weights/anon.h \
 	weights/sigbus.c weights/sigbus.h \
 	weights/uring_reader.c weights/uring_reader.h
 

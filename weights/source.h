@@ -1,8 +1,7 @@
 /* source.h: private to weights/: the seam between the ring of streaming slots (weights.c)
  * and the two ways of filling a slot: source_uring.c (io_uring reads into buffers of our
- * own) and source_mmap.c (a mapping of the file, paged in and out around use). Also the
- * resident load both modes share, and the anonymous-memory helpers. Nothing outside
- * weights/ includes this; everyone else uses weights.h. */
+ * own) and source_mmap.c (a mapping of the file, paged in and out around use). Nothing
+ * outside weights/ includes this; everyone else uses weights.h. */
 #ifndef STRATA_WEIGHTS_SOURCE_H
 #define STRATA_WEIGHTS_SOURCE_H
 
@@ -12,7 +11,14 @@
 
 #include "common/err.h"
 #include "weights/plan.h"
-#include "weights/weights.h"
+
+/* What a backend counts; weights_get_stats copies it into weights_stats. */
+struct w_io_stats {
+	bool direct;	     /* reads bypass the page cache (O_DIRECT) */
+	bool registered;     /* buffers registered with the ring (READ_FIXED) */
+	uint64_t bytes_read; /* since open */
+	uint64_t read_ns;    /* wall time with a read in flight (MMAP: paging in) */
+};
 
 /* What every backend sees of the weight source: the file and the plan. Filled by
  * weights_open before a backend opens; unchanged until weights_close. */
@@ -57,8 +63,8 @@ struct w_source_ops {
 	/* 0, or -EIO (message naming the file, unit and byte) when bytes were lost while in
 	 * use since the last call; repairs what it can. `unit` is the one in use. */
 	int (*check)(void *state, uint32_t unit, struct st_err *err);
-	/* Fill out's io fields: direct, registered, bytes_read and read_ns (slots only). */
-	void (*stats)(const void *state, struct weights_stats *out);
+	/* The backend's side of weights_stats (slots only). */
+	void (*stats)(const void *state, struct w_io_stats *out);
 	/* The "io: ..." line of the plan's description. */
 	void (*describe)(const void *state, char *buf, size_t cap);
 	/* The memory the backend holds for its slots, for mlock (NULL / 0: none). */
@@ -70,27 +76,5 @@ struct w_source_ops {
 };
 
 extern const struct w_source_ops w_source_uring, w_source_mmap;
-
-/* Read every resident unit's bytes into res_buf[unit] (NULL for streamed units), in file
- * order: through an io_uring reader of its own when io_uring works here (O_DIRECT when
- * f->dfd >= 0), else with pread. With `populate`, each piece of memory is populated up
- * front (MADV_POPULATE_WRITE) just before it is read into: faulting fresh memory in page by
- * page costs more than the disk. progress (may be NULL) is called with bytes done and the
- * total, at the start, at most every 1% or 250 ms, and at the end. Adds the bytes read and
- * the wall time to *bytes and *ns. 0, or -errno with a message naming the unit and byte. */
-int w_resident_read(const struct w_file *f, char *const *res_buf, bool populate,
-		    void (*progress)(void *user, uint64_t done, uint64_t total), void *user,
-		    uint64_t *bytes, uint64_t *ns, struct st_err *err);
-
-/* ---- memory (weights.c) ---- */
-
-/* An anonymous private mapping of len bytes, not yet populated, huge pages advised (from
- * 2 MiB) when `huge`; NULL when out of memory. Free with munmap. */
-char *w_map_anon(uint64_t len, bool huge);
-
-/* Populate [p, p + len) (page-aligned, inside a w_map_anon mapping, holding nothing yet)
- * for writing, now: MADV_POPULATE_WRITE, or before Linux 5.14 a fresh MAP_POPULATE mapping
- * of the range. 0, or -ENOMEM (-errno) when the memory cannot be had. */
-int w_populate(void *p, uint64_t len);
 
 #endif

@@ -366,7 +366,7 @@ static int mm_check(void *state, uint32_t unit, struct st_err *err)
 		       "not be read back while in use (Input/output error)", unit, f->path, off);
 }
 
-static void mm_stats(const void *state, struct weights_stats *out)
+static void mm_stats(const void *state, struct w_io_stats *out)
 {
 	const struct mmap_src *m = state;
 	out->direct = false;

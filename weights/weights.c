@@ -21,6 +21,8 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "weights/plan.h"
+#include "weights/anon.h"
+#include "weights/resident_load.h"
 #include "weights/source.h"
 
 /* A place in the ring: a streaming buffer (URING) or a window place (MMAP: the pages live
@@ -57,35 +59,6 @@ struct weights {
 	uint64_t stall_ns, n_acquires, n_stalls, n_misses, n_read_errors;
 	uint64_t res_bytes, res_ns, load_ns; /* resident reads: all, all, at open */
 };
-
-/* ---- memory ---- */
-
-char *w_map_anon(uint64_t len, bool huge)
-{
-	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED)
-		return NULL;
-	if (huge && len >= (2u << 20))
-		madvise(p, len, MADV_HUGEPAGE);
-	return p;
-}
-
-int w_populate(void *p, uint64_t len)
-{
-	for (int tries = 0; len > 0 && tries < 100; tries++) {
-		if (madvise(p, len, MADV_POPULATE_WRITE) == 0)
-			return 0;
-		if (errno == EINVAL) {
-			/* before Linux 5.14: map the range afresh, populated (it holds nothing) */
-			void *q = mmap(p, len, PROT_READ | PROT_WRITE,
-				       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_POPULATE, -1, 0);
-			return q == MAP_FAILED ? -errno : 0;
-		}
-		if (errno != EINTR && errno != EAGAIN)
-			return -errno;
-	}
-	return 0;
-}
 
 static void w_lock(struct weights *w, void *p, uint64_t len, const char *what)
 {
@@ -699,9 +672,12 @@ bool weights_is_resident(const struct weights *w, uint32_t unit)
 void weights_get_stats(const struct weights *w, struct weights_stats *out)
 {
 	const struct plan *p = &w->plan;
+	struct w_io_stats io = { 0 };
+	w->ops->stats(w->src, &io);
 	memset(out, 0, sizeof *out);
-	w->ops->stats(w->src, out);
 	out->io = w->io;
+	out->direct = io.direct;
+	out->registered = io.registered;
 	out->locked = w->want_lock && w->locked;
 	out->n_units = p->n_units;
 	out->n_streamed = p->n_stream;
@@ -715,8 +691,8 @@ void weights_get_stats(const struct weights *w, struct weights_stats *out)
 	out->queue_depth = w->f.queue_depth;
 	out->chunk_bytes = w->f.chunk_bytes;
 	out->block_bytes = w->f.block;
-	out->bytes_read += w->res_bytes;
-	out->read_ns += w->res_ns;
+	out->bytes_read = io.bytes_read + w->res_bytes;
+	out->read_ns = io.read_ns + w->res_ns;
 	out->load_ns = w->load_ns;
 	out->stall_ns = w->stall_ns;
 	out->n_acquires = w->n_acquires;

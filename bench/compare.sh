@@ -1,13 +1,13 @@
 #!/bin/sh
 # compare.sh: the streaming comparison of bench/README.md in one run. Synthesizes (once) a
-# 7B-shaped Q8_0 model in a data directory outside the repository, then runs strata-bench
+# 7B-shaped Q8_0 (or, --type q4_k_m, Q4_K_M) model in a data directory outside the repository, then runs strata-bench
 # fully resident (the pure compute baseline) and at several budgets in both io modes, with
 # fio's sequential O_DIRECT read of the same file just before and just after every run
 # (this machine's virtual disk changes speed from minute to minute, so only neighbours
 # compare fairly), dropping the page cache before each. Prints every figure that matters
 # as a ratio measured in this run. Root is needed to drop the page cache.
 #
-#   bench/compare.sh [--builddir DIR] [--data-dir DIR] [--budgets "1G q 2G 4G 5G"]
+#   bench/compare.sh [--builddir DIR] [--data-dir DIR] [--type q8_0|q4_k_m] [--budgets "1G q 2G 4G 5G"]
 #                    [--modes "uring mmap"] [--prompt-tokens 16] [--gen-tokens 4]
 #                    [--warmup 1] [--repeat 1] [--threads T] [--quiet-wait 300]
 # Before each run it waits (up to --quiet-wait seconds) until other processes leave the
@@ -30,11 +30,13 @@ repeat=1
 threads=0
 quiet_wait=300
 table_only=
+type=q8_0
 while [ $# -gt 0 ]; do
 	case $1 in
 	--builddir) builddir=$2; shift 2 ;;
 	--data-dir) data=$2; shift 2 ;;
 	--budgets) budgets=$2; shift 2 ;;
+	--type) type=$2; shift 2 ;;
 	--modes) modes=$2; shift 2 ;;
 	--prompt-tokens) prompt=$2; shift 2 ;;
 	--gen-tokens) gen=$2; shift 2 ;;
@@ -166,9 +168,15 @@ command -v fio >/dev/null || die "fio is not installed (apt-get install fio)"
 data_dir "$data"
 
 # ---- the model: 32 x 188.3 MB layers + a 512-token head ----
-model="$data/7b-q8_0.gguf"
-synth_once "$model" 6030667648 "6.0 GB" --n-embd 4096 --n-layer 32 --n-head 32 --n-head-kv 8 \
-	--n-ff 11008 --type q8_0 --vocab builtin
+# Q8_0: 6.0 GB; Q4_K_M (q4_K and q6_K as llama-quantize mixes them): about 4 GB
+case $type in
+q8_0) bytes=6030667648 text="6.0 GB" ;;
+q4_k_m) bytes=4000000000 text="about 4 GB" ;;
+*) die "--type: q8_0 or q4_k_m" ;;
+esac
+model="$data/7b-$type.gguf"
+synth_once "$model" "$bytes" "$text" --n-embd 4096 --n-layer 32 --n-head 32 \
+	--n-head-kv 8 --n-ff 11008 --type "$type" --vocab builtin
 size=$(stat -c %s "$model")
 
 stamp=$(date +%Y%m%d-%H%M%S)

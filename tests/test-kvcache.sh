@@ -38,16 +38,19 @@ cached() { sed -n 's/.*; \([0-9]*\) prompt tokens from the KV cache.*/\1/p' "$1.
 field() { sed -n "s/.*\"$1\": *\"*\([0-9]*\).*/\1/p" "$2" | head -1; }
 
 # ---- what cannot fit is refused, with the numbers ----
-"$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --memory-budget 100T \
+# (each under `timeout`: a daemon that starts instead of refusing fails the check, not the run)
+timeout 30 "$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --memory-budget 100T \
 	2>"$TMP/big.err"
 [ $? -ne 0 ] && grep -q "more than this process may use: .*, \(physical memory\|its memory cgroup\)" "$TMP/big.err"
 ok $? "a budget above what the process may use is refused: $(tail -1 "$TMP/big.err")"
-"$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --ctx-size 16000000 \
-	2>"$TMP/ctx.err"
-[ $? -ne 0 ] && grep -q "GiB of KV cache (4 sequences of 16000000 positions)" "$TMP/ctx.err" &&
+# 64 sequences of 16 M positions: hundreds of GiB even for the smallest model here (the
+# synthesized one's f16 cache takes 256 bytes a position)
+timeout 30 "$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --ctx-size 16000000 \
+	--parallel 64 2>"$TMP/ctx.err"
+[ $? -ne 0 ] && grep -q "iB of KV cache (64 sequences of 16000000 positions)" "$TMP/ctx.err" &&
 	grep -q "more than this process may use" "$TMP/ctx.err"
-ok $? "with no budget, a KV cache of terabytes is refused: $(tail -1 "$TMP/ctx.err")"
-"$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --ctx-size 16000000 \
+ok $? "with no budget, a KV cache of hundreds of GiB is refused: $(tail -1 "$TMP/ctx.err")"
+timeout 30 "$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --ctx-size 16000000 \
 	--memory-budget 1G 2>"$TMP/ctx2.err"
 [ $? -ne 0 ] && grep -q "cannot hold the KV cache of one sequence at full --ctx-size (16000000 positions: " "$TMP/ctx2.err"
 ok $? "with a budget, one sequence too long for it is refused: $(tail -1 "$TMP/ctx2.err")"
@@ -63,7 +66,7 @@ elif [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw memory /sys/fs/cgr
 fi
 if [ -n "$CG" ] && echo $((256 * 1048576)) >"$CG/$CGF"; then
 	sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$CG" \
-		"$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --memory-budget 1G \
+		timeout 30 "$STRATAD" --model "$MODEL" --socket "$TMP/no.sock" --config /dev/null --memory-budget 1G \
 		2>"$TMP/cg.err"
 	[ $? -ne 0 ] && grep -q "is more than this process may use: 256.0 MiB, its memory cgroup's limit ($CG/$CGF)" "$TMP/cg.err"
 	ok $? "in a memory cgroup of 256 MiB, a 1G budget is refused: $(tail -1 "$TMP/cg.err")"
@@ -112,9 +115,13 @@ stop
 ok $? "stratad exits 0"
 
 # ---- prefix reuse: a second turn ----
+# The first turn's prompt is several blocks long: its blocks are reused whatever the model
+# said (text a random model generates may tokenize differently when sent back; the
+# trained model's does not, and then its reply's blocks are reused too).
+P1L="Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. One day, she saw a big red ball under a tree."
 start cold
-gen "$TMP/t1.txt" 30 "$P1"
-T2="$P1$(cat "$TMP/t1.txt") The next day,"
+gen "$TMP/t1.txt" 30 "$P1L"
+T2="$P1L$(cat "$TMP/t1.txt") The next day,"
 stop
 start cold2
 gen "$TMP/cold.txt" 30 "$T2"
@@ -124,7 +131,7 @@ stop
 ok $? "a fresh daemon computes the whole second turn"
 
 start warm --kv-cache-dir "$TMP/kv"
-gen "$TMP/t1w.txt" 30 "$P1"
+gen "$TMP/t1w.txt" 30 "$P1L"
 gen "$TMP/warm.txt" 30 "$T2"
 c=$(cached "$TMP/warm.txt")
 [ -n "$c" ] && [ "$c" -gt 0 ] && cmp -s "$TMP/warm.txt" "$TMP/cold.txt"

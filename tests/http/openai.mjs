@@ -21,6 +21,20 @@ try {
 	process.exit(0);
 }
 
+// The text a list of logprobs tokens spells: a token that is not valid UTF-8 on its own
+// is named "bytes:\xNN..." (as OpenAI does); its bytes join the others' before decoding,
+// with U+FFFD for what stays invalid, as the reply's text has it.
+function tokensText(tokens) {
+	const parts = [];
+	for (const t of tokens) {
+		if (t.startsWith("bytes:"))
+			for (const m of t.slice(6).matchAll(/\\x([0-9a-fA-F]{2})/g)) parts.push(parseInt(m[1], 16));
+		else
+			parts.push(...new TextEncoder().encode(t));
+	}
+	return new TextDecoder("utf-8").decode(new Uint8Array(parts));
+}
+
 let failed = 0;
 function ok(cond, desc, detail) {
 	console.log(`${cond ? "ok" : "not ok"} - ${desc}`);
@@ -139,7 +153,7 @@ if (env.STRATA_LOGPROBS === "1") {
 		const r = await client.completions.create({ model, prompt, max_tokens: 5, temperature: 0, logprobs: 2 });
 		const lp = r.choices[0].logprobs;
 		ok(lp.tokens.length === 5 && lp.token_logprobs.length === 5 && lp.top_logprobs.length === 5 &&
-		   lp.text_offset.length === 5 && lp.tokens.join("") === r.choices[0].text,
+		   lp.text_offset.length === 5 && tokensText(lp.tokens) === r.choices[0].text,
 		   "completions logprobs: tokens, token_logprobs, top_logprobs, text_offset", lp);
 		ok(lp.text_offset[0] === prompt.length, "text_offset counts from the prompt's start", lp.text_offset);
 	});

@@ -71,7 +71,7 @@ static int w_piece_error(const struct w_file *f, const struct w_piece *pc, int r
 /* Populate a piece's memory; false (error set) when there is none to be had. */
 static bool w_piece_populate(const struct w_piece *pc, bool populate, int *rc, struct st_err *err)
 {
-	int r = populate ? w_populate(pc->buf, pc->len) : 0;
+	int r = populate ? w_populate_parallel(pc->buf, pc->len) : 0;
 	if (r < 0) {
 		char b[32];
 		*rc = st_errf(err, r, "cannot allocate %s for resident unit %u: %s",

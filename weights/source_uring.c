@@ -67,7 +67,7 @@ static int ur_open(const struct w_file *f, void **state, struct st_err *err)
 		 * once: they are reused every pass. */
 		u->slot_len = (uint64_t)p->n_slots * p->slot_bytes;
 		u->slot_mem = w_map_anon(u->slot_len, true);
-		rc = u->slot_mem ? w_populate(u->slot_mem, u->slot_len) : -ENOMEM;
+		rc = u->slot_mem ? w_populate_parallel(u->slot_mem, u->slot_len) : -ENOMEM;
 		if (rc == -ENOMEM) {
 			ur_close(u);
 			return st_errf(err, -ENOMEM, "cannot allocate %u streaming buffers of %s",

@@ -52,6 +52,7 @@ while [ $# -gt 0 ]; do
 	*) echo "big-model.sh: unknown option $1 (try --help)" >&2; exit 2 ;;
 	esac
 done
+[ "$threads" -gt 0 ] || threads=$(nproc) # strata-bench and llama-bench take a count
 die() { echo "big-model.sh: $*" >&2; exit 1; }
 # tables DIR: the table of a run (DIR/runs.txt; the cap from DIR/cap)
 tables() {

@@ -50,6 +50,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
+[ "$threads" -gt 0 ] || threads=$(nproc) # strata-bench and llama-bench take a count
 die() { echo "compare.sh: $*" >&2; exit 1; }
 # ---- the tables ----
 # runs.txt columns: 1 name, 2 io, 3 budget, 4 fio1M before, 5 fio1M after, 6 load,

@@ -37,7 +37,7 @@ bench_kv_prefill_LDADD = $(ENGINE_LIBS)
 EXTRA_DIST += bench/README.md bench/compare.sh bench/big-model.sh bench/lib.sh bench/startup.py \
 	bench/compare-llamacpp.sh bench/ggml-compare.sh bench/ggml-compare.c \
 	bench/quant-quality.sh bench/compare-kquants.sh bench/kv-bench.sh bench/speculative.sh \
-	bench/matrix.sh
+	bench/matrix.sh bench/score-passes.py
 
 # It runs on a tiny synthesized model and prints both output formats.
 TESTS += tests/test-bench.sh

@@ -65,20 +65,11 @@ def main():
                           "--threads", a.threads, "--parallel", str(max(4, a.choices)),
                           "--config", "/dev/null"], stderr=log)
     try:
-        for _ in range(3000):
-            if d.poll() is not None:
-                with open(os.path.join(tmp, "stratad.log")) as f:
-                    sys.stderr.write(f.read())
-                print("stratad exited (%d) before it was ready" % d.returncode)
-                return 1
-            if os.path.exists(sock):
-                try:
-                    with sc.connect(sock, timeout=5) as c:
-                        c.call("status")
-                    break
-                except OSError:
-                    pass
-            time.sleep(0.1)
+        if not sc.wait_ready(sock, d, timeout=300):
+            with open(os.path.join(tmp, "stratad.log")) as f:
+                sys.stderr.write(f.read())
+            print("stratad was not ready (exit status %s)" % d.poll())
+            return 1
         c = sc.connect(sock, timeout=3600)
         st = c.call("status")
         print("model %s: %d layers, %.2f GB of weights streamed per pass, io mode %d" %

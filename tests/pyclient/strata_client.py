@@ -25,6 +25,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 
 PROTOCOL_VERSION = 1          # STRATA_PROTOCOL_VERSION in proto/frame.h
 REQUEST_CAP_DEFAULT = 1 << 20  # the server's default cap on a request body (bytes)
@@ -261,6 +262,24 @@ def connect(path, timeout=None):
         s.close()
         raise
     return Connection(s)
+
+
+def wait_ready(path, proc=None, timeout=30.0):
+    """Wait until a stratad listening at path answers Status: True; False when proc (a
+    Popen, may be None) exits first or timeout seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        if os.path.exists(path):
+            try:
+                with connect(path, timeout=5) as c:
+                    c.call("status")
+                return True
+            except OSError:
+                pass
+        time.sleep(0.1)
+    return False
 
 
 def request(conn, kind, **fields):

@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import strata_client as sc  # noqa: E402
@@ -47,15 +46,7 @@ def main():
                           "--kv-type", "f32", "--threads", "2", "--config", "/dev/null"],
                          stderr=log)
     try:
-        for _ in range(300):
-            if os.path.exists(sock):
-                try:
-                    with sc.connect(sock, timeout=5) as c:
-                        c.call("status")
-                    break
-                except OSError:
-                    pass
-            time.sleep(0.1)
+        sc.wait_ready(sock, d)
         c = sc.connect(sock, timeout=60)
         st = c.call("status")
         ok(st.model.n_layer > 0 and st.model.n_ctx == 512 and st.protocol_version == 1,

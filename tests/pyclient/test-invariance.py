@@ -95,15 +95,7 @@ def run_model(stratad, tool, tmp, wtype):
     d = subprocess.Popen([stratad, "--model", model, "--socket", sock, "--ctx-size", "512",
                           "--parallel", "16", "--threads", "2", "--config", "/dev/null"], stderr=log)
     try:
-        for _ in range(300):
-            if os.path.exists(sock):
-                try:
-                    with sc.connect(sock, timeout=5) as c:
-                        c.call("status")
-                    break
-                except OSError:
-                    pass
-            time.sleep(0.1)
+        sc.wait_ready(sock, d)
         run_checks(sock, wtype)
     finally:
         d.terminate()

@@ -346,17 +346,19 @@ static inline TARGET __m256i hsum8_i32(const __m256i *v)
 }
 
 /* The reference's float step for 8 super-blocks, in block order:
- * sum += (xd * wd) * sumi - (xd * wm) * summ, each product rounded as the
- * scalar code rounds it (the kernels are built with -ffp-contract=off), the
- * 8 products at once and only the additions to sum one after another. */
+ * sum += (xd * wd) * sumi - (xd * wm) * summ (without wm, NULL: sum += (xd *
+ * wd) * sumi), each product rounded as the scalar code rounds it (the
+ * kernels are built with -ffp-contract=off), the 8 products at once and only
+ * the additions to sum one after another. */
 static inline TARGET float k_steps8(float sum, const float *xd, const float *wd, const float *wm, __m256i sumi,
 				    __m256i summ)
 {
 	const __m256 vxd = _mm256_loadu_ps(xd);
-	const __m256 p = _mm256_mul_ps(_mm256_mul_ps(vxd, _mm256_loadu_ps(wd)), _mm256_cvtepi32_ps(sumi));
-	const __m256 q = _mm256_mul_ps(_mm256_mul_ps(vxd, _mm256_loadu_ps(wm)), _mm256_cvtepi32_ps(summ));
+	__m256 p = _mm256_mul_ps(_mm256_mul_ps(vxd, _mm256_loadu_ps(wd)), _mm256_cvtepi32_ps(sumi));
+	if (wm)
+		p = _mm256_sub_ps(p, _mm256_mul_ps(_mm256_mul_ps(vxd, _mm256_loadu_ps(wm)), _mm256_cvtepi32_ps(summ)));
 	float t[8];
-	_mm256_storeu_ps(t, _mm256_sub_ps(p, q));
+	_mm256_storeu_ps(t, p);
 	for (int i = 0; i < 8; i++)
 		sum += t[i];
 	return sum;
@@ -531,12 +533,7 @@ TARGET float dot_q6_K_exact(const void *vw, const void *vx, int64_t n)
 			wd[i] = f16(w[b + i].d);
 		}
 		const __m256i sumi = _mm256_sub_epi32(hsum8_i32(si), _mm256_slli_epi32(hsum8_i32(off), 5));
-		const __m256 p = _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(xd), _mm256_loadu_ps(wd)),
-					       _mm256_cvtepi32_ps(sumi));
-		float t[8];
-		_mm256_storeu_ps(t, p);
-		for (int i = 0; i < 8; i++)
-			sum += t[i];
+		sum = k_steps8(sum, xd, wd, NULL, sumi, sumi);
 	}
 	for (; b < nb; b++) {
 		__m256i off;

@@ -229,19 +229,29 @@ int kquant_dequantize_row_ref(uint32_t type, const void *src, float *dst, int64_
 
 /* ---- the searches behind the quantizers (ggml's, unchanged in effect) ---- */
 
+/* The value of x[0..n-1] with the largest magnitude (the first of equals; 0
+ * when all are 0 or n is 0), its magnitude in *amax. */
+static float signed_absmax(int n, const float *x, float *amax)
+{
+	float max = 0;
+	*amax = 0;
+	for (int i = 0; i < n; i++) {
+		const float ax = fabsf(x[i]);
+		if (ax > *amax) {
+			*amax = ax;
+			max = x[i];
+		}
+	}
+	return max;
+}
+
 /* Symmetric: a scale for n values with quants in -nmax..nmax-1 (stored +
  * nmax in L), minimizing the error weighted by x^2 (rmse_type 1) over 19
  * trial scales around -nmax/max. Returns the scale (0 for an all-zero group). */
 static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
 {
-	float max = 0, amax = 0;
-	for (int i = 0; i < n; i++) {
-		const float ax = fabsf(x[i]);
-		if (ax > amax) {
-			amax = ax;
-			max = x[i];
-		}
-	}
+	float amax;
+	const float max = signed_absmax(n, x, &amax);
 	if (amax < GROUP_MAX_EPS) {
 		memset(L, 0, (size_t)n);
 		return 0.0f;
@@ -287,14 +297,8 @@ static float make_qx_quants(int n, int nmax, const float *x, int8_t *L)
  * on return. */
 static float make_q3_quants(int n, int nmax, const float *x, int8_t *L)
 {
-	float max = 0, amax = 0;
-	for (int i = 0; i < n; i++) {
-		const float ax = fabsf(x[i]);
-		if (ax > amax) {
-			amax = ax;
-			max = x[i];
-		}
-	}
+	float amax;
+	const float max = signed_absmax(n, x, &amax);
 	if (amax < GROUP_MAX_EPS) {
 		memset(L, 0, (size_t)n);
 		return 0.0f;
@@ -755,14 +759,8 @@ static void quant_iq4_impl(int super_block_size, const float *x, uint16_t *dh, u
 		uint8_t *Lb = L + ib * block_size;
 		for (int j = 0; j < block_size; j++)
 			weight[j] = xb[j] * xb[j];
-		float amax = 0, max = 0;
-		for (int j = 0; j < block_size; j++) {
-			const float ax = fabsf(xb[j]);
-			if (ax > amax) {
-				amax = ax;
-				max = xb[j];
-			}
-		}
+		float amax;
+		const float max = signed_absmax(block_size, xb, &amax);
 		if (amax < GROUP_MAX_EPS) {
 			scales[ib] = 0;
 			continue;

@@ -311,6 +311,17 @@ static inline TARGET __m256i q4k_group(const uint8_t *qs, const int8_t *q8, __m2
 				_mm256_madd_epi16(words2(sc, 2 * j + 1, 2 * j + 1), ph));
 }
 
+/* Q4_K super-block b's integer sums: the weights' (sumi: 8 lanes to add)
+ * and the minimums' (4 lanes). */
+static inline TARGET __m256i q4k_sums(const struct block_q4_K *w, const struct block_q8_K *x, __m128i *mins)
+{
+	const __m256i sm = q4k_scales_mins(w->scales);
+	const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
+	*mins = k4_mins(_mm256_extracti128_si256(sm, 1), x->bsums);
+	return _mm256_add_epi32(_mm256_add_epi32(q4k_group(w->qs, x->qs, sc, 0), q4k_group(w->qs, x->qs, sc, 1)),
+				_mm256_add_epi32(q4k_group(w->qs, x->qs, sc, 2), q4k_group(w->qs, x->qs, sc, 3)));
+}
+
 static TARGET float dot_q4_K(const void *vw, const void *vx, int64_t n)
 {
 	const struct block_q4_K *w = vw;
@@ -319,16 +330,10 @@ static TARGET float dot_q4_K(const void *vw, const void *vx, int64_t n)
 	__m128 acc_m = _mm_setzero_ps();
 	assert(n % QK_K == 0);
 	for (int64_t b = 0; b < n / QK_K; b++) {
-		const __m256i sm = q4k_scales_mins(w[b].scales);
-		const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
-		acc_m = _mm_fmadd_ps(_mm_set1_ps(-x[b].d * f16(w[b].dmin)),
-				     _mm_cvtepi32_ps(k4_mins(_mm256_extracti128_si256(sm, 1), x[b].bsums)), acc_m);
-		const __m256i s01 = _mm256_add_epi32(q4k_group(w[b].qs, x[b].qs, sc, 0),
-						     q4k_group(w[b].qs, x[b].qs, sc, 1));
-		const __m256i s23 = _mm256_add_epi32(q4k_group(w[b].qs, x[b].qs, sc, 2),
-						     q4k_group(w[b].qs, x[b].qs, sc, 3));
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)),
-				      _mm256_cvtepi32_ps(_mm256_add_epi32(s01, s23)), acc);
+		__m128i mins;
+		const __m256i sumi = q4k_sums(&w[b], &x[b], &mins);
+		acc_m = _mm_fmadd_ps(_mm_set1_ps(-x[b].d * f16(w[b].dmin)), _mm_cvtepi32_ps(mins), acc_m);
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(sumi), acc);
 	}
 	acc_m = _mm_add_ps(acc_m, _mm_movehl_ps(acc_m, acc_m));
 	acc_m = _mm_add_ss(acc_m, _mm_movehdup_ps(acc_m));
@@ -362,17 +367,6 @@ static inline TARGET float k_steps8(float sum, const float *xd, const float *wd,
 	for (int i = 0; i < 8; i++)
 		sum += t[i];
 	return sum;
-}
-
-/* Q4_K super-block b's integer sums: the weights' (sumi: 8 lanes to add)
- * and the minimums' (4 lanes). */
-static inline TARGET __m256i q4k_sums(const struct block_q4_K *w, const struct block_q8_K *x, __m128i *mins)
-{
-	const __m256i sm = q4k_scales_mins(w->scales);
-	const __m256i sc = _mm256_permute2x128_si256(sm, sm, 0x00);
-	*mins = k4_mins(_mm256_extracti128_si256(sm, 1), x->bsums);
-	return _mm256_add_epi32(_mm256_add_epi32(q4k_group(w->qs, x->qs, sc, 0), q4k_group(w->qs, x->qs, sc, 1)),
-				_mm256_add_epi32(q4k_group(w->qs, x->qs, sc, 2), q4k_group(w->qs, x->qs, sc, 3)));
 }
 
 /* The one-row path of the VNNI K-quant multi-row kernels (qgemm.h): this
@@ -483,25 +477,6 @@ static inline TARGET __m256i q6k_group(const uint8_t *ql, const uint8_t *qh, con
 	return _mm256_add_epi32(_mm256_add_epi32(p0, p1), _mm256_add_epi32(p2, p3));
 }
 
-static TARGET float dot_q6_K(const void *vw, const void *vx, int64_t n)
-{
-	const struct block_q6_K *w = vw;
-	const struct block_q8_K *x = vx;
-	__m256 acc = _mm256_setzero_ps();
-	assert(n % QK_K == 0);
-	for (int64_t b = 0; b < n / QK_K; b++) {
-		const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)w[b].scales));
-		/* sum_s sc[s] (q - 32) . a = sum_s sc[s] q . a - 32 sum_s sc[s] bsums[s] */
-		const int32_t off = hsum_i32(_mm256_madd_epi16(sc16, _mm256_loadu_si256((const __m256i *)x[b].bsums)));
-		const __m256i sumi = _mm256_add_epi32(
-			q6k_group(w[b].ql, w[b].qh, x[b].qs, _mm256_permute2x128_si256(sc16, sc16, 0x00)),
-			q6k_group(w[b].ql + 64, w[b].qh + 32, x[b].qs + 128, _mm256_permute2x128_si256(sc16, sc16, 0x11)));
-		const __m256i total = _mm256_sub_epi32(sumi, _mm256_zextsi128_si256(_mm_cvtsi32_si128(32 * off)));
-		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(total), acc);
-	}
-	return simd_hsum256(acc);
-}
-
 /* Q6_K super-block b's integer sums: the weights' (8 lanes to add) and, in
  * *off, the scales times the activations' 16-sums (8 lanes to add, then
  * times 32: the quants' offset). */
@@ -512,6 +487,23 @@ static inline TARGET __m256i q6k_sums(const struct block_q6_K *w, const struct b
 	return _mm256_add_epi32(
 		q6k_group(w->ql, w->qh, x->qs, _mm256_permute2x128_si256(sc16, sc16, 0x00)),
 		q6k_group(w->ql + 64, w->qh + 32, x->qs + 128, _mm256_permute2x128_si256(sc16, sc16, 0x11)));
+}
+
+static TARGET float dot_q6_K(const void *vw, const void *vx, int64_t n)
+{
+	const struct block_q6_K *w = vw;
+	const struct block_q8_K *x = vx;
+	__m256 acc = _mm256_setzero_ps();
+	assert(n % QK_K == 0);
+	for (int64_t b = 0; b < n / QK_K; b++) {
+		/* sum_s sc[s] (q - 32) . a = sum_s sc[s] q . a - 32 sum_s sc[s] bsums[s] */
+		__m256i offv;
+		const __m256i sumi = q6k_sums(&w[b], &x[b], &offv);
+		const int32_t off = hsum_i32(offv);
+		const __m256i total = _mm256_sub_epi32(sumi, _mm256_zextsi128_si256(_mm_cvtsi32_si128(32 * off)));
+		acc = _mm256_fmadd_ps(_mm256_set1_ps(x[b].d * f16(w[b].d)), _mm256_cvtepi32_ps(total), acc);
+	}
+	return simd_hsum256(acc);
 }
 
 /* As dot_q4_K_exact: Q6_K with dot_q6_K_ref's bits (sum += (xd * wd) * sumi

@@ -130,7 +130,7 @@ grep '^data: {' "$TMP/sse.txt" | sed 's/^data: //' >"$TMP/chunks.json"
 	jq -s -e '.[-1].usage.completion_tokens == 40 and (.[:-1] | all(has("usage") | not))' "$TMP/chunks.json" >/dev/null
 ok $? "stream: the chunks' text is the same text; one id; finish_reason and usage on the last chunk only"
 curl -s -N -H 'Content-Type: application/json' --data-binary \
-	"{\"prompt\":\"$PROMPT\",\"max_tokens\":5,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
+	"{\"prompt\":\"$PROMPT\",\"max_tokens\":5,\"temperature\":0,\"stream\":true,\"stream_options\":{\"include_usage\":true}}" \
 	"$U/v1/completions" | grep '^data: {' | sed 's/^data: //' >"$TMP/usage.json"
 jq -s -e '(.[-1].choices == []) and .[-1].usage.completion_tokens == 5 and (.[:-1] | all(has("usage") | not))' \
 	"$TMP/usage.json" >/dev/null

@@ -19,13 +19,30 @@ if [ -f config.status ]; then
 	exit 1
 fi
 
+# show_failures DIR: the log of every test under DIR that failed (a failing
+# point, an error exit, a bail-out, a sanitizer report), then their failing
+# points again, last, where a CI page that keeps only the tail still shows them.
+show_failures() {
+	trs=$(find "$1" -name '*.trs' -exec grep -l ':test-result: \(FAIL\|ERROR\)' {} + 2>/dev/null || true)
+	for t in $trs; do
+		echo "--- ${t%.trs}.log"
+		cat "${t%.trs}.log"
+	done
+	echo "== failing tests under $1"
+	for t in $trs; do
+		echo "${t%.trs}:"
+		grep '^not ok\|^Bail out\|^# planned\|ERROR: \|runtime error' "${t%.trs}.log" | head -20
+		grep ':test-result: ERROR' "$t"
+	done
+	return 0
+}
+
 autoreconf -fi
 
 echo "== build and test (warnings are errors)"
 mkdir -p build-check
 (cd build-check && "$top/configure" --enable-werror && make -j"$jobs" && make -j"$jobs" check) || {
-	find build-check/tests build-check/fuzz -name '*.log' -newer build-check/config.status 2>/dev/null |
-		while read -r f; do grep -q '^not ok\|^Bail out' "$f" && { echo "--- $f"; cat "$f"; }; done
+	show_failures build-check
 	exit 1
 }
 
@@ -33,11 +50,15 @@ echo "== build and test under ASan + UBSan"
 mkdir -p build-asan
 (cd build-asan && "$top/configure" --enable-werror --enable-sanitizers && make -j"$jobs" &&
 	make -j"$jobs" check) || {
-	find build-asan/tests build-asan/fuzz -name '*.log' -newer build-asan/config.status 2>/dev/null |
-		while read -r f; do grep -q '^not ok\|^Bail out\|ERROR: \|runtime error' "$f" && { echo "--- $f"; cat "$f"; }; done
+	show_failures build-asan
 	exit 1
 }
 
 echo "== distcheck"
-(cd build-check && make -j"$jobs" distcheck)
+# distcheck builds the tarball's tree in build-check/strata-*/_build/sub and
+# runs the suite there without ../shared; a failure leaves that tree behind.
+(cd build-check && make -j"$jobs" distcheck) || {
+	show_failures build-check/strata-*/_build
+	exit 1
+}
 echo "== all checks passed"

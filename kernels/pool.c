@@ -24,10 +24,15 @@
 #define cpu_relax() atomic_signal_fence(memory_order_seq_cst)
 #endif
 
-/* How long an idle thread spins before it sleeps. Long enough to catch the
- * next job of a layer loop (microseconds apart), short enough that a worker
- * waiting through an sgemm does not take a core from OpenBLAS's threads. */
-#define POOL_SPIN_NS 5000
+/* How long an idle thread spins before it sleeps: long enough to catch the
+ * next job of a layer loop, and a caller or worker that finishes a matmul up
+ * to one chunk (~20 us) before the other. In a VM a sleeping thread is a
+ * sleeping vCPU, and waking it costs tens of microseconds: with 5 us of spin,
+ * a 7B Q4_K_M decode on 2 threads ran 3% slower (8.23 against 8.45-8.49
+ * tok/s at 50-200 us, interleaved). OpenBLAS runs single-threaded inside our
+ * jobs (blas_set_threads(1)), so a spinning worker takes no core from it; an
+ * idle daemon spins once, 0.1 ms, then sleeps. */
+#define POOL_SPIN_NS 100000
 
 struct pool_worker {
 	struct pool *pool;

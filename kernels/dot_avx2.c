@@ -4,6 +4,7 @@
  * Not here: the definitions (the references in dot.c and quant.c). */
 #include "kernels/isa.h"
 #include "kernels/qgemm_impl.h"
+#include "kernels/quant_kref.h"
 #include "kernels/quant_ref.h"
 #include "kernels/simd_x86.h"
 
@@ -982,6 +983,71 @@ static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 	}
 }
 
+/* ---- Q8_K activations (the K-quant dots'), bit-identical to
+ * kquant_q8_K_block_ref: max = the first value of largest magnitude,
+ * q = min(127, round-to-nearest-even(x * (-127 / max))), d = 1 / (-127 / max),
+ * bsums the sums of 16. A decode quantizes each activation row on one thread
+ * while the others wait, so its speed is the pool's idle time too (the
+ * scalar reference was 0.9% of a 7B Q4_K_M decode, this ~0.1%). ---- */
+
+static TARGET void act_q8_K(const float *x, void *vdst, int64_t n)
+{
+	struct block_q8_K *y = vdst;
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
+		__m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+		for (int k = 0; k < QK_K / 8; k++) {
+			const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+			/* NaN or infinity: unordered, or above the largest float */
+			bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
+			amax = _mm256_max_ps(amax, a);
+		}
+		__m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+		m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+		m = _mm_max_ss(m, _mm_movehdup_ps(m));
+		const float am = _mm_cvtss_f32(m);
+		/* the rare blocks with special rules (non-finite, all zero) go to the reference */
+		if (_mm256_movemask_ps(bad) != 0 || am == 0.0f) {
+			kquant_q8_K_block_ref(x, &y[b]);
+			continue;
+		}
+		/* the sign of the first value of that magnitude, as the reference's
+		 * strict `>` scan keeps it */
+		const __m256 vam = _mm256_set1_ps(am);
+		float max = am;
+		for (int k = 0; k < QK_K / 8; k++) {
+			const __m256 v = _mm256_loadu_ps(x + 8 * k);
+			const int eq = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_andnot_ps(sign, v), vam, _CMP_EQ_OQ));
+			if (eq) {
+				max = x[8 * k + __builtin_ctz((unsigned)eq)];
+				break;
+			}
+		}
+		const float iscale = -127.0f / max;
+		const __m256 vis = _mm256_set1_ps(iscale);
+		const __m256i q127 = _mm256_set1_epi32(127);
+		const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+		__m256i g[16]; /* g[j]: lanes summing to bsums[j] */
+		for (int c = 0; c < QK_K / 32; c++) { /* 32 quants at a time */
+			__m256i q[4];
+			for (int k = 0; k < 4; k++)
+				q[k] = _mm256_min_epi32(q127, _mm256_cvtps_epi32(_mm256_round_ps(
+					_mm256_mul_ps(_mm256_loadu_ps(x + 32 * c + 8 * k), vis),
+					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+			g[2 * c] = _mm256_add_epi32(q[0], q[1]);
+			g[2 * c + 1] = _mm256_add_epi32(q[2], q[3]);
+			/* 32 x int32 -> 32 x int8 in -127..127: the packs work per
+			 * 128-bit lane, the permute puts the 4-byte groups back in order */
+			const __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+			_mm256_storeu_si256((__m256i *)(y[b].qs + 32 * c), _mm256_permutevar8x32_epi32(q8, perm));
+		}
+		/* 16 sums of 16 (|sum| <= 2032) as int16, in order */
+		const __m256i s16 = _mm256_packs_epi32(hsum8_i32(g), hsum8_i32(g + 8));
+		_mm256_storeu_si256((__m256i *)y[b].bsums, _mm256_permute4x64_epi64(s16, _MM_SHUFFLE(3, 1, 2, 0)));
+		y[b].d = 1 / iscale;
+	}
+}
+
 const struct kernel_set kernels_avx2 = {
 	.name = "avx2",
 	.dot = {
@@ -1018,6 +1084,7 @@ const struct kernel_set kernels_avx2 = {
 		[ST_IQ4_XS] = dequant_iq4_xs,
 	},
 	.act_q8_0 = act_q8_0,
+	.act_q8_K = act_q8_K,
 	.qgemm = {
 		[ST_Q8_0] = qgemm_q8_0_avx2,
 		[ST_Q4_0] = qgemm_q4_0_avx2,

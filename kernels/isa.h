@@ -20,18 +20,22 @@ typedef void (*dequant_fn)(const void *src, float *dst, int64_t n);
 /* dst (n/32 block_q8_0) <- src (n) f32 by the activation rule of
  * quant_act_row_ref; n a multiple of 32. */
 typedef void (*act_q8_0_fn)(const float *src, void *dst, int64_t n);
+/* dst (n/256 block_q8_K) <- src (n) f32 as kquant_q8_K_block_ref; n a
+ * multiple of 256. */
+typedef void (*act_q8_K_fn)(const float *src, void *dst, int64_t n);
 
 /* One instruction set's kernels. A NULL entry means "use the next lower
  * set's" (AVX-512 VNNI, then AVX-512, then AVX2), and where none has one,
  * the reference: the scalar set is all NULL, and a SIMD set fills only what
  * it does better than the sets below it.
  * Every entry gives the same answer as the reference within the tolerances
- * tests/test-dot.c states (bit-identical for dequant and act_q8_0). */
+ * tests/test-dot.c states (bit-identical for dequant and the act_ entries). */
 struct kernel_set {
 	const char *name;		    /* "scalar", "avx2", ... */
 	dot_fn dot[ST_TYPE_COUNT];	    /* by weight type */
 	dequant_fn dequant[ST_TYPE_COUNT];  /* by weight type */
 	act_q8_0_fn act_q8_0;		    /* the activations of the Q8_0/Q4_0/Q5_0/IQ4_NL dots */
+	act_q8_K_fn act_q8_K;		    /* the activations of the K-quant and IQ4_XS dots */
 	const struct kernel_set *lower;	    /* where NULL entries are looked up; NULL: the references */
 	/* Multi-row kernels by weight type (qgemm.h): bit-identical to the
 	 * reference dot of every pair, so a NULL entry (the reference) and a

@@ -27,17 +27,21 @@ int quant_quantize_row(uint32_t type, const float *src, void *dst, int64_t n)
 	return quant_quantize_row_ref(type, src, dst, n);
 }
 
-/* Q8_0 has SIMD versions (it runs once per activation row of every Q8_0,
- * Q4_0, Q5_0 and IQ4_NL matmul); the others are O(n) per row against the
- * O(n * n_out) of the dots that use them. */
+/* Q8_0 and Q8_K have SIMD versions: they run once per activation row of
+ * every matmul, and in a decode on one thread while the pool waits. The
+ * others are O(n) per row against the O(n * n_out) of the dots that use them. */
 int quant_act_row(uint32_t act_type, const float *src, void *dst, int64_t n)
 {
 	int rc = quant_row_check(act_type, n);
 	if (rc < 0)
 		return rc;
-	for (const struct kernel_set *set = isa_active(); set && act_type == ST_Q8_0; set = set->lower) {
-		if (set->act_q8_0) {
+	for (const struct kernel_set *set = isa_active(); set; set = set->lower) {
+		if (act_type == ST_Q8_0 && set->act_q8_0) {
 			set->act_q8_0(src, dst, n);
+			return 0;
+		}
+		if (act_type == ST_Q8_K && set->act_q8_K) {
+			set->act_q8_K(src, dst, n);
 			return 0;
 		}
 	}

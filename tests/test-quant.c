@@ -688,6 +688,12 @@ static void test_isa(const char *isa)
 						for (int j = 0; j < 32; j++)
 							xb[j] = 1e-44f * (float)(j % 3);
 						break;
+					case 7: { /* the largest magnitude twice, both signs: the first one's sign wins (q8_K) */
+						const int j1 = (int)(tap_rand() % 32), j2 = (j1 + 1 + (int)(tap_rand() % 31)) % 32;
+						xb[j1] = 300.0f;
+						xb[j2] = -300.0f;
+						break;
+					}
 					default:
 						break;
 					}

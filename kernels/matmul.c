@@ -303,7 +303,11 @@ static int matmul_tile(struct matmul_ctx *c, float *out, const float *x, int64_t
 		.scratch_stride = s_stride,
 	};
 	const long tile = qgemm_tile_rows(w->type);
-	long chunk = (long)(w->n_out / (nth * 8));
+	/* One activation row (a decode) streams W from DRAM: two chunks a
+	 * thread, so each reads long runs of memory, ran a 7B Q4_K_M decode 2-3%
+	 * faster than eight (and 32 5% slower), interleaved on 2 threads; more
+	 * rows are compute-bound and keep eight, for the balance. */
+	long chunk = (long)(w->n_out / (nth * (n_tok == 1 ? 2 : 8)));
 	chunk = chunk < 16 ? 16 : chunk;
 	j.chunk = (chunk + tile - 1) / tile * tile;
 	atomic_init(&j.next, 0);

@@ -995,29 +995,46 @@ static TARGET void dequant_iq4_xs(const void *vsrc, float *dst, int64_t n)
 	}
 }
 
+/* The largest |x[j]| of x[0..n-1] (n a multiple of 8), and in *nonfinite
+ * whether any x[j] is NaN or infinite: the scan both activation quantizers
+ * start a block with. */
+static inline TARGET float abs_max(const float *x, int n, int *nonfinite)
+{
+	const __m256 sign = _mm256_set1_ps(-0.0f);
+	__m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+	for (int k = 0; k < n / 8; k++) {
+		const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
+		/* NaN or infinity: unordered, or above the largest float */
+		bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
+		amax = _mm256_max_ps(amax, a);
+	}
+	__m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+	m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+	m = _mm_max_ss(m, _mm_movehdup_ps(m));
+	*nonfinite = _mm256_movemask_ps(bad) != 0;
+	return _mm_cvtss_f32(m);
+}
+
+/* 32 int32 (q[0..3], each in -128..127) as 32 int8 in order: the packs work
+ * per 128-bit lane, the permute puts the 4-byte groups back in order. */
+static inline TARGET __m256i pack_i8(const __m256i q[4])
+{
+	const __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+	return _mm256_permutevar8x32_epi32(q8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
 /* ---- Q8_0 activations, bit-identical to quant_act_q8_0_block_ref:
  * q = round-to-nearest-even(x * (127/amax)), d = amax/127 in f16 ---- */
 
 static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 {
 	struct block_q8_0 *y = vdst;
-	const __m256 sign = _mm256_set1_ps(-0.0f);
 	for (int64_t b = 0; b < n / QK8_0; b++, x += QK8_0) {
-		__m256 v[4], amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-		for (int k = 0; k < 4; k++) {
-			v[k] = _mm256_loadu_ps(x + 8 * k);
-			const __m256 a = _mm256_andnot_ps(sign, v[k]);
-			/* NaN or infinity: unordered, or above the largest float */
-			bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
-			amax = _mm256_max_ps(amax, a);
-		}
-		__m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-		m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-		m = _mm_max_ss(m, _mm_movehdup_ps(m));
-		const float am = _mm_cvtss_f32(m);
+		int bad;
+		const float am = abs_max(x, QK8_0, &bad);
 		const float id = am != 0.0f ? 127.0f / am : 0.0f;
 		/* the rare blocks with special rules go to the reference */
-		if (_mm256_movemask_ps(bad) != 0 || id > FLT_MAX) {
+		if (bad || id > FLT_MAX) {
 			quant_act_q8_0_block_ref(x, &y[b], NULL);
 			continue;
 		}
@@ -1025,15 +1042,9 @@ static TARGET void act_q8_0(const float *x, void *vdst, int64_t n)
 		const __m256 vid = _mm256_set1_ps(id);
 		__m256i q[4];
 		for (int k = 0; k < 4; k++)
-			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], vid),
+			q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * k), vid),
 								  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-		/* pack 32 x int32 -> 32 x int8; the packs work per 128-bit lane,
-		 * the permute puts the 4-byte groups back in order */
-		const __m256i q16a = _mm256_packs_epi32(q[0], q[1]);
-		const __m256i q16b = _mm256_packs_epi32(q[2], q[3]);
-		const __m256i q8 = _mm256_packs_epi16(q16a, q16b);
-		const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
-		_mm256_storeu_si256((__m256i *)y[b].qs, _mm256_permutevar8x32_epi32(q8, perm));
+		_mm256_storeu_si256((__m256i *)y[b].qs, pack_i8(q));
 	}
 }
 
@@ -1049,19 +1060,10 @@ static TARGET void act_q8_K(const float *x, void *vdst, int64_t n)
 	struct block_q8_K *y = vdst;
 	const __m256 sign = _mm256_set1_ps(-0.0f);
 	for (int64_t b = 0; b < n / QK_K; b++, x += QK_K) {
-		__m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
-		for (int k = 0; k < QK_K / 8; k++) {
-			const __m256 a = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + 8 * k));
-			/* NaN or infinity: unordered, or above the largest float */
-			bad = _mm256_or_ps(bad, _mm256_cmp_ps(a, _mm256_set1_ps(FLT_MAX), _CMP_NLE_UQ));
-			amax = _mm256_max_ps(amax, a);
-		}
-		__m128 m = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
-		m = _mm_max_ps(m, _mm_movehl_ps(m, m));
-		m = _mm_max_ss(m, _mm_movehdup_ps(m));
-		const float am = _mm_cvtss_f32(m);
+		int bad;
+		const float am = abs_max(x, QK_K, &bad);
 		/* the rare blocks with special rules (non-finite, all zero) go to the reference */
-		if (_mm256_movemask_ps(bad) != 0 || am == 0.0f) {
+		if (bad || am == 0.0f) {
 			kquant_q8_K_block_ref(x, &y[b]);
 			continue;
 		}
@@ -1080,7 +1082,6 @@ static TARGET void act_q8_K(const float *x, void *vdst, int64_t n)
 		const float iscale = -127.0f / max;
 		const __m256 vis = _mm256_set1_ps(iscale);
 		const __m256i q127 = _mm256_set1_epi32(127);
-		const __m256i perm = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
 		__m256i g[16]; /* g[j]: lanes summing to bsums[j] */
 		for (int c = 0; c < QK_K / 32; c++) { /* 32 quants at a time */
 			__m256i q[4];
@@ -1090,10 +1091,7 @@ static TARGET void act_q8_K(const float *x, void *vdst, int64_t n)
 					_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
 			g[2 * c] = _mm256_add_epi32(q[0], q[1]);
 			g[2 * c + 1] = _mm256_add_epi32(q[2], q[3]);
-			/* 32 x int32 -> 32 x int8 in -127..127: the packs work per
-			 * 128-bit lane, the permute puts the 4-byte groups back in order */
-			const __m256i q8 = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
-			_mm256_storeu_si256((__m256i *)(y[b].qs + 32 * c), _mm256_permutevar8x32_epi32(q8, perm));
+			_mm256_storeu_si256((__m256i *)(y[b].qs + 32 * c), pack_i8(q));
 		}
 		/* 16 sums of 16 (|sum| <= 2032) as int16, in order */
 		const __m256i s16 = _mm256_packs_epi32(hsum8_i32(g), hsum8_i32(g + 8));

@@ -198,8 +198,6 @@ static const struct render_case {
 	 "<s>[INST] I ❤\ufe0f llamas 🦙[/INST] 🦙 ok</s>[INST] Más 🎉[/INST]"},
 	{CHAT_MISTRAL, CONV_BLANKS_NOSYS, true,
 	 "<s>[INST] \u2003\u00a0question\u205f[/INST] answer</s>[INST] \u202fnext\u2029[/INST]"},
-	{CHAT_MISTRAL, CONV_ENDS_ANSWER, false,
-	 "<s>[INST] Q[/INST] A</s>"},
 	{CHAT_MISTRAL, CONV_MULTI_NOSYS, true,
 	 "<s>[INST] Hi[/INST] Hello there.</s>[INST] And now?[/INST]"},
 	{CHAT_GEMMA, CONV_SYS_USER, true,
@@ -397,9 +395,21 @@ static void test_refusals(void)
 		"<|start_header_id|>tool<|end_header_id|>\n\nb<|eot_id|>");
 	accepts(CHAT_PHI3, N(two_users), "any order",
 		"<|user|>\na<|end|>\n<|user|>\nb<|end|>\n");
-	/* a lone system message: the template's loop has nothing to write */
+	/* a lone system message, in the families that write it inside a user
+	 * turn: their templates write nothing of it; refused, not lost (found by
+	 * fuzz-chat). The others write it as a turn of its own. */
 	static const struct chat_msg only_system[] = {M("system", "s")};
-	accepts(CHAT_LLAMA2, N(only_system), "a lone system message (renders nothing)", "");
+	static const enum chat_family folds_system[] = {CHAT_LLAMA2, CHAT_MISTRAL, CHAT_GEMMA,
+							CHAT_MISTRAL_V1, CHAT_MISTRAL_LEGACY};
+	for (size_t i = 0; i < sizeof folds_system / sizeof folds_system[0]; i++)
+		refuses(folds_system[i], N(only_system), "a lone system message",
+			"needs a user message after it");
+	/* mistral (v3) writes the system message into the last message when
+	 * that is a user message; its template drops it otherwise */
+	refuses(CHAT_MISTRAL, N(ends_answer), "a system message and a last answer",
+		"ends with \"assistant\"");
+	accepts(CHAT_CHATML, N(only_system), "a lone system message",
+		"<|im_start|>system\ns<|im_end|>\n");
 
 	/* malformed calls */
 	struct st_err err = { "" };

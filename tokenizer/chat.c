@@ -156,6 +156,14 @@ static const char *leading_system(const struct render *r, size_t *first)
  * numbered from 1 in the error, as a person counts them. */
 static int check_alternation(struct render *r, const char *family, size_t first)
 {
+	/* These families write the system message inside a user turn; with no
+	 * user turn their templates print nothing of it, which we refuse rather
+	 * than lose the message (fuzz-chat found it). */
+	if (first > 0 && first == r->n)
+		return render_fail(r,
+				   "%s: the system message needs a user message after it (the "
+				   "template writes it inside a user turn)",
+				   family);
 	for (size_t i = first; i < r->n; i++) {
 		bool want_user = (i - first) % 2 == 0;
 		const struct chat_msg *m = &r->m[i];
@@ -266,9 +274,8 @@ static int render_llama3(struct render *r)
  *              (loop.last) "[INST] " + system_message + "\n\n" + content + "[/INST]"
  *   assistant: " " + message["content"]|trim + eos_token
  * So the system message joins the last message only when that is a user
- * message; a conversation ending with an answer loses it, as in the template.
- * (A later revision tests message == user_messages[-1] instead, which differs
- * only for such conversations.) No generation prompt. */
+ * message; a conversation ending with an answer would lose it, which we
+ * refuse (chat.h; fuzz-chat found it). No generation prompt. */
 static int render_mistral(struct render *r)
 {
 	size_t first;
@@ -276,6 +283,12 @@ static int render_mistral(struct render *r)
 	int rc = check_alternation(r, "mistral", first);
 	if (rc < 0)
 		return rc;
+	if (sys && !is_role(&r->m[r->n - 1], "user"))
+		return render_fail(r,
+				   "mistral: the template writes the system message into the last "
+				   "message only when that is a user message; this conversation "
+				   "ends with \"%.40s\"",
+				   r->m[r->n - 1].role);
 	buf_puts(&r->out, r->bos);
 	for (size_t i = first; i < r->n; i++) {
 		if (is_role(&r->m[i], "user")) {

@@ -36,7 +36,11 @@
  *   later templates do) instead of failing.
  * - Roles a template would silently drop (a "tool" message in llama2, a second
  *   "system" in phi3...) are refused with -EINVAL rather than lost. chatml and
- *   llama3 take any role, as their templates do.
+ *   llama3 take any role, as their templates do. So is a system message the
+ *   template would drop: alone (llama2, the mistral families and gemma write
+ *   it inside a user turn), or in mistral when the conversation ends with an
+ *   answer (its template joins it to the last message only if that is a user
+ *   message).
  * - Templates without a generation prompt (llama2 and the mistral families)
  *   ignore add_assistant, as the templates ignore add_generation_prompt: the
  *   text after the last user message is already where the answer starts. */

@@ -64,3 +64,42 @@ fuzz_fuzz_http_request_SOURCES = $(FUZZ_HTTP_SOURCES) $(FUZZ_HTTP_UNDER_TEST) fu
 fuzz_fuzz_http_request_LDADD = $(PROTO_LIBS) $(JSONC_LIBS) -lm
 endif
 EXTRA_DIST += fuzz/mkcorpus-http.sh
+
+# fuzz-tokenize: a client's text through the tokenizer (SentencePiece, BPE,
+# special tokens, byte fallback) and ids through the streaming detokenizer.
+# Its vocabularies: two written at start-up (synth's built-in SentencePiece, a
+# BPE of its own) and llama.cpp's from $STRATA_SHARED/vocab when present.
+FUZZ_TOKENIZE_SOURCES = fuzz/fuzz-tokenize.c fuzz/fuzz.h
+fuzz_fuzz_tokenize_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_CORPUS='"tokenize"'
+fuzz_fuzz_tokenize_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+if FUZZING
+noinst_PROGRAMS += fuzz/fuzz-tokenize
+# the tokenizer compiled in, for coverage; the rest (synth, gguf) from the libraries
+fuzz_fuzz_tokenize_SOURCES = $(FUZZ_TOKENIZE_SOURCES) $(tokenizer_libtokenizer_a_SOURCES) \
+	common/utf8.c
+fuzz_fuzz_tokenize_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+fuzz_fuzz_tokenize_LDADD = $(SYNTH_LIBS) $(ENGINE_LIBS)
+else
+check_PROGRAMS += fuzz/fuzz-tokenize
+TESTS += fuzz/fuzz-tokenize
+fuzz_fuzz_tokenize_SOURCES = $(FUZZ_TOKENIZE_SOURCES) fuzz/replay.c
+fuzz_fuzz_tokenize_LDADD = $(SYNTH_LIBS) $(ENGINE_LIBS)
+endif
+
+# fuzz-chat: a template's text through chat_detect, and a client's messages
+# through every family's renderer.
+FUZZ_CHAT_SOURCES = fuzz/fuzz-chat.c fuzz/fuzz.h
+fuzz_fuzz_chat_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_CORPUS='"chat"'
+fuzz_fuzz_chat_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+if FUZZING
+noinst_PROGRAMS += fuzz/fuzz-chat
+fuzz_fuzz_chat_SOURCES = $(FUZZ_CHAT_SOURCES) tokenizer/chat.c common/utf8.c common/err.c
+fuzz_fuzz_chat_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+fuzz_fuzz_chat_LDADD = common/libcommon.a
+else
+check_PROGRAMS += fuzz/fuzz-chat
+TESTS += fuzz/fuzz-chat
+fuzz_fuzz_chat_SOURCES = $(FUZZ_CHAT_SOURCES) fuzz/replay.c
+fuzz_fuzz_chat_LDADD = tokenizer/libtokenizer.a common/libcommon.a
+endif
+EXTRA_DIST += fuzz/mkcorpus-text.sh

@@ -268,16 +268,17 @@ out:
 	return rc;
 }
 
-static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
+int daemon_config_parse(struct daemon_config *c, const char *path, const char *text, size_t len,
+			struct st_err *err)
 {
-	char *text = NULL, line[SETTINGS_MAX_LINE + 1];
-	size_t len = 0, pos = 0;
+	char line[SETTINGS_MAX_LINE + 1];
+	size_t pos = 0;
 	unsigned lineno = 0;
-	int rc = slurp(path, must_exist, &text, &len, err);
+	int rc = 0;
 
-	if (rc != 0)
-		return rc < 0 ? rc : 0;
-	snprintf(c->config_file, sizeof c->config_file, "%s", path);
+	if (len > SETTINGS_MAX_BYTES)
+		return st_errf(err, -EFBIG, "%s: %zu bytes; a settings file may hold at most %u (1 MiB)",
+			       path, len, SETTINGS_MAX_BYTES);
 	/* a UTF-8 byte order mark, as some editors write, is not part of the first key */
 	if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
 		pos = 3;
@@ -319,8 +320,21 @@ static int read_file(struct daemon_config *c, const char *path, bool must_exist,
 		if (rc < 0)
 			break;
 	}
-	free(text);
 	return rc < 0 ? rc : 0;
+}
+
+static int read_file(struct daemon_config *c, const char *path, bool must_exist, struct st_err *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	int rc = slurp(path, must_exist, &text, &len, err);
+
+	if (rc != 0)
+		return rc < 0 ? rc : 0;
+	snprintf(c->config_file, sizeof c->config_file, "%s", path);
+	rc = daemon_config_parse(c, path, text, len, err);
+	free(text);
+	return rc;
 }
 
 int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err)

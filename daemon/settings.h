@@ -44,6 +44,16 @@ void daemon_config_default(struct daemon_config *c);
  * it exists). Returns 0, or -EINVAL with a message for the person. */
 int daemon_config_load(struct daemon_config *c, int argc, char **argv, struct st_err *err);
 
+/* The settings in text[0..len) (a file's bytes; need not be NUL-terminated),
+ * over what c holds: `key = value` lines, `#` comments, blank lines, a UTF-8
+ * BOM skipped. `path` names the file in messages ("PATH:LINE: ..."). Returns
+ * 0, or -EINVAL (a line that is not a setting, too long, with a NUL, an
+ * unknown key, a bad value) or -EFBIG (over 1 MiB) with a message; the
+ * settings before the bad line stay applied. daemon_config_load reads the
+ * file and calls this; fuzz-settings calls it on any bytes. */
+int daemon_config_parse(struct daemon_config *c, const char *path, const char *text, size_t len,
+			struct st_err *err);
+
 /* $RUNTIME_DIRECTORY/strata.sock under systemd, else $XDG_RUNTIME_DIR/strata.sock,
  * else /run/strata/strata.sock. */
 void daemon_default_socket(char *buf, size_t cap);

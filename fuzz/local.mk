@@ -103,3 +103,23 @@ fuzz_fuzz_chat_SOURCES = $(FUZZ_CHAT_SOURCES) fuzz/replay.c
 fuzz_fuzz_chat_LDADD = tokenizer/libtokenizer.a common/libcommon.a
 endif
 EXTRA_DIST += fuzz/mkcorpus-text.sh
+
+# fuzz-settings: a settings file's bytes through stratad's parser (and the
+# engine option table's value parsers).
+FUZZ_SETTINGS_SOURCES = fuzz/fuzz-settings.c fuzz/fuzz.h
+fuzz_fuzz_settings_CPPFLAGS = $(AM_CPPFLAGS) -DFUZZ_CORPUS='"settings"' \
+	-DSTRATA_SYSCONFDIR='"$(sysconfdir)"'
+fuzz_fuzz_settings_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
+if FUZZING
+noinst_PROGRAMS += fuzz/fuzz-settings
+# the parsers compiled in, for coverage; the rest from the libraries
+fuzz_fuzz_settings_SOURCES = $(FUZZ_SETTINGS_SOURCES) daemon/settings.c engine/options.c \
+	common/parse.c
+fuzz_fuzz_settings_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+fuzz_fuzz_settings_LDADD = $(ENGINE_LIBS)
+else
+check_PROGRAMS += fuzz/fuzz-settings
+TESTS += fuzz/fuzz-settings
+fuzz_fuzz_settings_SOURCES = $(FUZZ_SETTINGS_SOURCES) daemon/settings.c fuzz/replay.c
+fuzz_fuzz_settings_LDADD = $(ENGINE_LIBS)
+endif

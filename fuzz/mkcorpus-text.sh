@@ -1,12 +1,14 @@
 #!/bin/sh
-# mkcorpus-text.sh: writes the seed corpora of fuzz-tokenize and fuzz-chat
-# into fuzz/corpus/tokenize/ and fuzz/corpus/chat/ (see fuzz/README.md for
-# the control bytes). Run from anywhere: sh fuzz/mkcorpus-text.sh
+# mkcorpus-text.sh: writes the seed corpora of fuzz-tokenize, fuzz-chat and
+# fuzz-settings into fuzz/corpus/tokenize/, chat/ and settings/ (see
+# fuzz/README.md for the control bytes). Run from anywhere:
+# sh fuzz/mkcorpus-text.sh
 set -eu
 src=$(dirname "$0")
 tok="$src/corpus/tokenize"
 chat="$src/corpus/chat"
-mkdir -p "$tok" "$chat"
+set_="$src/corpus/settings"
+mkdir -p "$tok" "$chat" "$set_"
 
 # tok NAME CONTROL TEXT: CONTROL is three octal digits (printf's \NNN)
 tok() { printf "\\$2%s" "$3" >"$tok/$1"; }
@@ -46,4 +48,17 @@ done
 for t in "$src"/../tests/chat-templates/*.jinja; do
 	cp "$t" "$chat/template-$(basename "$t" .jinja)"
 done
-echo "wrote $(ls "$tok" | wc -l) tokenize and $(ls "$chat" | wc -l) chat seeds"
+# settings: the shipped file (every key commented out), every key set, and
+# the lines the parser refuses
+cp "$src/../packaging/stratad.conf" "$set_/shipped"
+sed -n 's/^#\([a-z-]* = \)/\1/p' "$src/../packaging/stratad.conf" >"$set_/every-key"
+printf '\357\273\277memory-budget = 6G\r\nthreads=2\r\n\t# comment\n\n  ctx-size =   512  \n' >"$set_/bom-crlf"
+printf 'memory-budget = 1.5T\nkv-budget = 0\nkv-type = q4_0\ndraft = lookup\nio = mmap\nmlock = yes\n' >"$set_/values"
+printf 'threads = -1\n' >"$set_/bad-number"
+printf 'memory-budget = 18446744073709551616\n' >"$set_/bad-overflow"
+printf 'no equals sign\n' >"$set_/bad-no-equals"
+printf 'colour = blue\n' >"$set_/bad-unknown"
+printf 'model = a\000b\n' >"$set_/bad-nul"
+printf 'chat-template = klingon\n' >"$set_/bad-template"
+printf 'socket = %0120d\n' 0 >"$set_/bad-socket-long"
+echo "wrote $(ls "$tok" | wc -l) tokenize, $(ls "$chat" | wc -l) chat and $(ls "$set_" | wc -l) settings seeds"

@@ -268,7 +268,8 @@ CHAT=0
 MSGS='[{"role":"system","content":"You tell stories."},{"role":"user","content":"Tell me one."}]'
 if [ $CHAT = 0 ]; then
 	skip_each "stratad does not render chat messages yet (Generate.messages)" \
-		"greedy chat equals a Generate with the same messages" "chat stream" "chat finish_reason"
+		"greedy chat equals a Generate with the same messages" "chat stream" "chat finish_reason" \
+		"a system message gemma would drop"
 else
 	code=$(post "$U/v1/chat/completions" "{\"messages\":$MSGS,\"max_tokens\":30,\"temperature\":0,\"chat_template\":\"chatml\"}" "$TMP/chat.json")
 	if [ -n "${PYTHON3:-}" ]; then
@@ -289,6 +290,11 @@ else
 		(.choices[0].finish_reason == "stop" or .choices[0].finish_reason == "length") and
 		.usage.total_tokens == .usage.prompt_tokens + .usage.completion_tokens' "$TMP/chat.json" >/dev/null
 	ok $? "chat: a chat.completion with finish_reason and usage"
+	# gemma writes the system message inside the first user turn: alone, its
+	# template drops it; stratad refuses instead (found by fuzz-chat)
+	code=$(post "$U/v1/chat/completions" '{"messages":[{"role":"system","content":"s"}],"max_tokens":1,"chat_template":"gemma"}' "$TMP/e.json")
+	[ "$code" = 400 ] && jq -e '.error.message | contains("needs a user message")' "$TMP/e.json" >/dev/null
+	ok $? "chat: a lone system message gemma would drop: 400 ($(jq -c .error.message "$TMP/e.json"))"
 fi
 
 # ---- log-probabilities (Generate.top_logprobs, echo_logprobs) ----

@@ -26,15 +26,6 @@
 #include "fuzz/fuzz.h"
 #include "tokenizer/chat.h"
 
-#define CHECK(cond)                                                                          \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "fuzz-chat: check failed at line %d: %s\n", __LINE__, \
-				#cond);                                                      \
-			abort();                                                             \
-		}                                                                            \
-	} while (0)
-
 enum { MAX_MSGS = 16 };
 
 /* Bytes a template's trim (Python's str.strip) may take from the ends of a

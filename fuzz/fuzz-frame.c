@@ -26,15 +26,6 @@
 #include "fuzz/fuzz.h"
 #include "proto/frame.h"
 
-#define CHECK(cond)                                                                          \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "fuzz-frame: check failed at line %d: %s\n", __LINE__, \
-				#cond);                                                      \
-			abort();                                                             \
-		}                                                                            \
-	} while (0)
-
 static volatile size_t sink; /* keeps the reads of unpacked fields */
 
 /* The reference: the next frame of data[*off..size) parsed from the whole

@@ -17,15 +17,6 @@
 #include "gguf/gguf.h"
 #include "fuzz/fuzz.h"
 
-#define CHECK(cond)                                                                       \
-	do {                                                                              \
-		if (!(cond)) {                                                            \
-			fprintf(stderr, "fuzz-gguf: check failed at line %d: %s\n", __LINE__, \
-				#cond);                                                   \
-			abort();                                                          \
-		}                                                                         \
-	} while (0)
-
 static volatile uint64_t sink; /* keeps the reads */
 
 static bool has_nul(struct gguf_str s)

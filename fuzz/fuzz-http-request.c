@@ -22,15 +22,6 @@
 #include "http/request.h"
 #include "proto/frame.h"
 
-#define CHECK(cond)                                                                               \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			fprintf(stderr, "fuzz-http-request: check failed at line %d: %s\n", __LINE__, \
-				#cond);                                                           \
-			abort();                                                                  \
-		}                                                                                 \
-	} while (0)
-
 static void check_refusal(const struct apierr *e)
 {
 	char *body;

@@ -19,15 +19,6 @@
 #include "daemon/settings.h"
 #include "fuzz/fuzz.h"
 
-#define CHECK(cond)                                                                          \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "fuzz-settings: check failed at line %d: %s\n",     \
-				__LINE__, #cond);                                            \
-			abort();                                                             \
-		}                                                                            \
-	} while (0)
-
 #define NAME "fuzz.conf"
 
 /* Large (the paths are 4 KiB each): static, not on the stack. */

@@ -47,15 +47,6 @@
 #include "tokenizer/unicode.h"
 #include "tools/synth.h"
 
-#define CHECK(cond)                                                                          \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			fprintf(stderr, "fuzz-tokenize: check failed at line %d: %s\n",     \
-				__LINE__, #cond);                                            \
-			abort();                                                             \
-		}                                                                            \
-	} while (0)
-
 enum { V_SPM, V_BPE, V_LLAMA_SPM, V_GPT2, V_COUNT };
 
 static struct tokenizer *vocab[V_COUNT];
@@ -70,12 +61,8 @@ static void die(const char *what, const struct st_err *err, int rc)
 static struct tokenizer *load(const char *path)
 {
 	struct st_err err = { { 0 } };
-	struct gguf *g = NULL;
 	struct tokenizer *t = NULL;
-	int rc = gguf_open(path, &g, &err);
-	if (rc == 0)
-		rc = tokenizer_load(g, &t, &err);
-	gguf_close(g);
+	int rc = tokenizer_load_file(path, &t, &err);
 	if (rc < 0)
 		die(path, &err, rc);
 	return t;

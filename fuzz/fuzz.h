@@ -5,6 +5,19 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* A target's check: on failure it names the file, line and condition, then
+ * aborts, so libFuzzer keeps the input (and replay.c's run fails). Not
+ * assert(), which NDEBUG would turn off. */
+#define CHECK(cond)                                                                          \
+	do {                                                                                 \
+		if (!(cond)) {                                                               \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
+			abort();                                                             \
+		}                                                                            \
+	} while (0)
 
 /* Run one input (`size` bytes at `data`, not modified). Returns 0; a bug
  * aborts (or trips a sanitizer). */

@@ -22,12 +22,8 @@
 static struct tokenizer *load_vocab(const char *path)
 {
 	struct st_err err = { { 0 } };
-	struct gguf *g = NULL;
 	struct tokenizer *t = NULL;
-	int rc = gguf_open(path, &g, &err);
-	if (rc == 0)
-		rc = tokenizer_load(g, &t, &err);
-	gguf_close(g); /* the tokenizer keeps its own copy */
+	int rc = tokenizer_load_file(path, &t, &err);
 	if (rc < 0)
 		tap_diag("loading %s: %s (%d)", path, err.msg, rc);
 	return t;
@@ -650,17 +646,6 @@ static int write_vocab(const char *path, int defect, const char *pre)
 	return rc;
 }
 
-static int load_file(const char *path, struct tokenizer **t, struct st_err *err)
-{
-	struct gguf *g = NULL;
-	*t = NULL;
-	int rc = gguf_open(path, &g, err);
-	if (rc == 0)
-		rc = tokenizer_load(g, t, err);
-	gguf_close(g);
-	return rc;
-}
-
 static void test_validation(void)
 {
 	static const struct {
@@ -689,7 +674,7 @@ static void test_validation(void)
 			tap_ok(0, "validation %zu: could not write the file", i);
 			continue;
 		}
-		int rc = load_file(path, &t, &err);
+		int rc = tokenizer_load_file(path, &t, &err);
 		bool ok = rc == -EINVAL && t == NULL && strstr(err.msg, bad[i].needle) != NULL;
 		if (!tap_ok(ok, "validation: defect %d refused, naming '%s'", bad[i].defect, bad[i].needle))
 			tap_diag("rc %d, message '%s'", rc, err.msg);
@@ -703,7 +688,7 @@ static void test_validation(void)
 	struct tokenizer *t = NULL;
 	int rc = write_vocab(path, V_BOS_OUT_OF_RANGE, "gpt-2");
 	if (rc == 0)
-		rc = load_file(path, &t, &err);
+		rc = tokenizer_load_file(path, &t, &err);
 	tap_ok(rc == 0 && t && tokenizer_bos(t) == -1 && tokenizer_eos(t) == 262,
 	       "validation: a BOS id outside the vocabulary is ignored");
 	tokenizer_free(t);
@@ -717,17 +702,17 @@ static void test_synthetic_bpe(void)
 	snprintf(path, sizeof path, "%s/gpt2.gguf", tap_tmpdir());
 	int rc = write_vocab(path, V_OK, "gpt-2");
 	if (rc == 0)
-		rc = load_file(path, &g2, &err);
+		rc = tokenizer_load_file(path, &g2, &err);
 	snprintf(path, sizeof path, "%s/llama3.gguf", tap_tmpdir());
 	if (rc == 0)
 		rc = write_vocab(path, V_OK, "llama-bpe");
 	if (rc == 0)
-		rc = load_file(path, &l3, &err);
+		rc = tokenizer_load_file(path, &l3, &err);
 	snprintf(path, sizeof path, "%s/unknown-pre.gguf", tap_tmpdir());
 	if (rc == 0)
 		rc = write_vocab(path, V_OK, "no-such-pre");
 	if (rc == 0)
-		rc = load_file(path, &unk, &err);
+		rc = tokenizer_load_file(path, &unk, &err);
 	if (!tap_ok(rc == 0, "synthetic BPE vocabularies load")) {
 		tap_diag("%s (%d)", err.msg, rc);
 		goto out;

@@ -512,6 +512,17 @@ static int build_pieces(struct tokenizer *t, struct st_err *err)
 	return 0;
 }
 
+int tokenizer_load_file(const char *path, struct tokenizer **out, struct st_err *err)
+{
+	struct gguf *g = NULL;
+	*out = NULL;
+	int rc = gguf_open(path, &g, err);
+	if (rc == 0)
+		rc = tokenizer_load(g, out, err);
+	gguf_close(g); /* the tokenizer keeps its own copy */
+	return rc;
+}
+
 int tokenizer_load(const struct gguf *g, struct tokenizer **out, struct st_err *err)
 {
 	struct tokenizer *t = calloc(1, sizeof *t);

@@ -21,6 +21,10 @@ struct tokenizer;
  * The caller owns *out and frees it with tokenizer_free(). A loaded tokenizer
  * is read-only: any number of threads may use it at once. */
 int tokenizer_load(const struct gguf *g, struct tokenizer **out, struct st_err *err);
+/* The same from the GGUF file at path (a model, or a vocabulary-only file
+ * such as llama.cpp's ggml-vocab-*.gguf), which is closed again: the errors
+ * of gguf_open (naming the path) and of tokenizer_load. */
+int tokenizer_load_file(const char *path, struct tokenizer **out, struct st_err *err);
 void tokenizer_free(struct tokenizer *t); /* NULL is a no-op */
 
 int32_t tokenizer_n_vocab(const struct tokenizer *t);

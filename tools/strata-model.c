@@ -303,11 +303,10 @@ static int cmd_tokenize(int argc, char **argv)
 	if (argc - optind != 2)
 		return usage_error(usage_tokenize, false);
 	struct st_err err = { "" };
-	struct gguf *g = NULL;
 	struct tokenizer *tok = NULL;
 	int32_t *ids = NULL;
 	int rc = 1;
-	if (gguf_open(argv[optind], &g, &err) < 0 || tokenizer_load(g, &tok, &err) < 0) {
+	if (tokenizer_load_file(argv[optind], &tok, &err) < 0) {
 		fprintf(stderr, "strata-model: %s\n", err.msg);
 		goto out;
 	}
@@ -328,7 +327,6 @@ static int cmd_tokenize(int argc, char **argv)
 out:
 	free(ids);
 	tokenizer_free(tok);
-	gguf_close(g);
 	return rc;
 }
 

@@ -11,7 +11,7 @@ noinst_PROGRAMS += fuzz/fuzz-gguf
 # the code under test is compiled into the target so that libFuzzer's
 # coverage instrumentation sees it
 fuzz_fuzz_gguf_SOURCES = $(FUZZ_GGUF_SOURCES) \
-	gguf/gguf.c gguf/gguf_write.c common/err.c kernels/types.c
+	gguf/gguf.c gguf/gguf_write.c common/err.c common/hash.c kernels/types.c
 fuzz_fuzz_gguf_LDFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
 fuzz_fuzz_gguf_LDADD = -lm
 else

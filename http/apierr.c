@@ -7,8 +7,9 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-static int vset(struct apierr *e, int status, const char *type, const char *code, const char *param,
-		const char *fmt, va_list ap)
+__attribute__((format(printf, 6, 0))) static int vset(struct apierr *e, int status, const char *type,
+							  const char *code, const char *param,
+							  const char *fmt, va_list ap)
 {
 	e->status = status;
 	e->type = type;
